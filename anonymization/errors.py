@@ -1,0 +1,56 @@
+"""Typed errors of the pure layers: each carries a machine-readable code, a field and a detail.
+
+The service maps them to HTTP once (one exception handler); the CLI maps them to exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class PartageError(Exception):
+    """Base of every error the engine or the policies raise on bad input."""
+
+    code = "invalid"
+
+    def __init__(self, detail: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The JSON body the service and the CLI show."""
+        return {"error": self.code, "field": self.field, "detail": self.detail}
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.detail}" if self.field else self.detail
+
+
+class InvalidRequest(PartageError):
+    """A request or a policy file that is malformed or names unknown things."""
+
+    code = "invalid_request"
+
+
+class PolicyViolation(PartageError):
+    """A well-formed request that the policy does not allow."""
+
+    code = "policy_violation"
+
+
+class HierarchyError(PartageError):
+    """A hierarchy that is malformed or does not cover a value of the data."""
+
+    code = "hierarchy_error"
+
+
+class DataError(PartageError):
+    """An input table that cannot be read or does not match its declared schema."""
+
+    code = "invalid_data"
+
+
+class AuditFailure(PartageError):
+    """The independent audit found a suppressed cell that the release lets be recovered."""
+
+    code = "audit_failed"
