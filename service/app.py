@@ -6,8 +6,10 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.agreements.router import router as agreements_router
 from service.auth.router import router as auth_router
 from service.config import Settings, get_settings
+from service.datasets.router import router as datasets_router
 from service.db import make_engine, make_sessionmaker
 from service.errors import ERROR_RESPONSES, PayloadTooLarge, error_response, install_error_handler
 from service.keys import SigningKeys, StorageKeys
@@ -67,6 +69,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handler(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
     app.include_router(auth_router)
-    for router in (partners_router,):
+    for router in (partners_router, datasets_router, agreements_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     return app

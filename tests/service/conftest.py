@@ -139,3 +139,18 @@ def make_partner(client: TestClient, admin: dict[str, str]) -> Callable[[str], d
         return {**body, "id": body["partner"]["id"], "headers": headers}
 
     return make
+
+
+@pytest.fixture
+def make_dataset(client: TestClient, admin: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """Register the synthetic payments dataset (CSV); returns the response body."""
+    from tests.service.factories import csv_bytes, dataset_form, payments_frame
+
+    def make(name: str = "payments") -> dict[str, Any]:
+        files = {"file": ("payments.csv", csv_bytes(payments_frame()), "text/csv")}
+        response = client.post("/datasets", data=dataset_form(name), files=files, headers=admin)
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return make
