@@ -10,12 +10,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+# Map every model before a session is used outside the app.
+import service.models  # noqa: F401
 from service.auth.models import ALL_SCOPES, SCOPE_ADMIN
 from service.auth.service import create_client, get_client
 from service.config import Settings, get_settings
+from service.datasets import service as datasets
 from service.db import make_engine, make_sessionmaker
-from service.keys import SigningKeys
+from service.keys import SigningKeys, StorageKeys
 from service.migrate import upgrade
+from service.storage import EncryptedStore
 
 console = Console()
 db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
@@ -90,6 +94,20 @@ def keys_rotate() -> None:
     settings = get_settings()
     kid = SigningKeys(settings.keys_dir, settings.token_ttl_seconds).rotate()
     console.print(f"new signing key {kid}")
+
+
+@keys_app.command("rotate-storage")
+def keys_rotate_storage() -> None:
+    """Add a storage key, re-wrap every dataset's data key with it, then drop the old keys."""
+    settings = get_settings()
+    storage_keys = StorageKeys(settings.keys_dir)
+    kid = storage_keys.add()
+    store = EncryptedStore(settings.data_dir, storage_keys)
+    with make_sessionmaker(make_engine(settings.database_url))() as session:
+        count = datasets.rewrap_all(session, store)
+        session.commit()
+    retired = storage_keys.retire_all_but_current()
+    console.print(f"new storage key {kid}: {count} data key(s) re-wrapped, {len(retired)} retired")
 
 
 def register(app: typer.Typer) -> None:

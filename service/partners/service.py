@@ -42,7 +42,7 @@ def list_all(session: Session) -> list[tuple[Partner, OAuthClient]]:
         .join(OAuthClient, OAuthClient.partner_id == Partner.id)
         .order_by(Partner.created_at, Partner.name)
     )
-    return [(partner, client) for partner, client in rows.tuples()]
+    return [(partner, client) for partner, client in rows]
 
 
 def get(session: Session, partner_id: uuid.UUID) -> tuple[Partner, OAuthClient]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -53,7 +54,7 @@ def test_register_records_rows_schema_fingerprint_and_encrypts_at_rest(
     raw = stored[0].read_bytes()
     assert b"card_id" not in raw and b"Holder" not in raw
     with app.state.sessionmaker() as session:
-        dataset = session.get(Dataset, __import__("uuid").UUID(body["id"]))
+        dataset = session.get(Dataset, uuid.UUID(body["id"]))
         assert service.read_content(app.state.store, dataset) == content
     assert client.get(f"/datasets/{body['id']}", headers=admin).json() == body
     assert [d["id"] for d in client.get("/datasets", headers=admin).json()] == [body["id"]]
@@ -165,7 +166,7 @@ def test_storage_key_rotation_rewraps_and_old_key_can_go(
         session.commit()
     assert keys.retire_all_but_current() == [old_kid]
     with app.state.sessionmaker() as session:
-        dataset = session.get(Dataset, __import__("uuid").UUID(body["id"]))
+        dataset = session.get(Dataset, uuid.UUID(body["id"]))
         assert dataset.key_id != old_kid
         assert service.read_content(app.state.store, dataset).startswith(b"card_id")
 
@@ -177,6 +178,6 @@ def test_tampered_file_does_not_decrypt(client: TestClient, make_dataset, app: F
     raw[-1] ^= 1
     path.write_bytes(bytes(raw))
     with app.state.sessionmaker() as session:
-        dataset = session.get(Dataset, __import__("uuid").UUID(body["id"]))
+        dataset = session.get(Dataset, uuid.UUID(body["id"]))
         with pytest.raises(StorageError):
             service.read_content(app.state.store, dataset)
