@@ -1,4 +1,4 @@
-"""Risk report: prosecutor risk from class sizes, population estimates from the sampling fraction."""
+"""Risk report: prosecutor risk from class sizes, population estimates from sampling."""
 
 from __future__ import annotations
 
