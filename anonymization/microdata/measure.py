@@ -13,23 +13,33 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+_CELLS = 10_000_000
+
 
 def _closeness(table: pd.DataFrame, groups: pd.Series, column: str) -> float:
-    values = table[column]
-    numbers = pd.to_numeric(values, errors="coerce")
+    numbers = pd.to_numeric(table[column], errors="coerce")
     ordered = not numbers.isna().any()
-    key = numbers if ordered else values.astype(str)
-    counts = pd.crosstab(groups, key)
-    if ordered:
-        counts = counts.reindex(sorted(counts.columns), axis=1)
-    shares = counts.div(counts.sum(axis=1), axis=0).to_numpy()
-    overall = counts.sum(axis=0).to_numpy() / counts.to_numpy().sum()
-    extra = shares - overall[None, :]
-    if ordered:
-        distance = np.abs(np.cumsum(extra, axis=1)).sum(axis=1) / max(extra.shape[1] - 1, 1)
-    else:
-        distance = 0.5 * np.abs(extra).sum(axis=1)
-    return float(distance.max())
+    values, _ = pd.factorize(numbers if ordered else table[column].astype(str), sort=True)
+    width = int(values.max()) + 1
+    group_ids = groups.to_numpy()
+    count = int(group_ids.max()) + 1
+    overall = np.bincount(values, minlength=width) / len(values)
+    worst = 0.0
+    step = max(_CELLS // width, 1)
+    for first in range(0, count, step):
+        rows = (group_ids >= first) & (group_ids < first + step)
+        local = group_ids[rows] - first
+        cells = np.bincount(local * width + values[rows], minlength=step * width)
+        counts = cells.reshape(step, width)
+        sizes = counts.sum(axis=1)
+        present = sizes > 0
+        extra = counts[present] / sizes[present, None] - overall[None, :]
+        if ordered:
+            moved = np.abs(np.cumsum(extra, axis=1)).sum(axis=1) / max(width - 1, 1)
+        else:
+            moved = 0.5 * np.abs(extra).sum(axis=1)
+        worst = max(worst, float(moved.max(initial=0.0)))
+    return worst
 
 
 def measure(
