@@ -10,9 +10,10 @@ Every ladder ends in the implicit top level ``*`` (fully generalized: a margin).
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -46,7 +47,9 @@ class Hierarchy(ABC):
         return self.index(level) >= self.index(than)
 
     @abstractmethod
-    def generalize_labels(self, labels: Iterable[str], from_level: str, to_level: str) -> dict[str, str]:
+    def generalize_labels(
+        self, labels: Iterable[str], from_level: str, to_level: str
+    ) -> dict[str, str]:
         """Map labels published at ``from_level`` to their label at the coarser ``to_level``."""
 
 
@@ -83,7 +86,9 @@ class CategoricalHierarchy(MappingHierarchy):
         self.name = name
         self.levels = ("value",)
 
-    def generalize_labels(self, labels: Iterable[str], from_level: str, to_level: str) -> dict[str, str]:
+    def generalize_labels(
+        self, labels: Iterable[str], from_level: str, to_level: str
+    ) -> dict[str, str]:
         """Identity at ``value``, ``*`` at the top."""
         self.index(from_level)
         top = self.index(to_level) == len(self.levels)
@@ -93,7 +98,9 @@ class CategoricalHierarchy(MappingHierarchy):
 class TableHierarchy(MappingHierarchy):
     """A custom ladder given as a table: one row per value, one column per level (ARX format)."""
 
-    def __init__(self, name: str, rows: Sequence[Sequence[str]], levels: Sequence[str] | None = None):
+    def __init__(
+        self, name: str, rows: Sequence[Sequence[str]], levels: Sequence[str] | None = None
+    ):
         if not rows:
             raise HierarchyError(f"hierarchy {name!r} has no rows", code="empty_hierarchy")
         width = len(rows[0])
@@ -126,11 +133,15 @@ class TableHierarchy(MappingHierarchy):
                         code="malformed_hierarchy",
                     )
 
-    def generalize_labels(self, labels: Iterable[str], from_level: str, to_level: str) -> dict[str, str]:
+    def generalize_labels(
+        self, labels: Iterable[str], from_level: str, to_level: str
+    ) -> dict[str, str]:
         """Walk each label up the table from ``from_level`` to ``to_level``."""
         start, stop = self.index(from_level), self.index(to_level)
         if stop < start:
-            raise HierarchyError(f"level {to_level!r} is finer than {from_level!r}", code="level_order")
+            raise HierarchyError(
+                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
+            )
         labels = list(dict.fromkeys(labels))
         missing = [label for label in labels if label not in self._columns[start]]
         if missing:
@@ -144,18 +155,25 @@ class TableHierarchy(MappingHierarchy):
         return result
 
 
-def load_arx_csv(path: str | Path, name: str | None = None, levels: Sequence[str] | None = None,
-                 delimiter: str = ";") -> TableHierarchy:
+def load_arx_csv(
+    path: str | Path,
+    name: str | None = None,
+    levels: Sequence[str] | None = None,
+    delimiter: str = ";",
+) -> TableHierarchy:
     """Read a hierarchy in ARX's CSV format: ``value;level1;...;*``, no header."""
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = [row for row in csv.reader(handle, delimiter=delimiter) if row]
     except OSError as error:
-        raise HierarchyError(f"cannot read hierarchy file {path}: {error.strerror}",
-                             code="hierarchy_file") from None
+        raise HierarchyError(
+            f"cannot read hierarchy file {path}: {error.strerror}", code="hierarchy_file"
+        ) from None
     except UnicodeDecodeError:
-        raise HierarchyError(f"hierarchy file {path} is not UTF-8 text", code="hierarchy_file") from None
+        raise HierarchyError(
+            f"hierarchy file {path} is not UTF-8 text", code="hierarchy_file"
+        ) from None
     return TableHierarchy(name or path.stem, rows, levels)
 
 
@@ -182,7 +200,7 @@ def _departement_of(commune: str) -> str:
 
 
 class GeoFrHierarchy(MappingHierarchy):
-    """INSEE codes: IRIS (9 chars) < commune (5) < département (2-3, incl. 2A/2B, 971-976) < région."""
+    """INSEE codes: IRIS (9 chars) < commune (5) < département (2A/2B, 971-976...) < région."""
 
     def __init__(self) -> None:
         self.name = "geo_fr"
@@ -195,11 +213,15 @@ class GeoFrHierarchy(MappingHierarchy):
                 return level
         return None
 
-    def generalize_labels(self, labels: Iterable[str], from_level: str, to_level: str) -> dict[str, str]:
+    def generalize_labels(
+        self, labels: Iterable[str], from_level: str, to_level: str
+    ) -> dict[str, str]:
         """Generalize INSEE codes at ``from_level`` to ``to_level``; unknown codes are errors."""
         start, stop = self.index(from_level), self.index(to_level)
         if stop < start:
-            raise HierarchyError(f"level {to_level!r} is finer than {from_level!r}", code="level_order")
+            raise HierarchyError(
+                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
+            )
         regions = _reference("departements.csv")
         result: dict[str, str] = {}
         bad: list[str] = []
@@ -252,16 +274,20 @@ class TimeHierarchy(ExpressionHierarchy):
         self.levels = ("day", "week", "month", "quarter", "year")
 
     def expression(self, column_sql: str, level: str) -> str:
-        """Text label of the timestamp at ``level`` (``2025-06-14``, ``2025-W24``, ``2025-06``...)."""
+        """Text label of the timestamp at ``level`` (``2025-06-14``, ``2025-W24``, ``2025-06``)."""
         if self.index(level) == len(self.levels):
             return f"'{TOP}'"
         return _TIME_SQL[level].format(c=column_sql)
 
-    def generalize_labels(self, labels: Iterable[str], from_level: str, to_level: str) -> dict[str, str]:
+    def generalize_labels(
+        self, labels: Iterable[str], from_level: str, to_level: str
+    ) -> dict[str, str]:
         """Generalize time labels (week labels only reach ``year`` and ``*``)."""
         start, stop = self.index(from_level), self.index(to_level)
         if stop < start:
-            raise HierarchyError(f"level {to_level!r} is finer than {from_level!r}", code="level_order")
+            raise HierarchyError(
+                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
+            )
         if from_level == "week" and to_level in ("month", "quarter"):
             raise HierarchyError("ISO weeks do not nest in months or quarters", code="level_order")
         return {label: _time_label(label, from_level, to_level) for label in labels}
@@ -296,8 +322,10 @@ class BandHierarchy(ExpressionHierarchy):
 
     def __init__(self, name: str, widths: Sequence[float]) -> None:
         if not widths or any(w <= 0 for w in widths):
-            raise HierarchyError(f"hierarchy {name!r}: band widths must be positive", code="malformed_hierarchy")
-        for small, large in zip(widths, widths[1:], strict=False):
+            raise HierarchyError(
+                f"hierarchy {name!r}: band widths must be positive", code="malformed_hierarchy"
+            )
+        for small, large in itertools.pairwise(widths):
             if large <= small or (large / small) != int(large / small):
                 raise HierarchyError(
                     f"hierarchy {name!r}: band width {large} is not a multiple of {small}",
@@ -317,14 +345,20 @@ class BandHierarchy(ExpressionHierarchy):
         width = self.widths[position - 1]
         low = f"(floor({column_sql} / {width}) * {width})"
         cast = "BIGINT" if float(width).is_integer() else "DOUBLE"
-        return (f"('[' || CAST(CAST({low} AS {cast}) AS VARCHAR) || ',' || "
-                f"CAST(CAST({low} + {width} AS {cast}) AS VARCHAR) || ')')")
+        return (
+            f"('[' || CAST(CAST({low} AS {cast}) AS VARCHAR) || ',' || "
+            f"CAST(CAST({low} + {width} AS {cast}) AS VARCHAR) || ')')"
+        )
 
-    def generalize_labels(self, labels: Iterable[str], from_level: str, to_level: str) -> dict[str, str]:
+    def generalize_labels(
+        self, labels: Iterable[str], from_level: str, to_level: str
+    ) -> dict[str, str]:
         """Generalize band labels to a wider band."""
         start, stop = self.index(from_level), self.index(to_level)
         if stop < start:
-            raise HierarchyError(f"level {to_level!r} is finer than {from_level!r}", code="level_order")
+            raise HierarchyError(
+                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
+            )
         result = {}
         for label in labels:
             if stop == len(self.levels):
@@ -345,10 +379,10 @@ def _band_label(value: float, width: float) -> str:
     return f"[{_fmt(low)},{_fmt(low + width)})"
 
 
-BUILTIN: dict[str, type[Hierarchy]] = {"geo_fr": GeoFrHierarchy, "time": TimeHierarchy}
+BUILTIN: dict[str, Callable[[], Hierarchy]] = {"geo_fr": GeoFrHierarchy, "time": TimeHierarchy}
 
 
 def builtin(name: str) -> Hierarchy | None:
     """A built-in hierarchy by name (``geo_fr``, ``time``), or None."""
     factory = BUILTIN.get(name)
-    return factory() if factory else None  # type: ignore[call-arg]
+    return factory() if factory else None

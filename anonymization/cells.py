@@ -1,0 +1,290 @@
+"""The heavy step: raw rows → cells, run in DuckDB.
+
+Two passes. The first scans the source once and reduces it to one row per (raw key, subject):
+expression hierarchies (time, bands) are generalized in SQL, lookup hierarchies keep the raw
+value. The second maps raw values to their labels through small lookup tables (so an uncovered
+value is reported by name), rolls subjects up into every published grouping set (cells and, with
+totals, every margin) and keeps, per cell, the distinct subjects, the sums and the largest
+per-subject contributions that the dominance rules read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import combinations
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from anonymization.errors import DataError, HierarchyError
+from anonymization.hierarchies import TOP, ExpressionHierarchy, MappingHierarchy
+from anonymization.plan import AggregatePlan, Dimension, Filter
+
+Source: TypeAlias = str | Path | pd.DataFrame | pa.Table
+
+
+def quote(name: str) -> str:
+    """A SQL identifier for a column name, quoted so that any name is safe."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def _engine_errors() -> Iterator[None]:
+    try:
+        yield
+    except duckdb.IOException as error:
+        raise DataError(f"cannot read the data: {_first_line(error)}", field="data") from None
+    except (duckdb.InvalidInputException, duckdb.ConversionException) as error:
+        raise DataError(f"the data does not parse: {_first_line(error)}", field="data") from None
+    except duckdb.BinderException as error:
+        raise DataError(
+            f"the data does not match the policy: {_first_line(error)}", field="data"
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
+
+
+def _source_types(plan: AggregatePlan) -> dict[str, str]:
+    """Declared column types: codes stay text (``06``, ``2A``), measures are numbers."""
+    types = {plan.subject: "VARCHAR"}
+    items: list[Dimension | Filter] = [*plan.dimensions, *plan.filters]
+    for item in items:
+        if isinstance(item.hierarchy, MappingHierarchy):
+            types[item.column] = "VARCHAR"
+    types.update(dict.fromkeys(plan.summed, "DOUBLE"))
+    types.update(plan.column_types)
+    return types
+
+
+def open_source(con: duckdb.DuckDBPyConnection, source: Source, plan: AggregatePlan) -> None:
+    """Expose the source as the view ``src``, checking that every column the plan reads exists."""
+    needed = {
+        plan.subject,
+        *plan.summed,
+        *(d.column for d in plan.dimensions),
+        *(f.column for f in plan.filters),
+    }
+    with _engine_errors():
+        if isinstance(source, pd.DataFrame | pa.Table):
+            con.register("src_table", source)
+            con.execute("CREATE VIEW src AS SELECT * FROM src_table")
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise DataError(f"no such file: {path}", field="data")
+            reader = "read_parquet(?)" if path.suffix.lower() in {".parquet", ".pq"} else None
+            if reader is None:
+                header = con.execute(
+                    "SELECT * FROM read_csv(?, header = true) LIMIT 0", [str(path)]
+                )
+                present = {column[0] for column in header.description or []}
+                types = {k: v for k, v in _source_types(plan).items() if k in present}
+                con.execute(
+                    f"CREATE VIEW src AS SELECT * FROM read_csv('{_literal(path)}', "
+                    f"header = true, types = {_struct(types)})"
+                )
+            else:
+                con.execute(f"CREATE VIEW src AS SELECT * FROM read_parquet('{_literal(path)}')")
+        columns = {row[0] for row in con.execute("DESCRIBE src").fetchall()}
+    missing = sorted(needed - columns)
+    if missing:
+        raise DataError(f"column {missing[0]!r} is not in the data", field=missing[0])
+
+
+def _literal(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _struct(types: dict[str, str]) -> str:
+    body = ", ".join(
+        f"'{name.replace(chr(39), chr(39) * 2)}': '{kind}'" for name, kind in types.items()
+    )
+    return "{" + body + "}"
+
+
+def _key_sql(dimension: Dimension | Filter) -> str:
+    column = quote(dimension.column)
+    hierarchy = dimension.hierarchy
+    if isinstance(hierarchy, ExpressionHierarchy):
+        return hierarchy.expression(f"CAST({column} AS {hierarchy.sql_type})", dimension.level)
+    return f"CAST({column} AS VARCHAR)"
+
+
+def _row_filters(plan: AggregatePlan) -> tuple[list[str], list[Any]]:
+    """WHERE clauses applied during the scan, with their parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for item in plan.filters:
+        column = quote(item.column)
+        hierarchy = item.hierarchy
+        typed = f"CAST({column} AS {getattr(hierarchy, 'sql_type', 'VARCHAR')})"
+        if item.low is not None:
+            clauses.append(f"{typed} >= CAST(? AS {getattr(hierarchy, 'sql_type', 'VARCHAR')})")
+            params.append(item.low)
+        if item.high is not None:
+            if getattr(hierarchy, "sql_type", None) == "TIMESTAMP" and len(item.high) == 10:
+                clauses.append(f"{typed} < CAST(? AS DATE) + INTERVAL 1 DAY")
+            else:
+                clauses.append(f"{typed} <= CAST(? AS {getattr(hierarchy, 'sql_type', 'VARCHAR')})")
+            params.append(item.high)
+        if item.values is not None and (
+            isinstance(hierarchy, ExpressionHierarchy) or item.level == item.source_level
+        ):
+            clauses.append(f"{_key_sql(item)} IN ({', '.join('?' for _ in item.values)})")
+            params.extend(item.values)
+    return clauses, params
+
+
+def _lookup_filters(plan: AggregatePlan) -> list[Filter]:
+    """Value filters at a coarser level of a lookup hierarchy: applied after the lookup."""
+    return [
+        f
+        for f in plan.filters
+        if f.values is not None
+        and isinstance(f.hierarchy, MappingHierarchy)
+        and f.level != f.source_level
+    ]
+
+
+def _scan(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> None:
+    """First pass: one row per (key, subject) in the temporary table ``contrib``."""
+    keys = [f"{_key_sql(d)} AS k{i}" for i, d in enumerate(plan.dimensions)]
+    keys += [
+        f"CAST({quote(f.column)} AS VARCHAR) AS f{i}" for i, f in enumerate(_lookup_filters(plan))
+    ]
+    sums = [
+        f"sum({quote(m)}) AS m{i}, count({quote(m)}) AS n{i}" for i, m in enumerate(plan.summed)
+    ]
+    where, params = _row_filters(plan)
+    sql = (
+        f"CREATE TEMP TABLE contrib AS SELECT {', '.join([*keys, ''])}"
+        f"CAST({quote(plan.subject)} AS VARCHAR) AS subject, count(*) AS nrows"
+        f"{''.join(', ' + s for s in sums)} FROM src"
+        f"{' WHERE ' + ' AND '.join(where) if where else ''} GROUP BY ALL"
+    )
+    con.execute(sql, params)
+    checks = ["subject", *(f"k{i}" for i in range(len(plan.dimensions)))]
+    columns = [plan.subject, *(d.column for d in plan.dimensions)]
+    counts = (
+        con.execute(
+            "SELECT "
+            + ", ".join(f"count(*) FILTER (WHERE {c} IS NULL)" for c in checks)
+            + " FROM contrib"
+        ).fetchone()
+        or ()
+    )
+    for column, empty in zip(columns, counts, strict=True):
+        if empty:
+            raise DataError(
+                f"column {column!r} has empty values in {empty} group(s); "
+                "fill or filter them before release",
+                field=column,
+            )
+
+
+def _register_lookups(
+    con: duckdb.DuckDBPyConnection, plan: AggregatePlan
+) -> tuple[list[str], list[str], list[Any]]:
+    """Lookup tables for raw values; returns label expressions, joins and filter params."""
+    labels: list[str] = []
+    joins: list[str] = []
+    params: list[Any] = []
+    for i, dimension in enumerate(plan.dimensions):
+        if dimension.by_expression:
+            labels.append(f"c.k{i} AS k{i}")
+            continue
+        labels.append(f"l{i}.label AS k{i}")
+        joins.append(_lookup(con, f"l{i}", f"k{i}", dimension, dimension.level))
+    for i, item in enumerate(_lookup_filters(plan)):
+        joins.append(_lookup(con, f"lf{i}", f"f{i}", item, item.level))
+        assert item.values is not None
+        joins[-1] += f" AND lf{i}.label IN ({', '.join('?' for _ in item.values)})"
+        params.extend(item.values)
+    return labels, joins, params
+
+
+def _lookup(
+    con: duckdb.DuckDBPyConnection, alias: str, key: str, item: Dimension | Filter, level: str
+) -> str:
+    raw = [row[0] for row in con.execute(f"SELECT DISTINCT {key} FROM contrib").fetchall()]
+    hierarchy = item.hierarchy
+    assert isinstance(hierarchy, MappingHierarchy)
+    try:
+        mapping = hierarchy.generalize_labels(raw, item.source_level, level)
+    except HierarchyError as error:
+        error.field = error.field or item.column
+        raise
+    table = pd.DataFrame({"raw": list(mapping), "label": list(mapping.values())}, dtype=object)
+    con.register(f"{alias}_table", table)
+    return f"JOIN {alias}_table {alias} ON c.{key} = {alias}.raw"
+
+
+def grouping_sets(count: int, totals: bool) -> list[tuple[int, ...]]:
+    """Every published combination of dimensions: the full grid, and all margins with totals."""
+    full = tuple(range(count))
+    if not totals:
+        return [full]
+    return [combo for size in range(count, -1, -1) for combo in combinations(full, size)]
+
+
+def compute_cells(source: Source, plan: AggregatePlan) -> pd.DataFrame:
+    """The cell table: dimension labels (``*`` on margins), ``subjects``, ``rows`` and, per
+    summed measure ``m``: ``m_sum``, ``m_n`` (non-empty values) and ``m_top`` (largest
+    per-subject contributions, descending)."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    try:
+        open_source(con, source, plan)
+        with _engine_errors():
+            _scan(con, plan)
+            return _roll_up(con, plan)
+    finally:
+        con.close()
+
+
+def _roll_up(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> pd.DataFrame:
+    labels, joins, params = _register_lookups(con, plan)
+    dims = [f"k{i}" for i in range(len(plan.dimensions))]
+    summed = range(len(plan.summed))
+    tops = plan.protection.top_needed()
+    sets = ", ".join(
+        "(" + ", ".join([*(dims[i] for i in combo), "subject"]) + ")"
+        for combo in grouping_sets(len(dims), plan.totals)
+    )
+    grouping = f"GROUPING({', '.join(dims)})" if dims else "0"
+    inner = (
+        f"SELECT {', '.join([*labels, ''])}c.subject, c.nrows"
+        f"{''.join(f', c.m{i}, c.n{i}' for i in summed)} FROM contrib c {' '.join(joins)}"
+    )
+    per_subject = (
+        f"SELECT {', '.join([*dims, ''])}{grouping} AS gid, subject, sum(nrows) AS nrows"
+        f"{''.join(f', sum(m{i}) AS m{i}, sum(n{i}) AS n{i}' for i in summed)} "
+        f"FROM ({inner}) GROUP BY GROUPING SETS ({sets})"
+    )
+    outputs = [f"coalesce({d}, '{TOP}') AS {d}" for d in dims]
+    outputs += ["count(*) AS subjects", "sum(nrows) AS rows"]
+    for i, measure in enumerate(plan.summed):
+        outputs += [f"sum(m{i}) AS m{i}_sum", f"sum(n{i}) AS m{i}_n"]
+        outputs.append(f"max(m{i}, {tops.get(measure, 1)}) AS m{i}_top")
+    group = ", ".join([*dims, "gid"])
+    sql = f"SELECT {', '.join(outputs)} FROM ({per_subject}) GROUP BY {group} ORDER BY gid, {group}"
+    cells = con.execute(sql, params).df()
+    names = {f"k{i}": d.column for i, d in enumerate(plan.dimensions)}
+    for i, measure in enumerate(plan.summed):
+        names.update(
+            {
+                f"m{i}_sum": f"{measure}_sum",
+                f"m{i}_n": f"{measure}_n",
+                f"m{i}_top": f"{measure}_top",
+            }
+        )
+    cells = cells.rename(columns=names)
+    cells["subjects"] = cells["subjects"].astype("int64")
+    cells["rows"] = cells["rows"].astype("int64")
+    return cells

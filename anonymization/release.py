@@ -1,0 +1,108 @@
+"""A release: cells computed, protected, and shaped into the table a partner receives."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from anonymization import __version__
+from anonymization.cells import Source, compute_cells
+from anonymization.plan import AggregatePlan, Measure
+from anonymization.protection import primary_suppression
+
+OutputFormat = Literal["csv", "parquet", "json"]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Release:
+    """The protected table and what was done to it."""
+
+    table: pd.DataFrame
+    plan: AggregatePlan
+    cells: pd.DataFrame = field(repr=False)
+
+    def counts(self) -> dict[str, Any]:
+        """Cells released and suppressed, by reason."""
+        status = self.table["status"]
+        reasons = self.table.loc[status == "suppressed", "reason"].value_counts()
+        return {
+            "cells": len(self.table),
+            "released": int((status == "released").sum()),
+            "suppressed": int((status == "suppressed").sum()),
+            "suppressed_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What a manifest says of this release (without the output's hash)."""
+        return {
+            "engine": f"partage-anonymization {__version__}",
+            "plan": self.plan.describe(),
+            **self.counts(),
+        }
+
+
+def measure_values(cells: pd.DataFrame, measure: Measure) -> np.ndarray:
+    """A measure's value in every cell, before suppression (floats rounded to 1e-6)."""
+    if measure.column is None:
+        return cells["subjects"].to_numpy()
+    counts = cells[f"{measure.column}_n"].to_numpy(dtype=float)
+    if measure.aggregate == "count":
+        return counts.astype("int64")
+    sums = cells[f"{measure.column}_sum"].to_numpy(dtype=float)
+    if measure.aggregate == "sum":
+        return np.round(sums, 6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.round(np.where(counts > 0, sums / counts, np.nan), 6)
+
+
+def release_table(cells: pd.DataFrame, plan: AggregatePlan, reason: pd.Series) -> pd.DataFrame:
+    """The partner's table: dimensions, the requested measures, ``status`` and ``reason``.
+
+    A suppressed cell shows no value in any measure column.
+    """
+    table = cells[[d.column for d in plan.dimensions]].astype("string")
+    suppressed = reason.notna().to_numpy()
+    for measure in plan.measures:
+        values = measure_values(cells, measure).astype(object)
+        values[suppressed] = None
+        integral = measure.aggregate in ("subjects", "count")
+        column = pd.Series(values, dtype=object)
+        table[measure.name] = (
+            column.astype("Int64") if integral else column.astype("Float64")
+        ).to_numpy()
+    table["status"] = np.where(suppressed, "suppressed", "released")
+    table["reason"] = reason.astype("string").to_numpy()
+    return table.reset_index(drop=True)
+
+
+def run_release(source: Source, plan: AggregatePlan, progress: Progress | None = None) -> Release:
+    """Compute the cells of ``plan`` over ``source`` and suppress every sensitive cell."""
+    report = progress or (lambda _message: None)
+    report("aggregating")
+    cells = compute_cells(source, plan)
+    report("protecting")
+    reason = primary_suppression(cells, plan.protection)
+    return Release(table=release_table(cells, plan, reason), plan=plan, cells=cells)
+
+
+def serialize(table: pd.DataFrame, fmt: OutputFormat) -> bytes:
+    """The table as bytes in the requested format (codes stay text in every format)."""
+    if fmt == "csv":
+        return table.to_csv(index=False).encode("utf-8")
+    if fmt == "json":
+        return table.to_json(orient="records", force_ascii=False).encode("utf-8")
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of bytes."""
+    return hashlib.sha256(data).hexdigest()

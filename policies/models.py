@@ -1,0 +1,187 @@
+"""The policy format: what a dataset holds (roles, hierarchies) and what may be released from it.
+
+The same models back the policy files of the CLI and the JSON bodies of the service. They check
+their own shape when built; checks that need two blocks together (a release against its
+dataset) live in :func:`Policy.check`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from anonymization.errors import InvalidRequest
+from anonymization.hierarchies import (
+    BandHierarchy,
+    CategoricalHierarchy,
+    Hierarchy,
+    TimeHierarchy,
+    builtin,
+    load_arx_csv,
+)
+from anonymization.plan import Aggregate
+from anonymization.protection import Protection, ProtectionSpec
+
+Role = Literal["dimension", "time", "measure", "quasi_identifier", "sensitive"]
+OutputFormat = Literal["csv", "parquet", "json"]
+FORMATS: tuple[OutputFormat, ...] = ("csv", "parquet", "json")
+AGGREGATES: tuple[Aggregate, ...] = ("sum", "mean", "count")
+
+
+class Frozen(BaseModel):
+    """Base of every policy model: immutable, unknown keys refused."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
+    )
+
+
+class ColumnSpec(Frozen):
+    """A column's role and, for dimensions, its hierarchy and the level its values are at."""
+
+    role: Role = Field(default="dimension", alias="type")
+    hierarchy: str | None = None
+    level: str | None = Field(
+        default=None, description="level of the stored values (default finest)"
+    )
+
+
+class DatasetSpec(Frozen):
+    """The ``dataset`` block: the protected subject, direct identifiers, and column roles."""
+
+    subject: str = Field(
+        min_length=1, description="the protected entity: counts are distinct subjects"
+    )
+    identifiers: list[str] = Field(default_factory=list, description="never released nor usable")
+    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _roles_are_disjoint(self) -> DatasetSpec:
+        if self.subject in self.identifiers:
+            raise ValueError(f"subject {self.subject!r} cannot also be an identifier")
+        for name in (self.subject, *self.identifiers):
+            if name in self.columns:
+                raise ValueError(
+                    f"column {name!r} is the subject or an identifier; do not list it in columns"
+                )
+        return self
+
+
+class HierarchyFile(Frozen):
+    """A custom ladder in ARX CSV format, with optional level names."""
+
+    file: str
+    levels: list[str] | None = None
+    delimiter: str = Field(default=";", min_length=1, max_length=1)
+
+
+class BandSpec(Frozen):
+    """Numeric bands of growing widths, each a multiple of the previous one."""
+
+    bands: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+
+
+HierarchySpec = str | HierarchyFile | BandSpec
+
+
+class ReleaseSpec(Frozen):
+    """The ``release`` block: dimensions at their finest level, measures, filters, protection."""
+
+    kind: Literal["aggregate"] = "aggregate"
+    dimensions: dict[str, str] = Field(min_length=1, description="column → finest level allowed")
+    measures: dict[str, list[Aggregate]] = Field(default_factory=dict)
+    filters: list[str] | None = Field(
+        default=None, description="columns usable in filters (default: dimensions)"
+    )
+    protection: ProtectionSpec
+    formats: list[OutputFormat] = Field(default_factory=lambda: list(FORMATS))
+    max_cells: int | None = Field(default=None, ge=1)
+
+    def allowed_filters(self) -> list[str]:
+        """Columns a request may filter on."""
+        return list(self.dimensions) if self.filters is None else self.filters
+
+
+class Policy(Frozen):
+    """A whole policy file: dataset, custom hierarchies, declared presets, release."""
+
+    dataset: DatasetSpec
+    hierarchies: dict[str, HierarchySpec] = Field(default_factory=dict)
+    presets: dict[str, Protection] = Field(default_factory=dict)
+    release: ReleaseSpec
+
+
+class FilterSpec(Frozen):
+    """A filter in a request: values at a level (``in``) and/or a range (``from``, ``to``)."""
+
+    values: list[str] | None = Field(default=None, alias="in", min_length=1)
+    low: str | None = Field(default=None, alias="from")
+    high: str | None = Field(default=None, alias="to")
+    level: str | None = None
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _text_values(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("low", "high", mode="before")
+    @classmethod
+    def _text_bounds(cls, value: Any) -> Any:
+        if isinstance(value, datetime.date | int | float):
+            return value.isoformat() if isinstance(value, datetime.date) else str(value)
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> FilterSpec:
+        if self.values is None and self.low is None and self.high is None:
+            raise ValueError("a filter needs `in`, `from` or `to`")
+        return self
+
+
+class ExtractRequest(Frozen):
+    """What a partner asks for: grouping levels, measures, filters, margins and format."""
+
+    group_by: dict[str, str] = Field(default_factory=dict, description="column → level")
+    measures: list[str] = Field(
+        default_factory=lambda: ["subjects"],
+        min_length=1,
+        description="`subjects` or `<measure>.<sum|mean|count>`",
+    )
+    filters: dict[str, FilterSpec] = Field(default_factory=dict)
+    totals: bool = False
+    format: OutputFormat = "csv"
+
+
+def load_hierarchies(policy: Policy, base_dir: Path) -> dict[str, Hierarchy]:
+    """Every hierarchy the dataset's columns name, keyed by column (files read from base_dir)."""
+    resolved: dict[str, Hierarchy] = {}
+    for column, spec in policy.dataset.columns.items():
+        if spec.role == "measure":
+            continue
+        resolved[column] = _hierarchy_for(column, spec, policy, base_dir)
+        if spec.level is not None:
+            resolved[column].index(spec.level)
+    return resolved
+
+
+def _hierarchy_for(column: str, spec: ColumnSpec, policy: Policy, base_dir: Path) -> Hierarchy:
+    name = spec.hierarchy
+    if name is None:
+        return TimeHierarchy() if spec.role == "time" else CategoricalHierarchy(column)
+    if name in policy.hierarchies:
+        source = policy.hierarchies[name]
+        if isinstance(source, BandSpec):
+            return BandHierarchy(name, source.bands)
+        file = HierarchyFile(file=source) if isinstance(source, str) else source
+        return load_arx_csv(base_dir / file.file, name, file.levels, file.delimiter)
+    found = builtin(name)
+    if found is None:
+        raise InvalidRequest(
+            f"unknown hierarchy {name!r}: declare it under `hierarchies`",
+            field=f"dataset.columns.{column}.hierarchy",
+            code="unknown_hierarchy",
+        )
+    return found

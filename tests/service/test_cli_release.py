@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from service.cli import app
+from tests.factories import EXAMPLES, payments
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    shutil.copytree(EXAMPLES, tmp_path, dirs_exist_ok=True)
+    payments().to_csv(tmp_path / "payments.csv", index=False)
+    return tmp_path
+
+
+def release(workdir: Path, *extra: str, request: str = "payments-request.yaml") -> tuple[int, str]:
+    result = runner.invoke(
+        app,
+        [
+            "release",
+            str(workdir / "payments.csv"),
+            "--policy",
+            str(workdir / "payments-policy.yaml"),
+            "--request",
+            str(workdir / request),
+            "--out",
+            str(workdir / "out.csv"),
+            "--quiet",
+            *extra,
+        ],
+    )
+    return result.exit_code, result.output
+
+
+def test_release_writes_the_table_and_its_manifest(workdir: Path) -> None:
+    code, output = release(workdir, "--manifest", str(workdir / "manifest.json"))
+    assert code == 0, output
+    table = pd.read_csv(workdir / "out.csv", dtype={"departement": str})
+    assert list(table.columns) == [
+        "departement",
+        "date",
+        "amount_sum",
+        "amount_mean",
+        "subjects",
+        "status",
+        "reason",
+    ]
+    assert {"2A", "06", "971", "*"} <= set(table["departement"])
+    suppressed = table[table["status"] == "suppressed"]
+    assert (
+        len(suppressed) > 0
+        and suppressed[["amount_sum", "amount_mean", "subjects"]].isna().all().all()
+    )
+    assert (table.loc[table["status"] == "released", "subjects"] >= 10).all()
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["suppressed"] == len(suppressed)
+    assert (
+        manifest["output"]["sha256"]
+        == __import__("hashlib").sha256((workdir / "out.csv").read_bytes()).hexdigest()
+    )
+    assert manifest["input"]["digest"].startswith("sha256:") and manifest[
+        "policy_digest"
+    ].startswith("sha256:")
+    assert manifest["request"]["filters"]["card_country"] == {"in": ["DE", "GB"]}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json"])
+def test_other_formats_keep_codes_as_text(workdir: Path, fmt: str) -> None:
+    code, output = release(workdir, "--format", fmt)
+    assert code == 0, output
+    out = workdir / "out.csv"
+    table = (
+        pd.read_parquet(out) if fmt == "parquet" else pd.read_json(out, dtype={"departement": str})
+    )
+    assert "06" in set(table["departement"])
+
+
+@pytest.mark.parametrize(
+    ("request_text", "message"),
+    [
+        ("group_by: {date: day}\n", "group_by.date"),
+        ("group_by: {holder_name: value}\n", "holder_name"),
+        ("group_by: {departement: departement}\nmeasures: [amount.median]\n", "measures[0]"),
+        (
+            "group_by: {departement: departement}\nfilters: {holder_name: {in: [x]}}\n",
+            "filters.holder_name",
+        ),
+        ("group_by: [oops\n", "not valid YAML"),
+    ],
+)
+def test_bad_requests_exit_2_and_write_nothing(
+    workdir: Path, request_text: str, message: str
+) -> None:
+    (workdir / "bad.yaml").write_text(request_text)
+    code, output = release(workdir, request="bad.yaml")
+    assert code == 2
+    assert message in output.replace("\n", "")
+    assert not (workdir / "out.csv").exists()
+
+
+def test_malformed_data_and_uncovered_values_exit_2(workdir: Path) -> None:
+    data = payments()
+    data.loc[data.index[:400], "departement"] = "99"
+    data.to_csv(workdir / "payments.csv", index=False)
+    code, output = release(workdir)
+    assert code == 2 and "'99'" in output and not (workdir / "out.csv").exists()
+    (workdir / "payments.csv").write_text("card_id,holder_name\nC1,x\n")
+    code, output = release(workdir)
+    assert code == 2 and "not in the data" in output
