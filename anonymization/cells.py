@@ -238,6 +238,7 @@ def compute_cells(source: Source, plan: AggregatePlan) -> pd.DataFrame:
     summed measure ``m``: ``m_sum``, ``m_n`` (non-empty values) and ``m_top`` (largest
     per-subject contributions, descending)."""
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     try:
         open_source(con, source, plan)
         with _engine_errors():

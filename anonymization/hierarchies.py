@@ -13,7 +13,7 @@ import csv
 import itertools
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -189,29 +189,31 @@ _GEO_PATTERNS = {
 
 @cache
 def _reference(name: str) -> dict[str, str]:
-    """First two columns of a shipped reference CSV as a dict (code → parent code)."""
+    """A shipped reference CSV as a dict: code → its parent code (or its name)."""
     text = resources.files("anonymization").joinpath("reference", name).read_text(encoding="utf-8")
     reader = csv.DictReader(text.splitlines())
-    return {row["code"]: row.get("region", row["name"]) for row in reader}
+    parent = {"communes.csv": "departement", "departements.csv": "region"}.get(name, "name")
+    return {row["code"]: row[parent] for row in reader}
 
 
-def _departement_of(commune: str) -> str:
-    return commune[:3] if commune.startswith("97") else commune[:2]
+_GEO_TABLES = {
+    "iris": "communes.csv",
+    "commune": "communes.csv",
+    "departement": "departements.csv",
+    "region": "regions.csv",
+}
 
 
 class GeoFrHierarchy(MappingHierarchy):
-    """INSEE codes: IRIS (9 chars) < commune (5) < département (2A/2B, 971-976...) < région."""
+    """INSEE codes: IRIS (9 chars) < commune (5) < département (2A/2B, 971-976...) < région.
+
+    Communes, départements and régions are checked against the shipped INSEE reference; IRIS
+    codes (no offline reference exists) are checked for their shape and their commune.
+    """
 
     def __init__(self) -> None:
         self.name = "geo_fr"
         self.levels = ("iris", "commune", "departement", "region")
-
-    def level_of(self, code: str) -> str | None:
-        """The finest level whose INSEE pattern ``code`` matches, or None."""
-        for level in ("iris", "commune", "departement"):
-            if _GEO_PATTERNS[level].fullmatch(code):
-                return level
-        return None
 
     def generalize_labels(
         self, labels: Iterable[str], from_level: str, to_level: str
@@ -222,32 +224,34 @@ class GeoFrHierarchy(MappingHierarchy):
             raise HierarchyError(
                 f"level {to_level!r} is finer than {from_level!r}", code="level_order"
             )
-        regions = _reference("departements.csv")
+        known = _reference(_GEO_TABLES[from_level])
         result: dict[str, str] = {}
         bad: list[str] = []
         for label in dict.fromkeys(labels):
-            code = label
-            if not _GEO_PATTERNS[from_level].fullmatch(code):
+            if (
+                not _GEO_PATTERNS.get(from_level, _GEO_PATTERNS["region"]).fullmatch(label)
+                or (label[:5] if from_level == "iris" else label) not in known
+            ):
                 bad.append(label)
                 continue
+            code = label
             for level in self.levels[start:stop]:
-                code = self._parent(code, level, regions)
-            if code == "":
-                bad.append(label)
+                code = _geo_parent(code, level)
             result[label] = code
         if bad:
             raise _uncovered(self.name, bad)
         return result
 
-    @staticmethod
-    def _parent(code: str, level: str, regions: Mapping[str, str]) -> str:
-        if level == "iris":
-            return code[:5]
-        if level == "commune":
-            return _departement_of(code)
-        if level == "departement":
-            return regions.get(code, "")
-        return TOP
+
+def _geo_parent(code: str, level: str) -> str:
+    """The code one level up from ``code`` at ``level``."""
+    if level == "iris":
+        return code[:5]
+    if level == "commune":
+        return _reference("communes.csv")[code]
+    if level == "departement":
+        return _reference("departements.csv")[code]
+    return TOP
 
 
 # --- Time and numeric bands ------------------------------------------------------------------

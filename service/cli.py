@@ -20,6 +20,7 @@ from policies.files import digest, parse, read_document
 from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
 from service.cli_admin import register
+from service.cli_microdata import anonymize
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -137,6 +138,9 @@ def release_command(
             f"{counts['suppressed']} suppressed ({reasons}) → {out}",
             highlight=False,
         )
+
+
+app.command("anonymize")(anonymize)
 
 
 def main() -> None:

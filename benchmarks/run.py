@@ -1,0 +1,27 @@
+"""`make bench`: run every benchmark script in turn; each prints its own figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["release.py", "protection.py", "microdata.py", "api.py"]
+
+
+def main() -> None:
+    failed = []
+    for script in SCRIPTS:
+        path = HERE / script
+        if not path.exists():
+            continue
+        print(f"\n== {script} ==", flush=True)
+        if subprocess.run([sys.executable, str(path)], check=False).returncode:
+            failed.append(script)
+    if failed:
+        sys.exit(f"benchmarks failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from policies.decisions import AgreementTerms, Usage, decide, estimate_cells
+from policies.files import parse, read_document
+from policies.models import ExtractRequest, Policy, load_hierarchies
+from tests.factories import EXAMPLES
+
+NOW = datetime.datetime(2025, 7, 1, 12, tzinfo=datetime.UTC)
+POLICY = parse(Policy, read_document(EXAMPLES / "payments-policy.yaml"))
+HIERARCHIES = load_hierarchies(POLICY, EXAMPLES)
+CARDINALITIES = {
+    "departement": {"departement": 8, "region": 5},
+    "date": {"month": 12, "year": 1},
+    "card_country": {"value": 4},
+}
+
+
+def terms(**changes: Any) -> AgreementTerms:
+    body: dict[str, Any] = {
+        "purpose": "tourism statistics",
+        "legal_basis": "public_task",
+        "valid_from": "2025-01-01",
+        "valid_until": "2025-12-31",
+        "release": POLICY.release.model_dump(by_alias=True),
+        "limits": {"max_cells": 200, "extracts_per_month": 3},
+    }
+    body.update(changes)
+    return AgreementTerms.model_validate(body)
+
+
+def release(**changes: Any) -> dict[str, Any]:
+    return {**POLICY.release.model_dump(by_alias=True), **changes}
+
+
+def request(**fields: Any) -> ExtractRequest:
+    body: dict[str, Any] = {
+        "group_by": {"departement": "departement", "date": "month"},
+        "measures": ["amount.sum", "subjects"],
+    }
+    body.update(fields)
+    return ExtractRequest.model_validate(body)
+
+
+def run(
+    status: str = "active",
+    agreement: AgreementTerms | None = None,
+    req: ExtractRequest | None = None,
+    used: int = 0,
+    now: datetime.datetime = NOW,
+) -> Any:
+    return decide(
+        POLICY.dataset,
+        HIERARCHIES,
+        status,
+        agreement or terms(),
+        req or request(),  # type: ignore[arg-type]
+        Usage(extracts_this_month=used),
+        now,
+        CARDINALITIES,
+    )
+
+
+def test_permit_carries_the_plan_and_the_estimate() -> None:
+    decision = run()
+    assert decision.permit and not decision.reasons
+    assert decision.plan is not None and decision.plan["dimensions"] == {
+        "departement": "departement",
+        "date": "month",
+    }
+    assert decision.estimated_cells == 96
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"status": "suspended"}, "agreement_suspended"),
+        ({"status": "revoked"}, "agreement_revoked"),
+        ({"now": datetime.datetime(2024, 12, 31, tzinfo=datetime.UTC)}, "agreement_not_yet_valid"),
+        ({"now": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)}, "agreement_expired"),
+        ({"used": 3}, "quota_reached"),
+        ({"req": request(group_by={"date": "day"})}, "level_too_fine"),
+        ({"req": request(measures=["amount.count"])}, "measure_not_allowed"),
+        (
+            {
+                "agreement": terms(release=release(filters=["date"])),
+                "req": request(filters={"card_country": {"in": ["DE"]}}),
+            },
+            "filter_not_allowed",
+        ),
+        (
+            {"agreement": terms(release=release(formats=["csv"])), "req": request(format="json")},
+            "format_not_allowed",
+        ),
+        (
+            {
+                "req": request(
+                    group_by={
+                        "departement": "departement",
+                        "date": "month",
+                        "card_country": "value",
+                    },
+                    totals=True,
+                )
+            },
+            "too_many_cells",
+        ),
+    ],
+)
+def test_each_denial_has_its_reason(kwargs: dict[str, Any], code: str) -> None:
+    decision = run(**kwargs)
+    assert not decision.permit and decision.plan is None
+    assert code in [r.code for r in decision.reasons]
+
+
+def test_all_reasons_together() -> None:
+    decision = run(status="suspended", used=5, req=request(group_by={"date": "day"}))
+    assert [r.code for r in decision.reasons] == [
+        "agreement_suspended",
+        "level_too_fine",
+        "quota_reached",
+    ]
+
+
+def test_terms_validate_their_window_and_basis() -> None:
+    with pytest.raises(ValidationError):
+        terms(valid_until="2024-01-01")
+    with pytest.raises(ValidationError):
+        terms(legal_basis="because")
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["departement", "date", "card_country"]),
+        st.sampled_from(["departement", "month", "value", "*"]),
+        max_size=3,
+    ),
+    st.booleans(),
+)
+def test_the_estimate_bounds_the_grid(group_by: dict[str, str], totals: bool) -> None:
+    req = ExtractRequest(group_by=group_by, totals=totals)
+    estimate = estimate_cells(req, CARDINALITIES)
+    plain = estimate_cells(req.model_copy(update={"totals": False}), CARDINALITIES)
+    assert estimate >= plain >= 1
