@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, status
 
+from policies.decisions import AgreementStatus
 from service.agreements import service
 from service.agreements.schemas import (
     AgreementCreate,
     AgreementOut,
     AgreementUpdate,
     AgreementVersionOut,
-    Status,
     StatusChange,
 )
 from service.auth.deps import AdminCaller, ReaderCaller
@@ -35,7 +35,7 @@ def list_agreements(
     caller: ReaderCaller,
     partner_id: uuid.UUID | None = None,
     dataset_id: uuid.UUID | None = None,
-    status: Status | None = None,
+    status: AgreementStatus | None = None,
 ) -> list[AgreementOut]:
     found = service.search(session, caller, partner_id, dataset_id, status)
     return [service.to_out(session, agreement) for agreement in found]

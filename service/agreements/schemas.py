@@ -1,73 +1,49 @@
-"""Request and response bodies of ``/agreements``."""
+"""Request and response bodies of ``/agreements``: the policy's ``AgreementTerms`` plus who,
+on what, and at which version."""
 
 from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from policies.models import ReleaseSpec
+from policies.decisions import AgreementStatus, AgreementTerms, LegalBasis
 
-# GDPR article 6(1) (a) to (f).
-LegalBasis = Literal[
-    "consent",
-    "contract",
-    "legal_obligation",
-    "vital_interests",
-    "public_task",
-    "legitimate_interests",
-]
-Status = Literal["active", "suspended", "revoked"]
-
-RELEASE_EXAMPLE = {
-    "dimensions": {"departement": "departement", "date": "month", "card_country": "value"},
-    "measures": {"amount": ["sum", "mean"]},
-    "protection": {"k": 10, "dominance": {"n": 1, "percent": 85}},
-    "formats": ["csv", "parquet"],
-    "max_cells": 5000,
+TERMS_EXAMPLE: dict[str, Any] = {
+    "purpose": "Monthly tourism spending by département",
+    "legal_basis": "public_task",
+    "valid_from": "2025-01-01",
+    "valid_until": "2026-12-31",
+    "release": {
+        "dimensions": {"departement": "departement", "date": "month", "card_country": "value"},
+        "measures": {"amount": ["sum", "mean"]},
+        "protection": {"k": 10, "dominance": {"n": 1, "percent": 85}},
+        "formats": ["csv", "parquet"],
+    },
+    "limits": {"max_cells": 5000, "extracts_per_month": 20},
+    "retention_days": 30,
 }
+_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 
-class Limits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AgreementCreate(AgreementTerms):
+    """A new agreement: its partner, its dataset and its first terms."""
 
-    extracts_per_month: int | None = Field(default=None, ge=1, examples=[20])
-
-
-class Terms(BaseModel):
-    """What an agreement allows; each change of terms is a new version."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    purpose: str = Field(min_length=1, max_length=2000, examples=["Tourism flows by month"])
-    legal_basis: LegalBasis = Field(description="GDPR art. 6(1) basis", examples=["public_task"])
-    valid_from: datetime.date
-    valid_until: datetime.date
-    release: ReleaseSpec = Field(
-        description="the policy's `release` block: dimensions at their finest level, "
-        "measures, filters, protection, formats and max cells per extract",
-        examples=[RELEASE_EXAMPLE],
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"partner_id": _ID, "dataset_id": _ID, **TERMS_EXAMPLE}]}
     )
-    limits: Limits = Field(default_factory=Limits)
-    retention_days: int = Field(default=30, ge=1, le=3650, description="how long releases are kept")
 
-    @field_validator("valid_until")
-    @classmethod
-    def _after_start(cls, value: datetime.date, info: ValidationInfo) -> datetime.date:
-        start = info.data.get("valid_from")
-        if start is not None and value <= start:
-            raise ValueError("valid_until must be after valid_from")
-        return value
-
-
-class AgreementCreate(Terms):
     partner_id: uuid.UUID
     dataset_id: uuid.UUID
 
 
-class AgreementUpdate(Terms):
+class AgreementUpdate(AgreementTerms):
+    """New terms, made from ``version``: refused (409) if the agreement has moved on since."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"version": 1, **TERMS_EXAMPLE}]})
+
     version: int = Field(ge=1, description="the version these changes were made from")
 
 
@@ -84,9 +60,9 @@ class AgreementVersionOut(BaseModel):
 
     agreement_id: uuid.UUID
     version: int
-    change: str
-    changed_by: str
-    status: Status
+    change: str = Field(description="create, update, suspend, resume or revoke")
+    changed_by: str = Field(description="client_id of the administrator who made the change")
+    status: AgreementStatus
     purpose: str
     legal_basis: LegalBasis
     valid_from: datetime.date

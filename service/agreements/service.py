@@ -6,19 +6,24 @@ SQLAlchemy checks on update (a concurrent change fails with 409).
 
 from __future__ import annotations
 
-import datetime
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, false, select
 from sqlalchemy.orm import Session
 
 from anonymization.errors import InvalidRequest, PartageError
+from policies.decisions import AgreementStatus, AgreementTerms, status_reasons
 from policies.models import Policy
 from policies.requests import check_policy
 from service.agreements.models import ACTIVE, REVOKED, SUSPENDED, Agreement, AgreementVersion
-from service.agreements.schemas import AgreementCreate, AgreementOut, AgreementUpdate, Terms
+from service.agreements.schemas import (
+    AgreementCreate,
+    AgreementOut,
+    AgreementUpdate,
+    AgreementVersionOut,
+)
 from service.auth.deps import Caller
 from service.datasets import service as datasets
 from service.datasets.reading import resolve_hierarchies
@@ -77,7 +82,7 @@ def versions(session: Session, agreement: Agreement) -> list[AgreementVersion]:
     )
 
 
-def check_release(session: Session, dataset_id: uuid.UUID, terms: Terms) -> None:
+def check_release(session: Session, dataset_id: uuid.UUID, terms: AgreementTerms) -> None:
     """Raise (422, naming the field) unless the release block fits the dataset's policy."""
     dataset = datasets.get(session, dataset_id, field="dataset_id")
     dataset_policy = DatasetPolicy.model_validate(
@@ -110,9 +115,11 @@ def _snapshot(
     )
 
 
-def _terms(body: Terms) -> dict[str, Any]:
+def _terms(body: AgreementTerms) -> dict[str, Any]:
     dumped: dict[str, Any] = json.loads(
-        body.model_dump_json(include=set(Terms.model_fields), by_alias=True, exclude_none=True)
+        body.model_dump_json(
+            include=set(AgreementTerms.model_fields), by_alias=True, exclude_none=True
+        )
     )
     dumped["valid_from"], dumped["valid_until"] = body.valid_from, body.valid_until
     return dumped
@@ -168,7 +175,7 @@ def transition(
             code="invalid_transition",
         )
     previous = current_version(session, agreement)
-    terms = {name: getattr(previous, name) for name in Terms.model_fields}
+    terms = {name: getattr(previous, name) for name in AgreementTerms.model_fields}
     agreement.status, agreement.updated_at = target, utcnow()
     session.flush()
     session.add(_snapshot(agreement, terms, action, caller))
@@ -193,19 +200,20 @@ def search(
     return list(session.scalars(statement))
 
 
-def to_out(
-    session: Session, agreement: Agreement, today: datetime.date | None = None
-) -> AgreementOut:
+def terms_of(version: AgreementVersion) -> AgreementTerms:
+    """The terms a version holds, as the policy layer's model."""
+    return AgreementTerms.model_validate(
+        {name: getattr(version, name) for name in AgreementTerms.model_fields}
+    )
+
+
+def to_out(session: Session, agreement: Agreement) -> AgreementOut:
     version = current_version(session, agreement)
-    today = today or utcnow().date()
-    in_force = agreement.status == ACTIVE and version.valid_from <= today <= version.valid_until
+    status = cast(AgreementStatus, agreement.status)
+    in_force = not status_reasons(status, terms_of(version), utcnow())
     return AgreementOut.model_validate(
         {
-            **{
-                name: getattr(version, name)
-                for name in AgreementOut.model_fields
-                if hasattr(version, name)
-            },
+            **AgreementVersionOut.model_validate(version).model_dump(),
             "id": agreement.id,
             "partner_id": agreement.partner_id,
             "dataset_id": agreement.dataset_id,
