@@ -19,12 +19,14 @@ from anonymization.release import OutputFormat, Release, run_release, serialize,
 from policies.files import digest, parse, read_document
 from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
+from service.demo.cli import demo
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Partage: privacy-preserving data sharing for territories.",
 )
+app.add_typer(demo, name="demo")
 stderr = Console(stderr=True)
 
 
