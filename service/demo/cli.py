@@ -68,6 +68,8 @@ def generate_command(
 ) -> None:
     """Write payments.parquet/.csv (foreign visitors' card payments) and consumption.parquet/.csv
     (daily smart-meter readings) into OUT."""
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} exists and is not a directory", param_hint="--out")
     generators: dict[str, Generator] = {}
     if dataset in (Dataset.payments, Dataset.all):
         generators["payments"] = PaymentsGenerator(rows, seed)

@@ -81,7 +81,7 @@ def season(mountain: bool) -> np.ndarray:
     weights = 1.0 + summer + holidays
     if mountain:
         winter = np.minimum(np.abs(day - 40), np.abs(day - 40 - DAYS))
-        weights = weights + 4.0 * np.exp(-((winter / 35.0) ** 2))
+        weights = weights + 4.0 * np.exp(-((winter / 45.0) ** 2))
     return _p(weights)
 
 

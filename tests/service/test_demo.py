@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.demo.generate import generate as write_dataset
+from service.demo.payments import PaymentsGenerator
 from service.demo.reference import communes
 from tests.factories import EXAMPLES
 
@@ -79,7 +83,7 @@ def test_consumption_has_derived_iris_and_heating_seasonality(data: Path) -> Non
     assert table.loc[month == 1, "kwh"].mean() > 1.2 * table.loc[month == 6, "kwh"].mean()
 
 
-def release(data: Path, name: str, out: Path) -> pd.DataFrame:
+def release(data: Path, name: str, out: Path, request: str = "") -> pd.DataFrame:
     result = runner.invoke(
         app,
         [
@@ -88,9 +92,11 @@ def release(data: Path, name: str, out: Path) -> pd.DataFrame:
             "--policy",
             str(DEMO / f"{name}-policy.yaml"),
             "--request",
-            str(DEMO / f"{name}-request.yaml"),
+            str(DEMO / (request or f"{name}-request.yaml")),
             "--out",
             str(out),
+            "--format",
+            "csv",
             "--quiet",
         ],
     )
@@ -118,6 +124,13 @@ def test_payment_codes_stay_text(data: Path, tmp_path: Path) -> None:
     assert (table.loc[table["status"] == "released", "subjects"].astype(float) >= 10).all()
 
 
+def test_iris_request_is_allowed_and_suppresses_sparse_cells(data: Path, tmp_path: Path) -> None:
+    table = release(data, "consumption", tmp_path / "out.csv", "consumption-iris-request.yaml")
+    assert (table["iris"].str.len() == 9).all()
+    assert set(table["date"]) == {"2025-01", "2025-02", "2025-03"}
+    assert (table["status"] == "suppressed").any()
+
+
 def test_csv_is_optional_and_bad_territory_is_refused(tmp_path: Path) -> None:
     output = generate(tmp_path, "--dataset", "consumption", "--meters", "5", "--no-csv")
     assert {p.name for p in tmp_path.iterdir()} == {"consumption.parquet"}
@@ -127,3 +140,21 @@ def test_csv_is_optional_and_bad_territory_is_refused(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "99" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_failed_run_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = PaymentsGenerator(250_000, 1)
+    chunks = generator.chunks
+
+    def failing() -> Iterator[pa.Table]:
+        iterator = chunks()
+        yield next(iterator)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(generator, "chunks", failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_dataset(generator, tmp_path, "payments", True, lambda _rows: None)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").touch()
+    result = runner.invoke(app, ["demo", "generate", "--out", str(tmp_path / "file")])
+    assert result.exit_code == 2 and "not a directory" in result.output
