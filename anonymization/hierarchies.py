@@ -288,7 +288,7 @@ class TimeHierarchy(ExpressionHierarchy):
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
         """Generalize time labels (week labels only reach ``year`` and ``*``)."""
-        start, stop = self.span(from_level, to_level)
+        self.span(from_level, to_level)
         if from_level == "week" and to_level in ("month", "quarter"):
             raise HierarchyError("ISO weeks do not nest in months or quarters", code="level_order")
         return {label: _time_label(label, from_level, to_level) for label in labels}
