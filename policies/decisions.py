@@ -38,15 +38,15 @@ class AgreementTerms(Frozen):
 
     purpose: str = Field(min_length=3, max_length=2000)
     legal_basis: LegalBasis = Field(description="GDPR article 6(1) basis")
-    valid_from: datetime.datetime
-    valid_until: datetime.datetime
+    valid_from: datetime.date = Field(description="first day in force")
+    valid_until: datetime.date = Field(description="last day in force (inclusive)")
     release: ReleaseSpec
     limits: Limits = Field(default_factory=Limits)
     retention_days: int = Field(default=30, ge=1, le=3650)
 
     @model_validator(mode="after")
     def _window(self) -> AgreementTerms:
-        if _aware(self.valid_until) <= _aware(self.valid_from):
+        if self.valid_until <= self.valid_from:
             raise ValueError("valid_until must be after valid_from")
         return self
 
@@ -68,10 +68,6 @@ class Decision(BaseModel):
     estimated_cells: int | None = None
 
 
-def _aware(moment: datetime.datetime) -> datetime.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
 def status_reasons(
     status: AgreementStatus, terms: AgreementTerms, now: datetime.datetime
 ) -> list[Reason]:
@@ -82,7 +78,8 @@ def status_reasons(
                 code=f"agreement_{status}", field="agreement", detail=f"the agreement is {status}"
             )
         ]
-    if _aware(now) < _aware(terms.valid_from):
+    today = now.astimezone(datetime.UTC).date() if now.tzinfo else now.date()
+    if today < terms.valid_from:
         return [
             Reason(
                 code="agreement_not_yet_valid",
@@ -90,7 +87,7 @@ def status_reasons(
                 detail=f"the agreement is valid from {terms.valid_from.isoformat()}",
             )
         ]
-    if _aware(now) >= _aware(terms.valid_until):
+    if today > terms.valid_until:
         return [
             Reason(
                 code="agreement_expired",

@@ -19,6 +19,7 @@ from anonymization.release import OutputFormat, Release, run_release, serialize,
 from policies.files import digest, parse, read_document
 from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
+from service.cli_microdata import anonymize
 from service.demo.cli import demo
 
 app = typer.Typer(
@@ -137,6 +138,9 @@ def release_command(
             f"{counts['suppressed']} suppressed ({reasons}) → {out}",
             highlight=False,
         )
+
+
+app.command("anonymize")(anonymize)
 
 
 def main() -> None:
