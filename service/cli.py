@@ -21,12 +21,14 @@ from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
 from service.cli_admin import register
 from service.cli_microdata import anonymize
+from service.demo.cli import demo
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Partage: privacy-preserving data sharing for territories.",
 )
+app.add_typer(demo, name="demo")
 stderr = Console(stderr=True)
 register(app)
 
