@@ -21,6 +21,7 @@ from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
 from service.cli_admin import register
 from service.cli_microdata import anonymize
+from service.cli_service import register as register_service
 from service.demo.cli import demo
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.add_typer(demo, name="demo")
 stderr = Console(stderr=True)
 register(app)
+register_service(app)
 
 
 @app.callback()

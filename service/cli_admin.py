@@ -12,6 +12,7 @@ from rich.console import Console
 
 # Map every model before a session is used outside the app.
 import service.models  # noqa: F401
+from service.audit import service as audit
 from service.auth.models import ALL_SCOPES, SCOPE_ADMIN
 from service.auth.service import create_client, get_client
 from service.config import Settings, get_settings
@@ -76,6 +77,9 @@ def admin_create_client(
     if credentials is None:
         with make_sessionmaker(make_engine(settings.database_url))() as session:
             client, secret = create_client(session, name, scopes)
+            audit.append(
+                session, "cli", "client.created", f"client:{client.client_id}", {"scope": scope}
+            )
             credentials = {"client_id": client.client_id, "client_secret": secret}
             session.commit()
         if save:
@@ -92,7 +96,9 @@ def admin_create_client(
 def keys_rotate() -> None:
     """Add a new token signing key; older keys stay in the JWKS until their tokens expire."""
     settings = get_settings()
-    kid = SigningKeys(settings.keys_dir, settings.token_ttl_seconds).rotate()
+    kid = SigningKeys(
+        settings.keys_dir, settings.token_ttl_seconds, settings.signing_key_publish_days
+    ).rotate()
     console.print(f"new signing key {kid}")
 
 

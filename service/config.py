@@ -24,6 +24,19 @@ class Settings(BaseSettings):
     port: int = 8000
     require_postgres: bool = False
     postgres_admin_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    # A retired signing key stays in the JWKS this long, so older manifests still verify.
+    signing_key_publish_days: int = Field(default=3650, ge=1)
+    # Extract jobs: threads running releases, attempts before a job interrupted by a crash
+    # is marked failed, and how often the worker loop polls, expires releases and signs the
+    # audit log's head.
+    workers: int = Field(default=2, ge=1, le=64)
+    job_attempts: int = Field(default=2, ge=1, le=10)
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    expiry_sweep_seconds: float = Field(default=300.0, gt=0)
+    audit_sign_seconds: float = Field(default=60.0, gt=0)
+    # Requests per client: a token bucket refilled at `rate_limit_per_second` up to `burst`.
+    rate_limit_per_second: float = Field(default=10.0, gt=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
 
 
 @lru_cache

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.db import get_session
 from service.keys import SigningKeys
+from service.ratelimit import RateLimiter
 from service.storage import EncryptedStore
 
 
@@ -28,7 +29,13 @@ def _store(request: Request) -> EncryptedStore:
     return store
 
 
+def _limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.limiter
+    return limiter
+
+
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SigningKeysDep = Annotated[SigningKeys, Depends(_signing_keys)]
 StoreDep = Annotated[EncryptedStore, Depends(_store)]
+LimiterDep = Annotated[RateLimiter, Depends(_limiter)]

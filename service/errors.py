@@ -46,9 +46,40 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class Gone(ServiceError):
+    status = 410
+    code = "gone"
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(ServiceError):
+    """Over a rate limit or a quota; ``retry_after`` seconds until it may succeed."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after = max(1, retry_after)
+
+
+class Denied(ServiceError):
+    """The policy's decision is *deny*: every reason is listed in ``reasons``."""
+
+    status = 403
+    code = "denied"
+
+    def __init__(self, reasons: list[dict[str, str]]) -> None:
+        first = reasons[0]
+        super().__init__("; ".join(reason["detail"] for reason in reasons), field=first["field"])
+        self.reasons = reasons
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "reasons": self.reasons}
 
 
 class ErrorBody(BaseModel):
@@ -57,6 +88,18 @@ class ErrorBody(BaseModel):
     error: str
     detail: str
     field: str | None = None
+
+
+class ReasonBody(BaseModel):
+    code: str
+    field: str
+    detail: str
+
+
+class DeniedBody(ErrorBody):
+    """A denied request: every reason of the decision."""
+
+    reasons: list[ReasonBody]
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -68,6 +111,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Conflicting state (stale version, object in use)"),
         (413, "Request body too large"),
         (422, "Invalid input; `field` names the offending field"),
+        (429, "Too many requests: wait `Retry-After` seconds"),
     )
 }
 
@@ -76,6 +120,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    410: "gone",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
@@ -107,7 +152,7 @@ def error_response(error: Exception) -> JSONResponse:
     headers = None
     if isinstance(error, PartageError):
         status = error.status if isinstance(error, ServiceError) else 422
-        body = error.to_dict()
+        body = dict(error.to_dict())
     elif isinstance(error, RequestValidationError):
         status, body = 422, validation_error_body(error.errors())
     elif isinstance(error, StaleDataError):
@@ -119,6 +164,8 @@ def error_response(error: Exception) -> JSONResponse:
         body = _body(_HTTP_CODES.get(status, "http_error"), str(error.detail), None)
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    if isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -68,9 +68,11 @@ def new_kid() -> str:
 class SigningKeys:
     """Ed25519 keys for access tokens; a retired key verifies until its last token expires."""
 
-    def __init__(self, keys_dir: Path, token_ttl_seconds: int) -> None:
+    def __init__(self, keys_dir: Path, token_ttl_seconds: int, publish_days: int = 3650) -> None:
         self.directory = KeyDirectory(keys_dir / "signing")
         self.grace = datetime.timedelta(seconds=token_ttl_seconds)
+        # Manifests and audit heads outlive tokens: their keys stay published longer.
+        self.publish_grace = max(self.grace, datetime.timedelta(days=publish_days))
 
     def rotate(self) -> str:
         """Add a new signing key (it signs from now on) and drop keys no token can need."""
@@ -79,19 +81,19 @@ class SigningKeys:
             SIGNING_ALGORITHM, parameters={"kid": kid, "use": "sig", "alg": SIGNING_ALGORITHM}
         )
         self.directory.add(private.as_dict(private=True), kid)
-        live = {key.kid for key in self._live()}
+        live = {key.kid for key in self._live(self.publish_grace)}
         for key in self.directory.load():
             if key.kid not in live:
                 self.directory.remove(key.kid)
         return kid
 
-    def _live(self) -> list[StoredKey]:
+    def _live(self, grace: datetime.timedelta) -> list[StoredKey]:
         keys = self.directory.load()
         now = utcnow()
         return [
             key
             for key, newer in zip(keys, [*keys[1:], None], strict=True)
-            if newer is None or now < newer.created_at + self.grace
+            if newer is None or now < newer.created_at + grace
         ]
 
     def signing_key(self) -> OKPKey:
@@ -103,11 +105,16 @@ class SigningKeys:
         return OKPKey.import_key(keys[-1].material)
 
     def verification_keys(self) -> KeySet:
-        return KeySet([OKPKey.import_key(key.material) for key in self._live()])
+        """Keys that may have signed a still-valid access token."""
+        return KeySet([OKPKey.import_key(key.material) for key in self._live(self.grace)])
 
     def jwks(self) -> dict[str, Any]:
-        """The public JSON Web Key Set: every key that may have signed a still-valid token."""
-        return dict(self.verification_keys().as_dict(private=False))
+        """The public JSON Web Key Set: every key that may have signed a still-valid token,
+        a manifest or an audit head (retired keys stay ``publish_days``)."""
+        published: list[Any] = [
+            OKPKey.import_key(key.material) for key in self._live(self.publish_grace)
+        ]
+        return dict(KeySet(published).as_dict(private=False))
 
 
 class StorageKeys:

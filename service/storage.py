@@ -62,8 +62,17 @@ class EncryptedStore:
         path = self._path(kind, name)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = path.with_suffix(".partial")
-        partial.write_bytes(_seal(data_key, plaintext, self._associated(kind, name, "file")))
+        with partial.open("wb") as stream:
+            stream.write(_seal(data_key, plaintext, self._associated(kind, name, "file")))
+            stream.flush()
+            os.fsync(stream.fileno())
+        # Renamed only once on disk, and the rename itself made durable.
         os.replace(partial, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         return self._wrap(kind, name, data_key)
 
     def read(self, kind: str, name: str, key: WrappedKey) -> bytes:
@@ -74,7 +83,9 @@ class EncryptedStore:
         return _open(data_key, path.read_bytes(), self._associated(kind, name, "file"))
 
     def delete(self, kind: str, name: str) -> None:
-        self._path(kind, name).unlink(missing_ok=True)
+        path = self._path(kind, name)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".partial").unlink(missing_ok=True)
 
     def rewrap(self, kind: str, name: str, key: WrappedKey) -> WrappedKey:
         """The same data key wrapped by the newest service key."""

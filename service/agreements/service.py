@@ -24,10 +24,9 @@ from service.agreements.schemas import (
     AgreementUpdate,
     AgreementVersionOut,
 )
+from service.audit import service as audit
 from service.auth.deps import Caller
 from service.datasets import service as datasets
-from service.datasets.reading import resolve_hierarchies
-from service.datasets.schemas import DatasetPolicy
 from service.db import utcnow
 from service.errors import Conflict, NotFound
 from service.partners.models import Partner
@@ -85,10 +84,8 @@ def versions(session: Session, agreement: Agreement) -> list[AgreementVersion]:
 def check_release(session: Session, dataset_id: uuid.UUID, terms: AgreementTerms) -> None:
     """Raise (422, naming the field) unless the release block fits the dataset's policy."""
     dataset = datasets.get(session, dataset_id, field="dataset_id")
-    dataset_policy = DatasetPolicy.model_validate(
-        {"dataset": dataset.spec, "hierarchies": dataset.hierarchies}
-    )
-    hierarchies = resolve_hierarchies(dataset_policy, dataset.hierarchy_files)
+    dataset_policy = datasets.policy_of(dataset)
+    hierarchies = datasets.hierarchies_of(dataset)
     policy = Policy(
         dataset=dataset_policy.dataset,
         hierarchies=dataset_policy.hierarchies,
@@ -115,6 +112,30 @@ def _snapshot(
     )
 
 
+PAST = {
+    "create": "created",
+    "update": "updated",
+    "suspend": "suspended",
+    "resume": "resumed",
+    "revoke": "revoked",
+}
+
+
+def _add_version(
+    session: Session, agreement: Agreement, terms: dict[str, Any], change: str, caller: Caller
+) -> None:
+    """Write the new version and record the change in the audit log."""
+    session.add(_snapshot(agreement, terms, change, caller))
+    session.flush()
+    audit.append(
+        session,
+        caller.client_id,
+        f"agreement.{PAST[change]}",
+        f"agreement:{agreement.id}",
+        {"version": agreement.version, "status": agreement.status},
+    )
+
+
 def _terms(body: AgreementTerms) -> dict[str, Any]:
     dumped: dict[str, Any] = json.loads(
         body.model_dump_json(
@@ -132,8 +153,7 @@ def create(session: Session, caller: Caller, body: AgreementCreate) -> Agreement
     agreement = Agreement(id=uuid.uuid4(), partner_id=body.partner_id, dataset_id=body.dataset_id)
     session.add(agreement)
     session.flush()
-    session.add(_snapshot(agreement, _terms(body), "create", caller))
-    session.flush()
+    _add_version(session, agreement, _terms(body), "create", caller)
     return agreement
 
 
@@ -156,8 +176,7 @@ def update(
     check_release(session, agreement.dataset_id, body)
     agreement.updated_at = utcnow()
     session.flush()
-    session.add(_snapshot(agreement, _terms(body), "update", caller))
-    session.flush()
+    _add_version(session, agreement, _terms(body), "update", caller)
     return agreement
 
 
@@ -178,8 +197,7 @@ def transition(
     terms = {name: getattr(previous, name) for name in AgreementTerms.model_fields}
     agreement.status, agreement.updated_at = target, utcnow()
     session.flush()
-    session.add(_snapshot(agreement, terms, action, caller))
-    session.flush()
+    _add_version(session, agreement, terms, action, caller)
     return agreement
 
 

@@ -10,10 +10,10 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth.models import SCOPE_ADMIN, SCOPE_EXTRACTS_READ
+from service.auth.models import SCOPE_ADMIN, SCOPE_EXTRACTS_READ, SCOPE_EXTRACTS_REQUEST
 from service.auth.service import get_client, verify_access_token
-from service.deps import SessionDep, SettingsDep, SigningKeysDep
-from service.errors import Forbidden, Unauthorized
+from service.deps import LimiterDep, SessionDep, SettingsDep, SigningKeysDep
+from service.errors import Forbidden, TooManyRequests, Unauthorized
 
 bearer = HTTPBearer(description="An access token from `POST /oauth/token`.")
 
@@ -39,11 +39,15 @@ def current_caller(
     session: SessionDep,
     keys: SigningKeysDep,
     settings: SettingsDep,
+    limiter: LimiterDep,
 ) -> Caller:
     claims = verify_access_token(credentials.credentials, keys, settings)
     client = get_client(session, str(claims["sub"]))
     if client is None or client.secret_generation != claims["gen"]:
         raise Unauthorized("the client of this token is disabled or its secret was rotated")
+    wait = limiter.take(client.client_id)
+    if wait:
+        raise TooManyRequests(f"rate limit of {client.client_id} exceeded", retry_after=wait)
     # A token never carries more than the client is granted now.
     scopes = frozenset(str(claims["scope"]).split()) & client.scopes
     return Caller(client.client_id, scopes, client.partner_id)
@@ -62,3 +66,4 @@ def require_scope(scope: str) -> Callable[[Caller], Caller]:
 
 AdminCaller = Annotated[Caller, Depends(require_scope(SCOPE_ADMIN))]
 ReaderCaller = Annotated[Caller, Depends(require_scope(SCOPE_EXTRACTS_READ))]
+RequesterCaller = Annotated[Caller, Depends(require_scope(SCOPE_EXTRACTS_REQUEST))]

@@ -17,6 +17,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from service.audit import service as audit
 from service.auth.models import ALL_SCOPES, OAuthClient
 from service.auth.service import get_client, secret_matches, sign_access_token
 from service.config import Settings
@@ -82,7 +83,15 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
         return _Client(record) if record else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
-        """Tokens are self-contained JWTs: nothing to store."""
+        """Tokens are self-contained JWTs: nothing is stored but the audit event."""
+        client_id = request.client.get_client_id()
+        audit.append(
+            self.session,
+            client_id,
+            "token.issued",
+            f"client:{client_id}",
+            {"scope": token["scope"], "expires_in": token["expires_in"]},
+        )
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """No signal bus in this service."""

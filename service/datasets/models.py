@@ -26,6 +26,8 @@ class Dataset(IdMixin, Base):
     row_count: Mapped[int]
     columns: Mapped[dict[str, str]] = mapped_column(JSON)
     fingerprint: Mapped[str] = mapped_column(String(80))
+    # column → level → distinct labels, counted at upload (the decision estimates cells with it).
+    cardinalities: Mapped[dict[str, dict[str, int]]] = mapped_column(JSON, default=dict)
     key_id: Mapped[str | None] = mapped_column(String(64))
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     deleted_at: Mapped[datetime.datetime | None] = mapped_column(default=None)

@@ -4,6 +4,7 @@ its ``dataset`` block: roles name real columns, values parse, hierarchies cover 
 
 from __future__ import annotations
 
+import csv
 import io
 import tempfile
 from collections.abc import Iterable
@@ -11,6 +12,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from anonymization.errors import DataError, HierarchyError, InvalidRequest, PartageError
 from anonymization.hierarchies import BandHierarchy, Hierarchy, MappingHierarchy, TimeHierarchy
@@ -133,3 +137,45 @@ def check_table(
         if isinstance(hierarchy, MappingHierarchy):
             _check_coverage(frame, column, hierarchy, column_spec.level or hierarchy.levels[0])
     return types
+
+
+def _distinct_labels(values: pd.Series, hierarchy: Hierarchy, source: str) -> dict[str, int]:
+    """How many distinct labels the column has at each level from ``source`` up."""
+    labels = [str(value) for value in values.dropna().unique()]
+    if isinstance(hierarchy, TimeHierarchy) and source == "day":
+        labels = sorted({label[:10] for label in labels})
+    counts = {source: len(labels)}
+    for level in hierarchy.levels[hierarchy.index(source) + 1 :]:
+        try:
+            counts[level] = len(set(hierarchy.generalize_labels(labels, source, level).values()))
+        except (HierarchyError, ValueError):
+            continue
+    return counts
+
+
+def cardinalities(
+    frame: pd.DataFrame, policy: DatasetPolicy, files: dict[str, str]
+) -> dict[str, dict[str, int]]:
+    """Per dimension column, its number of distinct labels at each level (to estimate cells)."""
+    hierarchies = resolve_hierarchies(policy, files)
+    return {
+        column: _distinct_labels(
+            frame[column], hierarchy, policy.dataset.columns[column].level or hierarchy.levels[0]
+        )
+        for column, hierarchy in hierarchies.items()
+        if column in frame.columns
+    }
+
+
+def release_source(content: bytes, file_format: str, policy: DatasetPolicy) -> pa.Table:
+    """The stored file as an Arrow table for the engine: codes as text, measures as numbers."""
+    if file_format == "parquet":
+        return pq.read_table(io.BytesIO(content))
+    measures = {c for c, spec in policy.dataset.columns.items() if spec.role == "measure"}
+    first_line = content.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+    header = next(csv.reader([first_line]))
+    types = {name: pa.float64() if name in measures else pa.string() for name in header}
+    return pa_csv.read_csv(
+        io.BytesIO(content),
+        convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True),
+    )

@@ -41,7 +41,7 @@ async def _text_files(files: list[UploadFile]) -> dict[str, str]:
 async def create_dataset(
     session: SessionDep,
     store: StoreDep,
-    _: AdminCaller,
+    caller: AdminCaller,
     file: Annotated[UploadFile, File(description="the table: CSV with a header, or Parquet")],
     name: Annotated[str, Form(min_length=1, max_length=200)],
     policy: PolicyField,
@@ -54,7 +54,16 @@ async def create_dataset(
     parsed = service.parse_policy(policy)
     uploaded = await _text_files(hierarchy_files or [])
     dataset = await run_in_threadpool(
-        service.create, session, store, name, description, parsed, file.filename, content, uploaded
+        service.create,
+        session,
+        store,
+        caller.client_id,
+        name,
+        description,
+        parsed,
+        file.filename,
+        content,
+        uploaded,
     )
     return DatasetOut.model_validate(dataset)
 
@@ -79,9 +88,9 @@ def delete_dataset(
     session: SessionDep,
     store: StoreDep,
     background: BackgroundTasks,
-    _: AdminCaller,
+    caller: AdminCaller,
 ) -> Response:
-    service.delete(session, dataset_id)
+    service.delete(session, caller.client_id, dataset_id)
     # The file goes once the transaction has committed (background tasks run after it).
     background.add_task(service.forget_file, store, dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,10 +11,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anonymization.errors import InvalidRequest
+from anonymization.hierarchies import Hierarchy
 from policies.files import invalid
 from service.agreements.models import LIVE_STATUSES, Agreement
+from service.audit import service as audit
 from service.datasets.models import Dataset
-from service.datasets.reading import check_table, detect_format, read_table
+from service.datasets.reading import (
+    cardinalities,
+    check_table,
+    detect_format,
+    read_table,
+    resolve_hierarchies,
+)
 from service.datasets.schemas import DatasetPolicy
 from service.db import utcnow
 from service.errors import Conflict, NotFound
@@ -54,6 +62,7 @@ def _hierarchy_files(policy: DatasetPolicy, uploaded: dict[str, str]) -> dict[st
 def create(
     session: Session,
     store: EncryptedStore,
+    actor: str,
     name: str,
     description: str | None,
     policy: DatasetPolicy,
@@ -80,6 +89,7 @@ def create(
         row_count=len(frame),
         columns=columns,
         fingerprint="sha256:" + hashlib.sha256(content).hexdigest(),
+        cardinalities=cardinalities(frame, policy, files),
         key_id=None,
         wrapped_key=None,
     )
@@ -87,6 +97,13 @@ def create(
     dataset.key_id, dataset.wrapped_key = key.key_id, key.wrapped
     session.add(dataset)
     session.flush()
+    audit.append(
+        session,
+        actor,
+        "dataset.uploaded",
+        f"dataset:{dataset.id}",
+        {"name": name, "fingerprint": dataset.fingerprint, "rows": dataset.row_count},
+    )
     return dataset
 
 
@@ -105,7 +122,7 @@ def get(session: Session, dataset_id: uuid.UUID, field: str = "dataset_id") -> D
     return dataset
 
 
-def delete(session: Session, dataset_id: uuid.UUID) -> None:
+def delete(session: Session, actor: str, dataset_id: uuid.UUID) -> None:
     """Forget the data key (the file can no longer be read); the record stays for the
     agreements that named it."""
     dataset = get(session, dataset_id)
@@ -123,6 +140,19 @@ def delete(session: Session, dataset_id: uuid.UUID) -> None:
     dataset.deleted_at = utcnow()
     dataset.key_id, dataset.wrapped_key = None, None
     session.flush()
+    audit.append(session, actor, "dataset.deleted", f"dataset:{dataset.id}", {"name": dataset.name})
+
+
+def policy_of(dataset: Dataset) -> DatasetPolicy:
+    """The dataset block and custom hierarchies the dataset was registered with."""
+    return DatasetPolicy.model_validate(
+        {"dataset": dataset.spec, "hierarchies": dataset.hierarchies}
+    )
+
+
+def hierarchies_of(dataset: Dataset) -> dict[str, Hierarchy]:
+    """Every column's hierarchy, custom files included."""
+    return resolve_hierarchies(policy_of(dataset), dataset.hierarchy_files)
 
 
 def forget_file(store: EncryptedStore, dataset_id: uuid.UUID) -> None:

@@ -23,8 +23,10 @@ def _credentials(created: tuple[Partner, OAuthClient, str]) -> PartnerCredential
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Register a partner and its client")
-def create_partner(body: PartnerCreate, session: SessionDep, _: AdminCaller) -> PartnerCredentials:
-    return _credentials(service.create(session, body))
+def create_partner(
+    body: PartnerCreate, session: SessionDep, caller: AdminCaller
+) -> PartnerCredentials:
+    return _credentials(service.create(session, caller.client_id, body))
 
 
 @router.get("", summary="List partners")
@@ -39,6 +41,6 @@ def get_partner(partner_id: uuid.UUID, session: SessionDep, _: AdminCaller) -> P
 
 @router.post("/{partner_id}/secret", summary="Rotate a partner's client secret (shown once)")
 def rotate_partner_secret(
-    partner_id: uuid.UUID, session: SessionDep, _: AdminCaller
+    partner_id: uuid.UUID, session: SessionDep, caller: AdminCaller
 ) -> PartnerCredentials:
-    return _credentials(service.new_secret(session, partner_id))
+    return _credentials(service.new_secret(session, caller.client_id, partner_id))

@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.audit import service as audit
 from service.auth.models import PARTNER_SCOPES, OAuthClient
 from service.auth.service import create_client, rotate_secret
 from service.errors import Conflict, NotFound
@@ -25,7 +26,7 @@ def to_out(partner: Partner, client: OAuthClient) -> PartnerOut:
     )
 
 
-def create(session: Session, body: PartnerCreate) -> tuple[Partner, OAuthClient, str]:
+def create(session: Session, actor: str, body: PartnerCreate) -> tuple[Partner, OAuthClient, str]:
     """A partner, its client and the client's secret in clear (shown once)."""
     if session.scalars(select(Partner.id).where(Partner.name == body.name)).first():
         raise Conflict(f"a partner named {body.name!r} exists", field="name", code="duplicate")
@@ -33,6 +34,9 @@ def create(session: Session, body: PartnerCreate) -> tuple[Partner, OAuthClient,
     session.add(partner)
     session.flush()
     client, secret = create_client(session, body.name, PARTNER_SCOPES, partner.id)
+    audit.append(
+        session, actor, "partner.created", f"partner:{partner.id}", {"client_id": client.client_id}
+    )
     return partner, client, secret
 
 
@@ -57,6 +61,16 @@ def get(session: Session, partner_id: uuid.UUID) -> tuple[Partner, OAuthClient]:
     return partner, client
 
 
-def new_secret(session: Session, partner_id: uuid.UUID) -> tuple[Partner, OAuthClient, str]:
+def new_secret(
+    session: Session, actor: str, partner_id: uuid.UUID
+) -> tuple[Partner, OAuthClient, str]:
     partner, client = get(session, partner_id)
-    return partner, client, rotate_secret(session, client)
+    secret = rotate_secret(session, client)
+    audit.append(
+        session,
+        actor,
+        "partner.secret_rotated",
+        f"partner:{partner.id}",
+        {"client_id": client.client_id, "generation": client.secret_generation},
+    )
+    return partner, client, secret

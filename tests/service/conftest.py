@@ -78,6 +78,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         keys_dir=tmp_path / "keys",
         max_upload_bytes=2 * 1024 * 1024,
+        worker_poll_seconds=0.05,
+        rate_limit_per_second=1000,
+        rate_limit_burst=10_000,
     )
 
 

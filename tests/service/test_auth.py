@@ -117,9 +117,17 @@ def test_rotated_signing_key_keeps_old_tokens_valid_until_they_expire(
 
 
 def test_signing_keys_past_their_grace_leave_the_jwks(settings: Settings) -> None:
-    keys = SigningKeys(settings.keys_dir, token_ttl_seconds=0)
+    keys = SigningKeys(settings.keys_dir, token_ttl_seconds=0, publish_days=0)
     first = keys.rotate()
     second = keys.rotate()
     kids = {key["kid"] for key in keys.jwks()["keys"]}
     assert kids == {second}
     assert not (settings.keys_dir / "signing" / f"{first}.json").exists()
+
+
+def test_a_retired_key_stops_verifying_tokens_but_stays_published(settings: Settings) -> None:
+    keys = SigningKeys(settings.keys_dir, token_ttl_seconds=0, publish_days=30)
+    first = keys.rotate()
+    second = keys.rotate()
+    assert {key.kid for key in keys.verification_keys().keys} == {second}
+    assert {key["kid"] for key in keys.jwks()["keys"]} == {first, second}

@@ -1,0 +1,118 @@
+"""Commands around releases and the audit log: ``verify``, ``audit-log``, ``releases``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+
+import service.models  # noqa: F401  (map every model before a session is used)
+from service.audit import service as audit
+from service.config import Settings, get_settings
+from service.db import make_engine, make_sessionmaker
+from service.extracts import jobs
+from service.extracts.manifest import verify_release
+from service.keys import SigningKeys, StorageKeys
+from service.signatures import SignatureError
+from service.storage import EncryptedStore
+
+console = Console(soft_wrap=True)
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+releases_app = typer.Typer(no_args_is_help=True, help="Released extracts.")
+
+
+def _keys(settings: Settings) -> SigningKeys:
+    return SigningKeys(
+        settings.keys_dir, settings.token_ttl_seconds, settings.signing_key_publish_days
+    )
+
+
+def _runtime(settings: Settings) -> jobs.Runtime:
+    store = EncryptedStore(settings.data_dir, StorageKeys(settings.keys_dir))
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    return jobs.Runtime(sessions, store, _keys(settings), settings)
+
+
+def _load_json(source: str) -> Any:
+    """JSON from a file, or fetched from an http(s) URL."""
+    if source.startswith(("http://", "https://")):
+        try:
+            response = httpx.get(source, timeout=10)
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            console.print(f"[red]error[/]: cannot fetch {source}: {error}")
+            raise typer.Exit(code=2) from None
+        return response.json()
+    try:
+        return json.loads(Path(source).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        console.print(f"[red]error[/]: cannot read {source} as JSON: {error}")
+        raise typer.Exit(code=2) from None
+
+
+def verify(
+    manifest: Annotated[Path, typer.Argument(help="the release's manifest.json")],
+    release: Annotated[Path, typer.Argument(help="the downloaded release file")],
+    jwks: Annotated[
+        str | None,
+        typer.Option(help="the service's JWKS: a file or a URL (default: this service's)"),
+    ] = None,
+) -> None:
+    """Check a release offline: the manifest's Ed25519 signature and the file's SHA-256."""
+    settings = get_settings()
+    source = jwks or f"http://{settings.host}:{settings.port}/.well-known/jwks.json"
+    document = _load_json(str(manifest))
+    if not release.is_file():
+        console.print(f"[red]error[/]: no such file {release}")
+        raise typer.Exit(code=2)
+    try:
+        kid, fmt = verify_release(document, _load_json(source), release)
+    except SignatureError as error:
+        console.print(f"[bold red]NOT VERIFIED[/]: {error}")
+        raise typer.Exit(code=1) from None
+    console.print(
+        f"verified: {release.name} is the {fmt} output of extract {document.get('extract_id')}"
+        f" (agreement {document['agreement']['id']} v{document['agreement']['version']}),"
+        f" manifest signed by key {kid}"
+    )
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the whole chain and check every signed head; exit 1 naming the first break."""
+    settings = get_settings()
+    runtime = _runtime(settings)
+    with runtime.sessions() as session:
+        report = audit.verify_chain(session, runtime.keys.jwks())
+    if not report.intact:
+        console.print(f"[bold red]BROKEN[/] at entry {report.broken_at}: {report.problem}")
+        raise typer.Exit(code=1)
+    console.print(
+        f"intact: {report.entries} entries, head at {report.head_seq}, "
+        f"{report.signatures} signed head(s) verified"
+    )
+
+
+@audit_app.command("sign")
+def audit_sign() -> None:
+    """Sign the chain's current head with the service's signing key."""
+    seq = jobs.sign_audit_head(_runtime(get_settings()))
+    console.print(f"signed the head at entry {seq}" if seq else "the head is already signed")
+
+
+@releases_app.command("expire")
+def releases_expire() -> None:
+    """Expire releases past their retention now (files deleted, records kept)."""
+    count = jobs.expire_due(_runtime(get_settings()))
+    console.print(f"{count} release(s) expired")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the release and audit commands to the ``partage`` app."""
+    app.command("verify")(verify)
+    app.add_typer(audit_app, name="audit-log")
+    app.add_typer(releases_app, name="releases")

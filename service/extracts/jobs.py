@@ -1,0 +1,240 @@
+"""Extract jobs: a pool of worker threads inside the service; each job's state is its row.
+
+A worker claims a queued row (``running``, one more attempt), computes the release outside any
+transaction, writes every format encrypted (fsynced, renamed into place), then commits the row
+as ``succeeded`` together with its audit event. Until that commit nothing is downloadable, and
+the files' data keys exist only in that commit, so a crash in between leaves nothing readable.
+On start, rows left ``running`` by a crash are queued again, or failed once out of attempts.
+The same loop expires releases past their retention and signs the audit log's head.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from anonymization.errors import PartageError, PolicyViolation
+from anonymization.release import Release, run_release, serialize
+from policies.decisions import AgreementStatus, status_reasons
+from policies.models import ExtractRequest, Policy
+from policies.requests import build_plan
+from service.agreements.models import Agreement
+from service.audit import service as audit
+from service.config import Settings
+from service.datasets import service as datasets
+from service.datasets.reading import release_source
+from service.db import utcnow
+from service.extracts import files, manifest
+from service.extracts.models import EXPIRED, FAILED, QUEUED, RUNNING, SUCCEEDED, Extract
+from service.extracts.service import Context, context
+from service.keys import SigningKeys
+from service.storage import EncryptedStore, StorageError
+
+log = logging.getLogger(__name__)
+SERVICE = "service"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a job needs from the app: database, store, keys and settings."""
+
+    sessions: sessionmaker[Session]
+    store: EncryptedStore
+    keys: SigningKeys
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class Produced:
+    """A release computed and written, waiting to be committed."""
+
+    release: Release
+    files: dict[str, dict[str, Any]]
+    manifest: dict[str, Any]
+    expires_at: datetime.datetime
+
+
+def claim(runtime: Runtime, limit: int) -> list[uuid.UUID]:
+    """Mark up to ``limit`` queued extracts running (oldest first) and return their ids."""
+    claimed = []
+    with runtime.sessions() as session:
+        queued = session.scalars(
+            select(Extract.id).where(Extract.status == QUEUED).order_by(Extract.created_at)
+        ).all()
+        for extract_id in queued[:limit]:
+            taken = session.execute(
+                update(Extract)
+                .where(Extract.id == extract_id, Extract.status == QUEUED)
+                .values(
+                    status=RUNNING,
+                    progress="starting",
+                    attempts=Extract.attempts + 1,
+                    started_at=utcnow(),
+                )
+            )
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append(extract_id)
+        session.commit()
+    return claimed
+
+
+def recover(runtime: Runtime) -> tuple[int, int]:
+    """Queue again the jobs a crash left running, or fail those out of attempts."""
+    requeued = failed = 0
+    with runtime.sessions() as session:
+        interrupted = session.scalars(select(Extract).where(Extract.status == RUNNING)).all()
+        for extract in interrupted:
+            files.delete(runtime.store, extract.id)
+            if extract.attempts < runtime.settings.job_attempts:
+                extract.status, extract.progress = QUEUED, "queued again after an interruption"
+                requeued += 1
+            else:
+                _mark_failed(session, extract, "interrupted", "the service stopped during the job")
+                failed += 1
+        session.commit()
+    return requeued, failed
+
+
+def _progress(runtime: Runtime, extract_id: uuid.UUID, step: str) -> None:
+    with runtime.sessions() as session:
+        session.execute(
+            update(Extract)
+            .where(Extract.id == extract_id, Extract.status == RUNNING)
+            .values(progress=step[:32])
+        )
+        session.commit()
+
+
+def _load(session: Session, extract: Extract) -> Context:
+    """The agreement version the extract was permitted under; refused if no longer active."""
+    agreement = session.get(Agreement, extract.agreement_id)
+    assert agreement is not None
+    found = context(session, agreement, extract.agreement_version)
+    status = cast(AgreementStatus, agreement.status)
+    for reason in status_reasons(status, found.terms, utcnow()):
+        raise PolicyViolation(reason.detail, field=reason.field, code=reason.code)
+    if found.dataset.wrapped_key is None:
+        raise PolicyViolation("the dataset was deleted", field="dataset", code="dataset_deleted")
+    return found
+
+
+def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
+    """Compute the release and write its files; nothing is committed here."""
+    with runtime.sessions() as session:
+        extract = session.get(Extract, extract_id)
+        assert extract is not None
+        found = _load(session, extract)
+        session.expunge_all()
+    content = datasets.read_content(runtime.store, found.dataset)
+    source = release_source(content, found.dataset.file_format, datasets.policy_of(found.dataset))
+    policy = Policy(dataset=found.spec, release=found.terms.release)
+    request = ExtractRequest.model_validate(extract.request)
+    plan = build_plan(policy, found.hierarchies, request)
+    release = run_release(source, plan, lambda step: _progress(runtime, extract_id, step))
+    _progress(runtime, extract_id, "writing")
+    outputs = {fmt: serialize(release.table, fmt) for fmt in policy.release.formats}
+    written = files.write(runtime.store, extract_id, outputs)
+    expires_at = utcnow() + datetime.timedelta(days=found.terms.retention_days)
+    document = manifest.build(
+        extract,
+        {"id": str(found.dataset.id), "fingerprint": found.dataset.fingerprint},
+        release,
+        written,
+        runtime.settings.token_issuer,
+        expires_at,
+    )
+    return Produced(release, written, manifest.signed(runtime.keys, document), expires_at)
+
+
+def commit_release(runtime: Runtime, extract_id: uuid.UUID, produced: Produced) -> None:
+    """In one transaction: the row succeeded, with its files' keys, manifest and audit event."""
+    with runtime.sessions() as session:
+        extract = session.get(Extract, extract_id)
+        if extract is None or extract.status != RUNNING:
+            raise PartageError("the job was taken over meanwhile", code="interrupted")
+        extract.status, extract.progress = SUCCEEDED, "done"
+        extract.files, extract.manifest = produced.files, produced.manifest
+        extract.finished_at, extract.expires_at = utcnow(), produced.expires_at
+        counts = produced.release.counts()
+        audit.append(
+            session,
+            SERVICE,
+            "release.produced",
+            f"extract:{extract.id}",
+            {
+                "requested_by": extract.client_id,
+                "agreement_id": str(extract.agreement_id),
+                "version": extract.agreement_version,
+                "cells": counts["cells"],
+                "suppressed": counts["suppressed"],
+                "sha256": {fmt: record["sha256"] for fmt, record in produced.files.items()},
+            },
+        )
+        session.commit()
+
+
+def _mark_failed(session: Session, extract: Extract, code: str, detail: str) -> None:
+    extract.status, extract.progress = FAILED, "failed"
+    extract.failure_code, extract.failure = code, detail[:2000]
+    extract.finished_at = utcnow()
+    audit.append(
+        session,
+        SERVICE,
+        "release.failed",
+        f"extract:{extract.id}",
+        {"code": code, "detail": detail},
+    )
+
+
+def _fail(runtime: Runtime, extract_id: uuid.UUID, code: str, detail: str) -> None:
+    files.delete(runtime.store, extract_id)
+    with runtime.sessions() as session:
+        extract = session.get(Extract, extract_id)
+        if extract is not None and extract.status == RUNNING:
+            _mark_failed(session, extract, code, detail)
+            session.commit()
+
+
+def run_job(runtime: Runtime, extract_id: uuid.UUID) -> None:
+    """Run one claimed job to ``succeeded`` or ``failed`` (with the reason)."""
+    try:
+        commit_release(runtime, extract_id, produce(runtime, extract_id))
+    except PartageError as error:
+        _fail(runtime, extract_id, error.code, error.detail)
+    except StorageError as error:
+        _fail(runtime, extract_id, "storage", str(error))
+    except Exception:
+        log.exception("extract %s failed", extract_id)
+        _fail(runtime, extract_id, "internal", "the release failed on an internal error")
+
+
+def expire_due(runtime: Runtime, now: datetime.datetime | None = None) -> int:
+    """Expire releases past their retention: record kept, keys dropped, files deleted."""
+    now = now or utcnow()
+    with runtime.sessions() as session:
+        due = session.scalars(
+            select(Extract).where(Extract.status == SUCCEEDED, Extract.expires_at <= now)
+        ).all()
+        for extract in due:
+            extract.status, extract.progress = EXPIRED, "expired"
+            files.forget_keys(extract)
+            audit.append(session, SERVICE, "release.expired", f"extract:{extract.id}")
+        session.commit()
+        expired = [extract.id for extract in due]
+    for extract_id in expired:
+        files.delete(runtime.store, extract_id)
+    return len(expired)
+
+
+def sign_audit_head(runtime: Runtime) -> int | None:
+    """Sign the audit log's head if it moved; the sequence signed."""
+    with runtime.sessions() as session:
+        signed = audit.sign_head(session, runtime.keys)
+        session.commit()
+    return signed.seq if signed else None
