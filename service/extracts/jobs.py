@@ -106,7 +106,7 @@ def _progress(runtime: Runtime, extract_id: uuid.UUID, step: str) -> None:
         session.execute(
             update(Extract)
             .where(Extract.id == extract_id, Extract.status == RUNNING)
-            .values(progress=step[:32])
+            .values(progress=step[:64])
         )
         session.commit()
 

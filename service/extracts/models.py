@@ -33,7 +33,7 @@ class Extract(IdMixin, Base):
     request_hash: Mapped[str] = mapped_column(String(80))
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
-    progress: Mapped[str] = mapped_column(String(32), default=QUEUED)
+    progress: Mapped[str] = mapped_column(String(64), default=QUEUED)
     failure_code: Mapped[str | None] = mapped_column(String(64), default=None)
     failure: Mapped[str | None] = mapped_column(String(2000), default=None)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -66,7 +66,7 @@ def upgrade() -> None:
         sa.Column("request_hash", sa.String(length=80), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("progress", sa.String(length=32), nullable=False),
+        sa.Column("progress", sa.String(length=64), nullable=False),
         sa.Column("failure_code", sa.String(length=64), nullable=True),
         sa.Column("failure", sa.String(length=2000), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),

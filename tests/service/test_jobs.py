@@ -1,0 +1,149 @@
+"""Jobs: a crash between writing the files and committing leaves nothing downloadable and is
+recovered on restart; releases expire after their retention (files deleted, record kept)."""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from service.app import create_app
+from service.cli import app as cli
+from service.config import Settings, get_settings
+from service.db import utcnow
+from service.extracts import jobs
+from service.extracts.models import Extract
+from tests.service.journey import REQUEST, make_agreement, request_and_wait, wait_for
+
+
+class Crash(BaseException):
+    """The process dying: nothing after the fault runs, not even the job's error handling."""
+
+
+@pytest.fixture
+def setup(client: TestClient, admin: dict[str, str], make_dataset, make_partner) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    dataset, partner = make_dataset(), make_partner("Partner")
+    agreement = make_agreement(client, admin, partner["id"], dataset["id"])
+    return {"headers": partner["headers"], "agreement_id": agreement["id"]}
+
+
+def _release_files(settings: Settings, extract_id: str) -> list[Path]:
+    return sorted((settings.data_dir / "releases").glob(f"{extract_id}.*"))
+
+
+def _crash_before_commit(
+    app: FastAPI, client: TestClient, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Request an extract whose job dies after writing its files, before committing."""
+
+    def crash(*args: Any) -> None:
+        raise Crash
+
+    monkeypatch.setattr(jobs, "commit_release", crash)
+    url = f"/agreements/{setup['agreement_id']}/extracts"
+    extract_id: str = client.post(url, json=REQUEST, headers=setup["headers"]).json()["id"]
+    deadline = time.monotonic() + 10
+    while (app.state.pool.in_flight or not _release_files(app.state.settings, extract_id)) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    app.state.pool.stop()
+    monkeypatch.undo()
+    return extract_id
+
+
+@contextmanager
+def restarted(settings: Settings) -> Iterator[TestClient]:
+    """The service started again on the same database, files and keys."""
+    again = create_app(settings)
+    try:
+        with TestClient(again, base_url="http://localhost") as client:
+            yield client
+    finally:
+        again.state.engine.dispose()
+
+
+def test_a_crash_before_commit_leaves_nothing_downloadable_and_the_job_is_retried(
+    app: FastAPI,
+    client: TestClient,
+    setup: dict[str, Any],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    headers = setup["headers"]
+    extract_id = _crash_before_commit(app, client, setup, monkeypatch)
+    assert len(_release_files(settings, extract_id)) == 3  # written, never committed
+    stuck = client.get(f"/extracts/{extract_id}", headers=headers).json()
+    assert (stuck["status"], stuck["formats"]) == ("running", [])
+    for suffix in ("/download", "/download?format=parquet", "/manifest"):
+        response = client.get(f"/extracts/{extract_id}{suffix}", headers=headers)
+        assert (response.status_code, response.json()["error"]) == (409, "not_ready")
+    with app.state.sessionmaker() as session:
+        extract = session.get(Extract, uuid.UUID(extract_id))
+        assert extract is not None
+        assert (extract.files, extract.manifest) == ({}, None)  # no key: the files are unreadable
+
+    with restarted(settings) as again:
+        done = wait_for(again, headers, extract_id, ("succeeded", "failed"))
+        assert (done["status"], done["attempts"]) == ("succeeded", 2)
+        assert again.get(f"/extracts/{extract_id}/download", headers=headers).status_code == 200
+
+
+def test_a_crash_on_the_last_attempt_marks_the_job_failed(
+    app: FastAPI,
+    client: TestClient,
+    setup: dict[str, Any],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    extract_id = _crash_before_commit(app, client, setup, monkeypatch)
+    with restarted(settings.model_copy(update={"job_attempts": 1})) as again:
+        failed = again.get(f"/extracts/{extract_id}", headers=setup["headers"]).json()
+    assert (failed["status"], failed["failure_code"]) == ("failed", "interrupted")
+    assert _release_files(settings, extract_id) == []
+
+
+def test_releases_expire_after_retention_and_the_record_stays(
+    app: FastAPI,
+    client: TestClient,
+    setup: dict[str, Any],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    headers = setup["headers"]
+    done = request_and_wait(client, headers, setup["agreement_id"], REQUEST)
+    expected = utcnow() + datetime.timedelta(days=30)
+    assert abs(datetime.datetime.fromisoformat(done["expires_at"]) - expected).total_seconds() < 60
+    with app.state.sessionmaker() as session:
+        extract = session.get(Extract, uuid.UUID(done["id"]))
+        assert extract is not None
+        extract.expires_at = utcnow() - datetime.timedelta(seconds=1)
+        session.commit()
+    for name, value in (
+        ("DATABASE_URL", settings.database_url),
+        ("DATA_DIR", str(settings.data_dir)),
+        ("KEYS_DIR", str(settings.keys_dir)),
+    ):
+        monkeypatch.setenv(f"PARTAGE_{name}", value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["releases", "expire"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "1 release(s) expired" in result.output
+    assert _release_files(settings, done["id"]) == []
+    expired = client.get(f"/extracts/{done['id']}", headers=headers).json()
+    assert (expired["status"], expired["formats"]) == ("expired", [])
+    gone = client.get(f"/extracts/{done['id']}/download", headers=headers)
+    assert (gone.status_code, gone.json()["error"]) == (410, "gone")
+    assert client.get(f"/extracts/{done['id']}/manifest", headers=headers).status_code == 200
