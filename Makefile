@@ -28,6 +28,13 @@ lint: install
 test: lint
 	$(BIN)/pytest -n 2 -q
 
+# Serve the API on 127.0.0.1:8000 with an embedded SQLite database under var/.
+# The admin client's credentials are kept in var/admin-client.json and reused on later runs.
+run: install
+	$(BIN)/partage db upgrade
+	$(BIN)/partage admin create-client admin --save var/admin-client.json
+	$(BIN)/partage serve
+
 bench: install
 	$(BIN)/python benchmarks/run.py
 

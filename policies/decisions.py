@@ -8,7 +8,7 @@ import datetime
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from anonymization.hierarchies import Hierarchy
 from anonymization.protection import Protection
@@ -44,11 +44,13 @@ class AgreementTerms(Frozen):
     limits: Limits = Field(default_factory=Limits)
     retention_days: int = Field(default=30, ge=1, le=3650)
 
-    @model_validator(mode="after")
-    def _window(self) -> AgreementTerms:
-        if self.valid_until <= self.valid_from:
+    @field_validator("valid_until")
+    @classmethod
+    def _after_start(cls, value: datetime.date, info: ValidationInfo) -> datetime.date:
+        start = info.data.get("valid_from")
+        if isinstance(start, datetime.date) and value <= start:
             raise ValueError("valid_until must be after valid_from")
-        return self
+        return value
 
 
 class Usage(BaseModel):

@@ -76,6 +76,7 @@ def check_policy(policy: Policy, hierarchies: dict[str, Hierarchy]) -> None:
 
 def _check_level(hierarchy: Hierarchy, level: str, source: str | None, field: str) -> None:
     try:
+        hierarchy.index(level)
         if source is not None and not hierarchy.is_coarser_or_equal(level, source):
             raise InvalidRequest(
                 f"level {level!r} is finer than the stored level {source!r}",

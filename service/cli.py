@@ -19,6 +19,7 @@ from anonymization.release import OutputFormat, Release, run_release, serialize,
 from policies.files import digest, parse, read_document
 from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
+from service.cli_admin import register
 from service.cli_microdata import anonymize
 from service.demo.cli import demo
 
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(demo, name="demo")
 stderr = Console(stderr=True)
+register(app)
 
 
 @app.callback()
