@@ -15,6 +15,7 @@ from anonymization import __version__
 from anonymization.cells import Source, compute_cells
 from anonymization.plan import AggregatePlan, Measure
 from anonymization.protection import primary_suppression
+from anonymization.suppression import Audit, build_system, engine_block, protect
 
 OutputFormat = Literal["csv", "parquet", "json"]
 Progress = Callable[[str], None]
@@ -27,6 +28,7 @@ class Release:
     table: pd.DataFrame
     plan: AggregatePlan
     cells: pd.DataFrame = field(repr=False)
+    audit: Audit = field(repr=False)
 
     def counts(self) -> dict[str, Any]:
         """Cells released and suppressed, by reason."""
@@ -37,6 +39,7 @@ class Release:
             "released": int((status == "released").sum()),
             "suppressed": int((status == "suppressed").sum()),
             "suppressed_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
+            "complements": int(reasons.get("secondary", 0)),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -45,6 +48,7 @@ class Release:
             "engine": f"partage-anonymization {__version__}",
             "plan": self.plan.describe(),
             **self.counts(),
+            "audit": self.audit.to_manifest(),
         }
 
 
@@ -88,8 +92,12 @@ def run_release(source: Source, plan: AggregatePlan, progress: Progress | None =
     report("aggregating")
     cells = compute_cells(source, plan)
     report("protecting")
-    reason = primary_suppression(cells, plan.protection)
-    return Release(table=release_table(cells, plan, reason), plan=plan, cells=cells)
+    primary = primary_suppression(cells, plan.protection)
+    system = build_system([engine_block(cells, plan, primary)])
+    protection = plan.protection
+    reasons, audit = protect(system, protection.k, protection.interval.p, progress=report)
+    reason = pd.Series(reasons, index=cells.index, dtype=object)
+    return Release(release_table(cells, plan, reason), plan, cells, audit)
 
 
 def serialize(table: pd.DataFrame, fmt: OutputFormat) -> bytes:
