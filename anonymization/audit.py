@@ -123,11 +123,14 @@ def relations_within(labels: pd.DataFrame, additive: frozenset[str]) -> Relation
 
 @dataclass(frozen=True)
 class Quantity:
-    """A value audited in every cell: ``subjects`` or a measure's sum (``<m>_sum``)."""
+    """A value audited in every cell: ``subjects`` or a measure's sum (``<m>_sum``); ``error``
+    bounds how far a published value may be from the one the relations hold for (a sum read
+    back as mean × count)."""
 
     name: str
     values: np.ndarray
     nonnegative: bool
+    error: np.ndarray | None = None
 
 
 def components(relations: Relations, suppressed: np.ndarray) -> tuple[int, np.ndarray]:
@@ -168,6 +171,8 @@ class _Solver:
             part = matrix[touching]
             rhs = -(part @ known)
             tolerance = 1e-6 * (np.diff(part.indptr) + 1) + 1e-9 * (abs(part) @ abs(known))
+            if quantity.error is not None:
+                tolerance += abs(part) @ np.where(suppressed, 0.0, quantity.error)
             matrices.append(part[:, cells])
             uppers.append(rhs + tolerance)
             lowers.append(np.where(is_exact[touching], rhs - tolerance, -highspy.kHighsInf))

@@ -19,6 +19,7 @@ from anonymization.release import OutputFormat, Release, run_release, serialize,
 from policies.files import digest, parse, read_document
 from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
+from service.cli_audit import audit
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -135,6 +136,9 @@ def release_command(
             f"{counts['suppressed']} suppressed ({reasons}) → {out}",
             highlight=False,
         )
+
+
+app.command("audit")(audit)
 
 
 def main() -> None:
