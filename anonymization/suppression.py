@@ -100,7 +100,11 @@ def engine_block(cells: pd.DataFrame, plan: AggregatePlan, reason: pd.Series) ->
         values[f"{column}_sum"] = sums
         if (sums >= 0).all():
             nonnegative.add(f"{column}_sum")
-    additive = additive_dimensions(labels, subjects) if plan.totals else frozenset()
+    additive = (
+        additive_dimensions(labels, subjects)
+        if plan.totals
+        else frozenset(cells.attrs.get("additive", ()))
+    )
     return Block(
         labels, values, reason.to_numpy(dtype=object), plan.totals, additive, frozenset(nonnegative)
     )
@@ -193,8 +197,8 @@ def _shift(coo: sparse.coo_matrix, offset: int, total: int) -> sparse.csr_matrix
 
 
 def requirement(system: System, k: int, p: float, margins: dict[str, np.ndarray]) -> Requirement:
-    """Protected cells of every block and what each needs; ``margins`` overrides the sums'
-    margin of differencing cells (the size of the difference they would reveal)."""
+    """Protected cells of every block and what each needs; ``margins`` (over the release's
+    cells, NaN where unset) overrides the sums' margin of differencing cells."""
     reason = system.reason
     cells = np.flatnonzero(np.isin(reason.astype(str), PROTECTED))
     out: dict[str, np.ndarray] = {}
@@ -203,7 +207,8 @@ def requirement(system: System, k: int, p: float, margins: dict[str, np.ndarray]
             continue
         margin = p / 100.0 * np.abs(np.nan_to_num(quantity.values.astype(float)))
         if quantity.name in margins:
-            override = margins[quantity.name]
+            override = np.full(len(margin), np.nan)
+            override[: len(margins[quantity.name])] = margins[quantity.name]
             margin = np.where(np.isnan(override), margin, override)
         out[quantity.name] = margin[cells]
     return Requirement(cells, np.full(len(cells), float(k)), out)

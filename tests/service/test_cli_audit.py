@@ -81,3 +81,33 @@ def test_a_tampered_table_or_manifest_fails(workdir: Path) -> None:
     (workdir / "manifest.json").write_text(json.dumps(manifest))
     code, output = audit(workdir)
     assert code != 0 and "the manifest states subjects" in output
+
+
+def test_the_ledger_protects_later_releases_to_the_same_partner(workdir: Path) -> None:
+    ledger = str(workdir / "ledger.db")
+    (workdir / "all.yaml").write_text("group_by: {departement: departement}\n")
+    (workdir / "some.yaml").write_text(
+        "group_by: {departement: departement}\ntotals: true\n"
+        "filters: {card_country: {in: [DE, GB, US]}}\n"
+    )
+    code, output = release(workdir, "--ledger", ledger, request="all.yaml")
+    assert code == 0, output
+    first = pd.read_csv(workdir / "out.csv", dtype={"departement": str})
+    code, output = release(
+        workdir,
+        "--ledger",
+        ledger,
+        "--manifest",
+        str(workdir / "manifest.json"),
+        request="some.yaml",
+    )
+    assert code == 0, output
+    second = pd.read_csv(workdir / "out.csv", dtype={"departement": str}).set_index("departement")
+    for _, row in first.iterrows():
+        if row["status"] == "suppressed":
+            assert second.loc[row["departement"], "status"] == "suppressed"
+    assert audit(workdir)[0] == 0
+    code, output = release(workdir, "--ledger", ledger, "--partner", "other", request="some.yaml")
+    assert code == 0, output
+    alone = pd.read_csv(workdir / "out.csv", dtype={"departement": str}).set_index("departement")
+    assert (alone["status"] == "suppressed").sum() <= (second["status"] == "suppressed").sum()
