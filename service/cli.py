@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from anonymization.errors import PartageError
-from anonymization.release import OutputFormat, Release, run_release, serialize, sha256_hex
+from anonymization.hierarchies import Hierarchy
+from anonymization.ledger import SQLiteLedger
+from anonymization.release import (
+    Held,
+    OutputFormat,
+    Release,
+    run_release,
+    serialize,
+    sha256_hex,
+)
 from policies.files import digest, parse, read_document
 from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
 from service.cli_admin import register
+from service.cli_audit import audit
 from service.cli_microdata import anonymize
 from service.cli_service import register as register_service
+from service.console import handled, stderr, write_atomically
 from service.demo.cli import demo
 
 app = typer.Typer(
@@ -30,7 +34,6 @@ app = typer.Typer(
     help="Partage: privacy-preserving data sharing for territories.",
 )
 app.add_typer(demo, name="demo")
-stderr = Console(stderr=True)
 register(app)
 register_service(app)
 
@@ -38,41 +41,6 @@ register_service(app)
 @app.callback()
 def partage() -> None:
     """Partage: release protected extracts of sensitive data, offline or as a service."""
-
-
-def fail(error: PartageError) -> typer.Exit:
-    """Print one clear message naming the field and the reason; exit code 2."""
-    where = f" [{error.field}]" if error.field else ""
-    stderr.print(
-        f"[bold red]error[/] {escape(f'({error.code}){where}: {error.detail}')}", highlight=False
-    )
-    return typer.Exit(code=2)
-
-
-@contextmanager
-def handled(quiet: bool, title: str) -> Iterator[Any]:
-    """Show progress on long runs (unless quiet) and turn typed errors into exit code 2."""
-    try:
-        if quiet:
-            yield lambda _message: None
-        else:
-            with stderr.status(title) as status:
-                yield lambda message: status.update(f"{title}: {message}")
-    except PartageError as error:
-        raise fail(error) from None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write through a temporary file and rename, so a failure leaves no partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def file_digest(path: Path) -> str:
@@ -101,6 +69,23 @@ def release_manifest(
     }
 
 
+def held_releases(
+    ledger: SQLiteLedger | None,
+    partner: str,
+    dataset: str,
+    policy: Policy,
+    hierarchies: dict[str, Hierarchy],
+) -> list[Held]:
+    """What the partner already holds of this dataset, each with its plan rebuilt."""
+    if ledger is None:
+        return []
+    held = []
+    for entry in ledger.held(partner, dataset):
+        request = parse(ExtractRequest, entry.request, prefix="ledger")
+        held.append((entry, build_plan(policy, hierarchies, request)))
+    return held
+
+
 @app.command("release")
 def release_command(
     data: Annotated[Path, typer.Argument(help="the sensitive table: CSV (with header) or Parquet")],
@@ -114,6 +99,13 @@ def release_command(
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="where to write the manifest")
     ] = None,
+    ledger_file: Annotated[
+        Path | None,
+        typer.Option("--ledger", help="SQLite ledger of what each partner already holds"),
+    ] = None,
+    partner: Annotated[
+        str, typer.Option("--partner", help="who receives the release (ledger key)")
+    ] = "default",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Release a protected aggregated extract of DATA under a policy."""
@@ -125,10 +117,15 @@ def release_command(
         if fmt is not None:
             request = request.model_copy(update={"format": fmt})
         plan = build_plan(policy, hierarchies, request)
-        release = run_release(data, plan, progress)
+        ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
+        dataset = file_digest(data) if ledger is not None else ""
+        held = held_releases(ledger, partner, dataset, policy, hierarchies)
+        release = run_release(data, plan, progress, held)
         output = serialize(release.table, request.format)
         document = release_manifest(release, request, policy, data, output, request.format)
         progress("writing")
+        if ledger is not None:
+            ledger.record(partner, release.held(dataset, document["request"]))
         write_atomically(out, output)
         if manifest is not None:
             write_atomically(manifest, json.dumps(document, indent=2, ensure_ascii=False).encode())
@@ -145,6 +142,7 @@ def release_command(
 
 
 app.command("anonymize")(anonymize)
+app.command("audit")(audit)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -158,6 +159,9 @@ def error_response(error: Exception) -> JSONResponse:
     elif isinstance(error, StaleDataError):
         status = 409
         body = _body("stale_version", "the object was changed meanwhile; reload it", "version")
+    elif isinstance(error, IntegrityError):
+        # A uniqueness race lost to a concurrent request: nothing was written.
+        status, body = 409, _body("conflict", "a concurrent change conflicts with this one", None)
     else:
         assert isinstance(error, StarletteHTTPException)
         status, headers = error.status_code, error.headers
@@ -179,6 +183,7 @@ def install_error_handler(app: FastAPI) -> None:
         PartageError,
         RequestValidationError,
         StaleDataError,
+        IntegrityError,
         StarletteHTTPException,
     ):
         app.add_exception_handler(error_class, _handle)

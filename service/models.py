@@ -6,6 +6,7 @@ from service.auth.models import OAuthClient
 from service.datasets.models import Dataset
 from service.db import Base
 from service.extracts.models import Extract
+from service.ledger.models import LedgerEntry
 from service.partners.models import Partner
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Base",
     "Dataset",
     "Extract",
+    "LedgerEntry",
     "OAuthClient",
     "Partner",
 ]

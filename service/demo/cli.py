@@ -18,10 +18,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+import service.models  # noqa: F401  (maps every model before a session is used)
+from anonymization.errors import PartageError
+from service.config import get_settings
+from service.console import fail
+from service.db import make_engine, make_sessionmaker
 from service.demo.consumption import ConsumptionGenerator
 from service.demo.generate import CSV_MAX_ROWS, Generated, Generator, generate
 from service.demo.payments import PaymentsGenerator
 from service.demo.reference import communes
+from service.keys import StorageKeys
+from service.storage import EncryptedStore
 
 demo = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Synthetic French demo data (fixed seed)."
@@ -97,3 +104,44 @@ def generate_command(
                 f"{result.name}: {result.rows:,} rows in {result.seconds:.1f} s → {files}",
                 highlight=False,
             )
+
+
+@demo.command("load")
+def load_command(
+    data_dir: Annotated[
+        Path, typer.Option(help="where the demo files are, generated there if absent")
+    ] = Path("var/demo"),
+    meters: Annotated[int, typer.Option(min=1, help="smart meters, if generating")] = 20_000,
+    credentials: Annotated[
+        Path, typer.Option(help="file keeping the partners' secrets (0600)")
+    ] = Path("var/demo-credentials.json"),
+) -> None:
+    """Register the demo datasets, partners and agreements (once) and print the partners'
+    credentials; generates the demo data first if it is absent."""
+    from service.demo.load import load, read_saved, write_saved
+
+    wanted: dict[str, Generator] = {
+        "payments": PaymentsGenerator(1_000_000, 2025),
+        "consumption": ConsumptionGenerator(meters, 365, 2025, ["74"]),
+    }
+    for name, generator in wanted.items():
+        if not (data_dir / f"{name}.parquet").is_file():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            stderr.print(f"generating the demo {name} data in {data_dir}…")
+            generate(generator, data_dir, name, False, lambda _rows: None)
+    settings = get_settings()
+    store = EncryptedStore(settings.data_dir, StorageKeys(settings.keys_dir))
+    saved = read_saved(credentials)
+    with make_sessionmaker(make_engine(settings.database_url))() as session:
+        try:
+            loaded = load(session, store, data_dir, saved)
+        except PartageError as error:
+            raise fail(error) from None
+        session.commit()
+    write_saved(credentials, {share.client_id: share.client_secret for share in loaded})
+    for share in loaded:
+        stderr.print(
+            f"[bold]{share.partner}[/]\n  client_id:     {share.client_id}\n"
+            f"  client_secret: {share.client_secret}\n  agreement:     {share.agreement_id}",
+            highlight=False,
+        )

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from anonymization.errors import PartageError, PolicyViolation
-from anonymization.release import Release, run_release, serialize
+from anonymization.release import Held, Release, run_release, serialize
 from policies.decisions import AgreementStatus, status_reasons
 from policies.models import ExtractRequest, Policy
 from policies.requests import build_plan
@@ -34,6 +34,7 @@ from service.extracts import files, manifest
 from service.extracts.models import EXPIRED, FAILED, QUEUED, RUNNING, SUCCEEDED, Extract
 from service.extracts.service import Context, context
 from service.keys import SigningKeys
+from service.ledger import service as ledger
 from service.storage import EncryptedStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -52,22 +53,34 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Produced:
-    """A release computed and written, waiting to be committed."""
+    """A release computed and written, waiting to be committed; ``held`` is how many releases
+    of the same data the partner held when it was protected."""
 
     release: Release
     files: dict[str, dict[str, Any]]
     manifest: dict[str, Any]
     expires_at: datetime.datetime
+    dataset: str
+    held: int
 
 
 def claim(runtime: Runtime, limit: int) -> list[uuid.UUID]:
-    """Mark up to ``limit`` queued extracts running (oldest first) and return their ids."""
-    claimed = []
+    """Mark up to ``limit`` queued extracts running (oldest first) and return their ids.
+
+    One job per partner at a time: each release is protected against every release the partner
+    already holds, so two of its releases must not be protected without each other.
+    """
+    claimed: list[uuid.UUID] = []
     with runtime.sessions() as session:
-        queued = session.scalars(
-            select(Extract.id).where(Extract.status == QUEUED).order_by(Extract.created_at)
+        busy = set(session.scalars(select(Extract.partner_id).where(Extract.status == RUNNING)))
+        queued = session.execute(
+            select(Extract.id, Extract.partner_id)
+            .where(Extract.status == QUEUED)
+            .order_by(Extract.created_at)
         ).all()
-        for extract_id in queued[:limit]:
+        for extract_id, partner_id in queued:
+            if len(claimed) >= limit or partner_id in busy:
+                continue
             taken = session.execute(
                 update(Extract)
                 .where(Extract.id == extract_id, Extract.status == QUEUED)
@@ -80,6 +93,7 @@ def claim(runtime: Runtime, limit: int) -> list[uuid.UUID]:
             )
             if taken.rowcount == 1:  # type: ignore[attr-defined]
                 claimed.append(extract_id)
+                busy.add(partner_id)
         session.commit()
     return claimed
 
@@ -124,19 +138,36 @@ def _load(session: Session, extract: Extract) -> Context:
     return found
 
 
+def _held(session: Session, extract: Extract, dataset: str) -> list[Held]:
+    """What the partner holds of this data, each with its plan rebuilt under the agreement
+    version it was released under."""
+    held = []
+    for entry, origin_id in ledger.held_by_extract(session, extract.partner_id, dataset):
+        origin = session.get(Extract, origin_id)
+        agreement = session.get(Agreement, origin.agreement_id) if origin else None
+        assert origin is not None and agreement is not None
+        terms = context(session, agreement, origin.agreement_version)
+        policy = Policy(dataset=terms.spec, release=terms.terms.release)
+        request = ExtractRequest.model_validate(entry.request)
+        held.append((entry, build_plan(policy, terms.hierarchies, request)))
+    return held
+
+
 def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
-    """Compute the release and write its files; nothing is committed here."""
+    """Compute the release (jointly protected with what the partner holds) and write its
+    files; nothing is committed here."""
     with runtime.sessions() as session:
         extract = session.get(Extract, extract_id)
         assert extract is not None
         found = _load(session, extract)
+        held = _held(session, extract, found.dataset.fingerprint)
         session.expunge_all()
     content = datasets.read_content(runtime.store, found.dataset)
     source = release_source(content, found.dataset.file_format, datasets.policy_of(found.dataset))
     policy = Policy(dataset=found.spec, release=found.terms.release)
     request = ExtractRequest.model_validate(extract.request)
     plan = build_plan(policy, found.hierarchies, request)
-    release = run_release(source, plan, lambda step: _progress(runtime, extract_id, step))
+    release = run_release(source, plan, lambda step: _progress(runtime, extract_id, step), held)
     _progress(runtime, extract_id, "writing")
     outputs = {fmt: serialize(release.table, fmt) for fmt in policy.release.formats}
     written = files.write(runtime.store, extract_id, outputs)
@@ -149,15 +180,24 @@ def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
         runtime.settings.token_issuer,
         expires_at,
     )
-    return Produced(release, written, manifest.signed(runtime.keys, document), expires_at)
+    signed = manifest.signed(runtime.keys, document)
+    return Produced(release, written, signed, expires_at, found.dataset.fingerprint, len(held))
 
 
 def commit_release(runtime: Runtime, extract_id: uuid.UUID, produced: Produced) -> None:
-    """In one transaction: the row succeeded, with its files' keys, manifest and audit event."""
+    """In one transaction: the row succeeded, with its files' keys, manifest, ledger entry and
+    audit event."""
     with runtime.sessions() as session:
         extract = session.get(Extract, extract_id)
         if extract is None or extract.status != RUNNING:
             raise PartageError("the job was taken over meanwhile", code="interrupted")
+        if ledger.count_held(session, extract.partner_id, produced.dataset) != produced.held:
+            raise PartageError(
+                "another release to this partner was committed meanwhile; request again",
+                code="ledger_changed",
+            )
+        held = produced.release.held(produced.dataset, extract.request)
+        ledger.DatabaseLedger(session, extract.id).record(str(extract.partner_id), held)
         extract.status, extract.progress = SUCCEEDED, "done"
         extract.files, extract.manifest = produced.files, produced.manifest
         extract.finished_at, extract.expires_at = utcnow(), produced.expires_at

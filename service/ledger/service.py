@@ -1,0 +1,90 @@
+"""The engine's :class:`~anonymization.ledger.Ledger` protocol backed by the service database.
+
+Reads and writes go through the caller's session: a release's ledger entry commits in the same
+transaction as the release record and its audit event, or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, cast
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from anonymization.ledger import HeldRelease
+from service.ledger.models import LedgerEntry
+
+
+class DatabaseLedger:
+    """What each partner holds, in the ``ledger_entry`` table; keys are partner ids."""
+
+    def __init__(self, session: Session, extract_id: uuid.UUID | None = None) -> None:
+        self.session = session
+        self.extract_id = extract_id
+
+    def held(self, partner: str, dataset: str) -> list[HeldRelease]:
+        """Every release of ``dataset`` the partner received, oldest first."""
+        return [held for held, _ in held_by_extract(self.session, uuid.UUID(partner), dataset)]
+
+    def record(self, partner: str, release: HeldRelease) -> None:
+        """Add the release to the partner's ledger (flushed, committed by the caller)."""
+        if self.extract_id is None:
+            raise ValueError("a ledger entry belongs to an extract")
+        block = release.block
+        self.session.add(
+            LedgerEntry(
+                partner_id=uuid.UUID(partner),
+                extract_id=self.extract_id,
+                dataset=release.dataset,
+                request=json.dumps(release.request, sort_keys=True),
+                context=release.context,
+                dimensions=json.dumps(release.dimensions),
+                totals=int(block.totals),
+                additive=json.dumps(sorted(block.additive)),
+                nonnegative=json.dumps(sorted(block.nonnegative)),
+                cells=release.cells_json(),
+            )
+        )
+        self.session.flush()
+
+
+def held_by_extract(
+    session: Session, partner_id: uuid.UUID, dataset: str
+) -> list[tuple[HeldRelease, uuid.UUID]]:
+    """Every release of ``dataset`` the partner received, oldest first, with its extract id."""
+    entries = session.scalars(
+        select(LedgerEntry)
+        .where(LedgerEntry.partner_id == partner_id, LedgerEntry.dataset == dataset)
+        .order_by(LedgerEntry.created_at, LedgerEntry.id)
+    )
+    found = []
+    for entry in entries:
+        row: dict[str, Any] = {column: getattr(entry, column) for column in _COLUMNS}
+        found.append((HeldRelease.from_row(cast(Any, row)), entry.extract_id))
+    return found
+
+
+def count_held(session: Session, partner_id: uuid.UUID, dataset: str) -> int:
+    """How many releases of ``dataset`` the partner holds (to detect a concurrent release)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .where(LedgerEntry.partner_id == partner_id, LedgerEntry.dataset == dataset)
+        )
+        or 0
+    )
+
+
+_COLUMNS = (
+    "dataset",
+    "request",
+    "context",
+    "dimensions",
+    "totals",
+    "additive",
+    "nonnegative",
+    "cells",
+)

@@ -1,0 +1,104 @@
+"""The differencing attack over the API: two overlapping extracts whose difference would isolate
+two meters; the partner's ledger (in the service database) makes the second release hide it."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from scipy.optimize import linprog
+from sqlalchemy import func, select
+
+from service.ledger.models import LedgerEntry
+from tests.service.factories import csv_bytes
+from tests.service.journey import make_agreement, request_and_wait
+
+K = 5
+POLICY = {
+    "dataset": {
+        "subject": "meter",
+        "columns": {
+            "commune": {"hierarchy": "geo_fr", "level": "commune"},
+            "tariff": {},
+            "date": {"hierarchy": "time"},
+            "kwh": {"type": "measure"},
+        },
+    }
+}
+RELEASE = {
+    "dimensions": {"commune": "commune", "tariff": "value"},
+    "measures": {"kwh": ["sum"]},
+    "protection": {"k": K},
+}
+
+
+def meters() -> pd.DataFrame:
+    """Commune 06088 has 30 meters, two of them on tariff ``tempo``; 06029 is small."""
+    homes = [("06088", "base")] * 28 + [("06088", "tempo")] * 2 + [("06029", "base")] * 2
+    homes += [("06004", "base")] * 12 + [("13055", "base")] * 40
+    rows = [
+        (f"M{number:03d}", commune, tariff, day, f"{10.0 + number:.1f}")
+        for number, (commune, tariff) in enumerate(homes)
+        for day in ("2025-01-05", "2025-02-05")
+    ]
+    return pd.DataFrame(rows, columns=["meter", "commune", "tariff", "date", "kwh"])
+
+
+def attacker_interval(hidden: int, total: float, target: int) -> tuple[float, float]:
+    """Bounds of one hidden cell when the hidden cells sum to ``total`` (all >= 0)."""
+    bounds = []
+    for sense in (1.0, -1.0):
+        cost = np.zeros(hidden)
+        cost[target] = sense
+        result = linprog(cost, A_eq=np.ones((1, hidden)), b_eq=[total], bounds=[(0, None)] * hidden)
+        bounds.append(sense * result.fun if result.status == 0 else np.inf)
+    return bounds[0], bounds[1]
+
+
+def test_two_overlapping_api_extracts_recover_nothing(
+    app: FastAPI, client: TestClient, admin: dict[str, str], make_partner: Any
+) -> None:
+    files = {"file": ("meters.csv", csv_bytes(meters()), "text/csv")}
+    form = {"name": "meters", "policy": json.dumps(POLICY)}
+    dataset = client.post("/datasets", data=form, files=files, headers=admin).json()
+    partner = make_partner("Energy observatory")
+    agreement = make_agreement(
+        client, admin, partner["id"], dataset["id"], release=RELEASE, limits={}
+    )
+    headers = partner["headers"]
+    by_commune = {"group_by": {"commune": "commune"}, "measures": ["subjects", "kwh.sum"]}
+    first = request_and_wait(client, headers, agreement["id"], by_commune)
+    without_tempo = {**by_commune, "filters": {"tariff": {"in": ["base"]}}, "totals": True}
+    second = request_and_wait(client, headers, agreement["id"], without_tempo)
+    assert (first["status"], second["status"]) == ("succeeded", "succeeded")
+
+    def table(extract: dict[str, Any]) -> pd.DataFrame:
+        data = client.get(f"/extracts/{extract['id']}/download", headers=headers).content
+        return pd.read_csv(io.BytesIO(data), dtype={"commune": str})
+
+    held, new = table(first), table(second)
+    nice = held[held["commune"] == "06088"].iloc[0]
+    assert (nice["status"], nice["subjects"]) == ("released", 30)
+    target = new.index[new["commune"] == "06088"][0]
+    assert (new.loc[target, "status"], new.loc[target, "reason"]) == ("suppressed", "differencing")
+    hidden = new.index[new["status"] == "suppressed"].tolist()
+    total = float(new.loc[new["commune"] == "*", "subjects"].iloc[0])
+    known = new.loc[(new["status"] == "released") & (new["commune"] != "*"), "subjects"].sum()
+    low, high = attacker_interval(len(hidden), total - float(known), hidden.index(target))
+    assert high - low >= K, "the first release minus the second must not give 06088's tempo"
+
+    manifest = client.get(f"/extracts/{second['id']}/manifest", headers=headers).json()
+    assert "differencing" in {cell["reason"] for cell in manifest["audit"]["cells"]}
+    with app.state.sessionmaker() as session:
+        entries = session.scalar(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .where(LedgerEntry.partner_id == uuid.UUID(partner["id"]))
+        )
+    assert entries == 2
