@@ -181,3 +181,14 @@ def test_tampered_file_does_not_decrypt(client: TestClient, make_dataset, app: F
         dataset = session.get(Dataset, uuid.UUID(body["id"]))
         with pytest.raises(StorageError):
             service.read_content(app.state.store, dataset)
+
+
+def test_streamed_upload_over_the_limit_is_413(client: TestClient, admin: dict[str, str]) -> None:
+    def chunks() -> Any:
+        for _ in range(40):
+            yield b"x" * (100 * 1024)
+
+    headers = {**admin, "Content-Type": "multipart/form-data; boundary=b"}
+    response = client.post("/datasets", content=chunks(), headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
