@@ -47,11 +47,6 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
-class PayloadTooLarge(ServiceError):
-    status = 413
-    code = "payload_too_large"
-
-
 class ErrorBody(BaseModel):
     """The JSON body of every error response."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated
 
@@ -20,7 +21,7 @@ PolicyField = Annotated[
     str,
     Form(
         description="JSON: the policy's `dataset` block and the custom `hierarchies` it uses",
-        examples=[POLICY_EXAMPLE],
+        examples=[json.dumps(POLICY_EXAMPLE)],
     ),
 ]
 
