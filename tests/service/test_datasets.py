@@ -192,3 +192,31 @@ def test_streamed_upload_over_the_limit_is_413(client: TestClient, admin: dict[s
     response = client.post("/datasets", content=chunks(), headers=headers)
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
+
+
+def arx_ages() -> bytes:
+    rows = [f"{age};{age // 10 * 10}-{age // 10 * 10 + 9};*" for age in range(0, 100)]
+    return "\n".join(rows).encode()
+
+
+def test_arx_hierarchy_files_are_uploaded_with_the_dataset(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    policy = {
+        **POLICY,
+        "hierarchies": {"age_bands": {"file": "ages.csv", "levels": ["age", "decade"]}},
+    }
+    content = csv_bytes(payments_frame())
+    form = dataset_form(policy=policy)
+    missing = client.post("/datasets", data=form, files={"file": ("d.csv", content)}, headers=admin)
+    assert (missing.status_code, missing.json()["field"]) == (422, "hierarchy_files")
+    files = [("file", ("d.csv", content)), ("hierarchy_files", ("ages.csv", arx_ages()))]
+    response = client.post("/datasets", data=form, files=files, headers=admin)
+    assert response.status_code == 201, response.text
+    partner = client.post("/partners", json={"name": "P"}, headers=admin).json()
+    release = {"dimensions": {"age": "decade"}, "protection": {"k": 3}}
+    body = agreement_body(partner["partner"]["id"], response.json()["id"], release=release)
+    assert client.post("/agreements", json=body, headers=admin).status_code == 201
+    too_fine = {**body, "release": {**release, "dimensions": {"age": "year"}}}
+    refused = client.post("/agreements", json=too_fine, headers=admin)
+    assert (refused.status_code, refused.json()["field"]) == (422, "release.dimensions.age")
