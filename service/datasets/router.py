@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from anonymization.errors import InvalidRequest
 from service.auth.deps import AdminCaller
 from service.datasets import service
-from service.datasets.schemas import POLICY_EXAMPLE, DatasetOut
+from service.datasets.reading import read_sql_table
+from service.datasets.schemas import POLICY_EXAMPLE, DatasetFromSql, DatasetOut
 from service.deps import SessionDep, StoreDep
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -56,6 +57,28 @@ async def create_dataset(
     uploaded = await _text_files(hierarchy_files or [])
     dataset = await run_in_threadpool(
         service.create, session, store, name, description, parsed, file.filename, content, uploaded
+    )
+    return DatasetOut.model_validate(dataset)
+
+
+@router.post(
+    "/sql",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a dataset from a table in a SQL database (a snapshot, stored encrypted)",
+)
+def create_dataset_from_sql(
+    body: DatasetFromSql, session: SessionDep, store: StoreDep, _: AdminCaller
+) -> DatasetOut:
+    content = read_sql_table(body.source.url, body.source.table)
+    dataset = service.create(
+        session,
+        store,
+        body.name,
+        body.description,
+        body.policy,
+        "table.parquet",
+        content,
+        body.hierarchy_files,
     )
     return DatasetOut.model_validate(dataset)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from pathlib import PurePath
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -36,19 +37,20 @@ def parse_policy(text: str) -> DatasetPolicy:
 
 
 def _hierarchy_files(policy: DatasetPolicy, uploaded: dict[str, str]) -> dict[str, str]:
+    """The text of every ARX file the policy names, matched to uploads by file name."""
     needed = {
         spec if isinstance(spec, str) else spec.file
         for spec in policy.hierarchies.values()
         if not isinstance(spec, BandSpec)
     }
-    missing = sorted(name for name in needed if name not in uploaded)
+    missing = sorted(name for name in needed if PurePath(name).name not in uploaded)
     if missing:
         raise InvalidRequest(
             f"upload the hierarchy file(s) {missing} in `hierarchy_files`",
             field="hierarchy_files",
             code="missing_hierarchy_file",
         )
-    return {name: uploaded[name] for name in sorted(needed)}
+    return {name: uploaded[PurePath(name).name] for name in sorted(needed)}
 
 
 def create(
