@@ -34,6 +34,7 @@ test: lint
 run: install
 	$(BIN)/partage db upgrade
 	$(BIN)/partage admin create-client admin --save var/admin-client.json
+	$(BIN)/partage demo load
 	$(BIN)/partage serve
 
 bench: install

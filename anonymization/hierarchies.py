@@ -42,6 +42,15 @@ class Hierarchy(ABC):
                 code="unknown_level",
             ) from None
 
+    def span(self, from_level: str, to_level: str) -> tuple[int, int]:
+        """Positions of both levels; ``to_level`` must be ``from_level`` or coarser."""
+        start, stop = self.index(from_level), self.index(to_level)
+        if stop < start:
+            raise HierarchyError(
+                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
+            )
+        return start, stop
+
     def is_coarser_or_equal(self, level: str, than: str) -> bool:
         """Whether ``level`` is ``than`` or coarser on this ladder."""
         return self.index(level) >= self.index(than)
@@ -137,11 +146,7 @@ class TableHierarchy(MappingHierarchy):
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
         """Walk each label up the table from ``from_level`` to ``to_level``."""
-        start, stop = self.index(from_level), self.index(to_level)
-        if stop < start:
-            raise HierarchyError(
-                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
-            )
+        start, stop = self.span(from_level, to_level)
         labels = list(dict.fromkeys(labels))
         missing = [label for label in labels if label not in self._columns[start]]
         if missing:
@@ -219,11 +224,7 @@ class GeoFrHierarchy(MappingHierarchy):
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
         """Generalize INSEE codes at ``from_level`` to ``to_level``; unknown codes are errors."""
-        start, stop = self.index(from_level), self.index(to_level)
-        if stop < start:
-            raise HierarchyError(
-                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
-            )
+        start, stop = self.span(from_level, to_level)
         known = _reference(_GEO_TABLES[from_level])
         result: dict[str, str] = {}
         bad: list[str] = []
@@ -287,11 +288,7 @@ class TimeHierarchy(ExpressionHierarchy):
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
         """Generalize time labels (week labels only reach ``year`` and ``*``)."""
-        start, stop = self.index(from_level), self.index(to_level)
-        if stop < start:
-            raise HierarchyError(
-                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
-            )
+        self.span(from_level, to_level)
         if from_level == "week" and to_level in ("month", "quarter"):
             raise HierarchyError("ISO weeks do not nest in months or quarters", code="level_order")
         return {label: _time_label(label, from_level, to_level) for label in labels}
@@ -358,11 +355,7 @@ class BandHierarchy(ExpressionHierarchy):
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
         """Generalize band labels to a wider band."""
-        start, stop = self.index(from_level), self.index(to_level)
-        if stop < start:
-            raise HierarchyError(
-                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
-            )
+        start, stop = self.span(from_level, to_level)
         result = {}
         for label in labels:
             if stop == len(self.levels):

@@ -22,7 +22,7 @@ from anonymization.microdata.encoding import encode_table  # noqa: E402
 from anonymization.microdata.lattice import optimal_search  # noqa: E402
 from anonymization.microdata.release import anonymize_microdata  # noqa: E402
 
-ADULT = Path("/work/shared/data/adult/adult.csv")
+ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.csv"
 QIS = [
     "sex",
     "age",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +20,7 @@ from anonymization.microdata import (
     load_hierarchies,
     parse_policy,
 )
+from service.console import fail, write_atomically
 
 
 def _read_policy(path: Path) -> Any:
@@ -64,17 +63,6 @@ def _key(key_file: Path | None, agreement: str | None) -> bytes | None:
     return agreement_key(secret, agreement or "")
 
 
-def _write_atomically(path: Path, write: Any) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 def anonymize(
     data: Annotated[Path, typer.Argument(help="CSV file of the dataset (header row).")],
     policy: Annotated[Path, typer.Option(help="Microdata policy (YAML).")],
@@ -103,18 +91,17 @@ def anonymize(
         )
         elapsed = time.perf_counter() - started
     except PartageError as error:
-        typer.echo(f"error ({error.code}): {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(error) from None
     report = {
         **result.manifest,
         "agreement": agreement,
         "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
         "seconds": round(elapsed, 3),
     }
-    _write_atomically(out, lambda target: result.table.to_csv(target, index=False))
+    write_atomically(out, result.table.to_csv(index=False).encode("utf-8"))
     if manifest is not None:
         text = json.dumps(report, indent=2, ensure_ascii=False)
-        _write_atomically(manifest, lambda target: Path(target).write_text(text, encoding="utf-8"))
+        write_atomically(manifest, text.encode("utf-8"))
     node = report.get("node_levels", "mondrian")
     typer.echo(
         f"released {report['records_released']} records in {report['classes']} classes, "

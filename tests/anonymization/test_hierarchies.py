@@ -14,8 +14,9 @@ from anonymization.hierarchies import (
     TimeHierarchy,
     load_arx_csv,
 )
+from tests.factories import EXAMPLES
 
-ADULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "adult"
+ADULT = EXAMPLES / "hierarchies"  # ARX hierarchies of the Adult data
 
 
 def test_geo_fr_keeps_codes_as_text_and_walks_the_ladder() -> None:

@@ -15,9 +15,10 @@ from anonymization.hierarchies import load_arx_csv
 from anonymization.microdata.config import ProtectionSpec
 from anonymization.microdata.encoding import encode_table
 from anonymization.microdata.lattice import optimal_search
+from tests.factories import ADULT
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-ADULT = Path("/work/shared/data/adult/adult.csv")
+
 COLUMNS = [
     "sex",
     "age",

@@ -13,10 +13,10 @@ import pytest
 
 from anonymization.microdata.config import MicrodataPolicy
 from anonymization.microdata.release import anonymize_microdata, load_hierarchies
+from tests.factories import ADULT
 
 ROOT = Path(__file__).resolve().parents[2]
 PYCANON = ROOT / ".venv-pycanon" / "bin" / "python"
-ADULT = Path("/work/shared/data/adult/adult.csv")
 
 pytestmark = pytest.mark.skipif(
     not PYCANON.exists(), reason="the pycanon venv is absent: run `make install` to create it"
