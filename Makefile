@@ -30,7 +30,6 @@ test: lint
 
 # Serve the API on 127.0.0.1:8000 with an embedded SQLite database under var/.
 # The admin client's credentials are kept in var/admin-client.json and reused on later runs.
-# Demo loading (`partage demo load`, issue "First run") belongs after create-client.
 run: install
 	$(BIN)/partage db upgrade
 	$(BIN)/partage admin create-client admin --save var/admin-client.json
