@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -152,8 +153,8 @@ def _lookup_filters(plan: AggregatePlan) -> list[Filter]:
     ]
 
 
-def _scan(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> None:
-    """First pass: one row per (key, subject) in the temporary table ``contrib``."""
+def _scan(con: duckdb.DuckDBPyConnection, plan: AggregatePlan, table: str = "contrib") -> None:
+    """First pass: one row per (key, subject) in the temporary table ``table``."""
     keys = [f"{_key_sql(d)} AS k{i}" for i, d in enumerate(plan.dimensions)]
     keys += [
         f"CAST({quote(f.column)} AS VARCHAR) AS f{i}" for i, f in enumerate(_lookup_filters(plan))
@@ -163,7 +164,7 @@ def _scan(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> None:
     ]
     where, params = _row_filters(plan)
     sql = (
-        f"CREATE TEMP TABLE contrib AS SELECT {', '.join([*keys, ''])}"
+        f"CREATE TEMP TABLE {table} AS SELECT {', '.join([*keys, ''])}"
         f"CAST({quote(plan.subject)} AS VARCHAR) AS subject, count(*) AS nrows"
         f"{''.join(', ' + s for s in sums)} FROM src"
         f"{' WHERE ' + ' AND '.join(where) if where else ''} GROUP BY ALL"
@@ -175,7 +176,7 @@ def _scan(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> None:
         con.execute(
             "SELECT "
             + ", ".join(f"count(*) FILTER (WHERE {c} IS NULL)" for c in checks)
-            + " FROM contrib"
+            + f" FROM {table}"
         ).fetchone()
         or ()
     )
@@ -189,7 +190,7 @@ def _scan(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> None:
 
 
 def _register_lookups(
-    con: duckdb.DuckDBPyConnection, plan: AggregatePlan
+    con: duckdb.DuckDBPyConnection, plan: AggregatePlan, table: str
 ) -> tuple[list[str], list[str], list[Any]]:
     """Lookup tables for raw values; returns label expressions, joins and filter params."""
     labels: list[str] = []
@@ -200,9 +201,9 @@ def _register_lookups(
             labels.append(f"c.k{i} AS k{i}")
             continue
         labels.append(f"l{i}.label AS k{i}")
-        joins.append(_lookup(con, f"l{i}", f"k{i}", dimension, dimension.level))
+        joins.append(_lookup(con, table, f"l{i}", f"k{i}", dimension, dimension.level))
     for i, item in enumerate(_lookup_filters(plan)):
-        joins.append(_lookup(con, f"lf{i}", f"f{i}", item, item.level))
+        joins.append(_lookup(con, table, f"lf{i}", f"f{i}", item, item.level))
         assert item.values is not None
         joins[-1] += f" AND lf{i}.label IN ({', '.join('?' for _ in item.values)})"
         params.extend(item.values)
@@ -210,9 +211,14 @@ def _register_lookups(
 
 
 def _lookup(
-    con: duckdb.DuckDBPyConnection, alias: str, key: str, item: Dimension | Filter, level: str
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    alias: str,
+    key: str,
+    item: Dimension | Filter,
+    level: str,
 ) -> str:
-    raw = [row[0] for row in con.execute(f"SELECT DISTINCT {key} FROM contrib").fetchall()]
+    raw = [row[0] for row in con.execute(f"SELECT DISTINCT {key} FROM {table}").fetchall()]
     hierarchy = item.hierarchy
     assert isinstance(hierarchy, MappingHierarchy)
     try:
@@ -220,9 +226,11 @@ def _lookup(
     except HierarchyError as error:
         error.field = error.field or item.column
         raise
-    table = pd.DataFrame({"raw": list(mapping), "label": list(mapping.values())}, dtype=object)
-    con.register(f"{alias}_table", table)
-    return f"JOIN {alias}_table {alias} ON c.{key} = {alias}.raw"
+    mapping_table = pd.DataFrame(
+        {"raw": list(mapping), "label": list(mapping.values())}, dtype=object
+    )
+    con.register(f"{table}_{alias}", mapping_table)
+    return f"JOIN {table}_{alias} {alias} ON c.{key} = {alias}.raw"
 
 
 def grouping_sets(count: int, totals: bool) -> list[tuple[int, ...]]:
@@ -243,16 +251,67 @@ def compute_cells(source: Source, plan: AggregatePlan) -> pd.DataFrame:
         open_source(con, source, plan)
         with _engine_errors():
             _scan(con, plan)
-            return _roll_up(con, plan)
+            cells = _roll_up(con, plan)
+            if not plan.totals:
+                cells.attrs["additive"] = _additive(con, plan)
+            return cells
     finally:
         con.close()
 
 
-def _roll_up(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> pd.DataFrame:
-    labels, joins, params = _register_lookups(con, plan)
+def _additive(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> list[str]:
+    """Dimensions along which each subject has a single label (its distinct counts add up)."""
+    per_subject, params = per_subject_sql(con, plan)
+    counts = [f"count(DISTINCT (k{i}, subject))" for i in range(len(plan.dimensions))]
+    row = con.execute(
+        f"SELECT {', '.join(['count(DISTINCT subject)', *counts])} FROM ({per_subject})", params
+    ).fetchone()
+    assert row is not None
+    return [d.column for d, n in zip(plan.dimensions, row[1:], strict=True) if n == row[0]]
+
+
+def differing_subjects(
+    source: Source, plan: AggregatePlan, filters: tuple[Filter, ...]
+) -> pd.DataFrame:
+    """Per cell of ``plan``: how many subjects contribute differently (rows or sums) to the same
+    cell computed under ``filters`` instead (those the two populations do not share)."""
+    other = replace(plan, filters=filters)
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    try:
+        open_source(con, source, replace(plan, filters=plan.filters + filters))
+        with _engine_errors():
+            _scan(con, plan, "mine")
+            _scan(con, other, "theirs")
+            mine, params = per_subject_sql(con, plan, "mine")
+            theirs, more = per_subject_sql(con, other, "theirs")
+            dims = [f"k{i}" for i in range(len(plan.dimensions))]
+            keys = ", ".join([*(f"coalesce({d}, '{TOP}') AS {d}" for d in dims), "gid, subject"])
+            values = ["nrows", *(f"m{i}" for i in range(len(plan.summed)))]
+            differ = " OR ".join(f"a.{v} IS DISTINCT FROM b.{v}" for v in values)
+            join = " AND ".join(f"a.{c} = b.{c}" for c in [*dims, "gid", "subject"])
+            out = ", ".join(f"coalesce(a.{d}, b.{d}) AS {d}" for d in [*dims, "gid"])
+            sql = (
+                f"WITH a AS (SELECT {keys}, {', '.join(values)} FROM ({mine})), "
+                f"b AS (SELECT {keys}, {', '.join(values)} FROM ({theirs})) "
+                f"SELECT {out}, count(*) FILTER (WHERE {differ}) AS differing "
+                f"FROM a FULL OUTER JOIN b ON {join} GROUP BY ALL"
+            )
+            found = con.execute(sql, [*params, *more]).df()
+    finally:
+        con.close()
+    names = {f"k{i}": d.column for i, d in enumerate(plan.dimensions)}
+    return found.drop(columns="gid").rename(columns=names)
+
+
+def per_subject_sql(
+    con: duckdb.DuckDBPyConnection, plan: AggregatePlan, table: str = "contrib"
+) -> tuple[str, list[Any]]:
+    """SQL of one row per (published cell, subject): the cell's labels ``k0..`` (NULL on
+    margins), ``gid``, the subject, its rows and per-measure sums ``m0..`` and counts ``n0..``."""
+    labels, joins, params = _register_lookups(con, plan, table)
     dims = [f"k{i}" for i in range(len(plan.dimensions))]
     summed = range(len(plan.summed))
-    tops = plan.protection.top_needed()
     sets = ", ".join(
         "(" + ", ".join([*(dims[i] for i in combo), "subject"]) + ")"
         for combo in grouping_sets(len(dims), plan.totals)
@@ -260,13 +319,20 @@ def _roll_up(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> pd.DataFram
     grouping = f"GROUPING({', '.join(dims)})" if dims else "0"
     inner = (
         f"SELECT {', '.join([*labels, ''])}c.subject, c.nrows"
-        f"{''.join(f', c.m{i}, c.n{i}' for i in summed)} FROM contrib c {' '.join(joins)}"
+        f"{''.join(f', c.m{i}, c.n{i}' for i in summed)} FROM {table} c {' '.join(joins)}"
     )
-    per_subject = (
+    sql = (
         f"SELECT {', '.join([*dims, ''])}{grouping} AS gid, subject, sum(nrows) AS nrows"
         f"{''.join(f', sum(m{i}) AS m{i}, sum(n{i}) AS n{i}' for i in summed)} "
         f"FROM ({inner}) GROUP BY GROUPING SETS ({sets})"
     )
+    return sql, params
+
+
+def _roll_up(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> pd.DataFrame:
+    per_subject, params = per_subject_sql(con, plan)
+    dims = [f"k{i}" for i in range(len(plan.dimensions))]
+    tops = plan.protection.top_needed()
     outputs = [f"coalesce({d}, '{TOP}') AS {d}" for d in dims]
     outputs += ["count(*) AS subjects", "sum(nrows) AS rows"]
     for i, measure in enumerate(plan.summed):

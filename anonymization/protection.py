@@ -112,13 +112,23 @@ class PPercentRule(_MeasureRule):
         return {self.resolved(None): 2}
 
 
+class IntervalRequirement(BaseModel):
+    """How wide the audit's interval of each protected cell must be: ``k`` wide for subjects,
+    reaching ``p`` percent below and above the true value for each sum."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    p: float = Field(default=15.0, gt=0, lt=100)
+
+
 class Protection(BaseModel):
-    """How a release is protected: a k threshold plus optional dominance and p% rules."""
+    """How a release is protected: a k threshold plus optional dominance and p% rules, and the
+    interval the audit requires of every protected cell."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     k: int = Field(ge=2)
     dominance: DominanceRule | None = None
     p_percent: PPercentRule | None = None
+    interval: IntervalRequirement = IntervalRequirement()
 
     def with_measure(self, measure: str | None) -> Protection:
         """This protection with every measure rule bound to a measure (its own or ``measure``)."""
@@ -158,6 +168,7 @@ class ProtectionSpec(BaseModel):
     k: int | None = Field(default=None, ge=2)
     dominance: DominanceRule | None = None
     p_percent: PPercentRule | float | None = None
+    interval: IntervalRequirement | None = None
 
     @model_validator(mode="after")
     def _needs_k(self) -> ProtectionSpec:
@@ -181,7 +192,12 @@ class ProtectionSpec(BaseModel):
             if isinstance(self.p_percent, float | int)
             else self.p_percent
         )
-        explicit = {"k": self.k, "dominance": self.dominance, "p_percent": p_rule}
+        explicit = {
+            "k": self.k,
+            "dominance": self.dominance,
+            "p_percent": p_rule,
+            "interval": self.interval,
+        }
         base.update({key: value for key, value in explicit.items() if value is not None})
         return Protection.model_validate(base)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -13,11 +13,15 @@ import pandas as pd
 
 from anonymization import __version__
 from anonymization.cells import Source, compute_cells
+from anonymization.differencing import context_of, joint_system
+from anonymization.ledger import HeldRelease
 from anonymization.plan import AggregatePlan, Measure
 from anonymization.protection import primary_suppression
+from anonymization.suppression import Audit, Block, engine_block, protect
 
 OutputFormat = Literal["csv", "parquet", "json"]
 Progress = Callable[[str], None]
+Held = tuple[HeldRelease, AggregatePlan]
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,13 @@ class Release:
     table: pd.DataFrame
     plan: AggregatePlan
     cells: pd.DataFrame = field(repr=False)
+    audit: Audit = field(repr=False)
+    block: Block = field(repr=False)
+
+    def held(self, dataset: str, request: dict[str, Any]) -> HeldRelease:
+        """What the ledger keeps of this release once the partner has received it."""
+        levels = {d.column: d.level for d in self.plan.dimensions}
+        return HeldRelease(dataset, request, context_of(self.plan), levels, self.block)
 
     def counts(self) -> dict[str, Any]:
         """Cells released and suppressed, by reason."""
@@ -37,6 +48,7 @@ class Release:
             "released": int((status == "released").sum()),
             "suppressed": int((status == "suppressed").sum()),
             "suppressed_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
+            "complements": int(reasons.get("secondary", 0)),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -45,6 +57,7 @@ class Release:
             "engine": f"partage-anonymization {__version__}",
             "plan": self.plan.describe(),
             **self.counts(),
+            "audit": self.audit.to_manifest(),
         }
 
 
@@ -82,14 +95,28 @@ def release_table(cells: pd.DataFrame, plan: AggregatePlan, reason: pd.Series) -
     return table.reset_index(drop=True)
 
 
-def run_release(source: Source, plan: AggregatePlan, progress: Progress | None = None) -> Release:
-    """Compute the cells of ``plan`` over ``source`` and suppress every sensitive cell."""
+def run_release(
+    source: Source,
+    plan: AggregatePlan,
+    progress: Progress | None = None,
+    held: Sequence[Held] = (),
+) -> Release:
+    """Compute the cells of ``plan`` over ``source``, suppress every sensitive cell and every
+    complement its protection needs, jointly with the releases the partner already ``held``
+    (each with its plan, rebuilt from its request); raise AuditFailure if it cannot be proved."""
     report = progress or (lambda _message: None)
     report("aggregating")
     cells = compute_cells(source, plan)
     report("protecting")
-    reason = primary_suppression(cells, plan.protection)
-    return Release(table=release_table(cells, plan, reason), plan=plan, cells=cells)
+    block = engine_block(cells, plan, primary_suppression(cells, plan.protection))
+    if any(entry.context != context_of(plan) for entry, _ in held):
+        report("checking differences with held releases")
+    system, margins = joint_system(source, plan, block, held)
+    protection = plan.protection
+    reasons, audit = protect(system, protection.k, protection.interval.p, margins, report)
+    final = replace(system.blocks[0], reason=reasons)
+    table = release_table(cells, plan, pd.Series(reasons, index=cells.index, dtype=object))
+    return Release(table, plan, cells, audit, final)
 
 
 def serialize(table: pd.DataFrame, fmt: OutputFormat) -> bytes:

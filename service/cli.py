@@ -8,11 +8,21 @@ from typing import Annotated, Any
 
 import typer
 
-from anonymization.release import OutputFormat, Release, run_release, serialize, sha256_hex
+from anonymization.hierarchies import Hierarchy
+from anonymization.ledger import SQLiteLedger
+from anonymization.release import (
+    Held,
+    OutputFormat,
+    Release,
+    run_release,
+    serialize,
+    sha256_hex,
+)
 from policies.files import digest, parse, read_document
 from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
 from service.cli_admin import register
+from service.cli_audit import audit
 from service.cli_microdata import anonymize
 from service.console import handled, stderr, write_atomically
 from service.demo.cli import demo
@@ -57,6 +67,23 @@ def release_manifest(
     }
 
 
+def held_releases(
+    ledger: SQLiteLedger | None,
+    partner: str,
+    dataset: str,
+    policy: Policy,
+    hierarchies: dict[str, Hierarchy],
+) -> list[Held]:
+    """What the partner already holds of this dataset, each with its plan rebuilt."""
+    if ledger is None:
+        return []
+    held = []
+    for entry in ledger.held(partner, dataset):
+        request = parse(ExtractRequest, entry.request, prefix="ledger")
+        held.append((entry, build_plan(policy, hierarchies, request)))
+    return held
+
+
 @app.command("release")
 def release_command(
     data: Annotated[Path, typer.Argument(help="the sensitive table: CSV (with header) or Parquet")],
@@ -70,6 +97,13 @@ def release_command(
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="where to write the manifest")
     ] = None,
+    ledger_file: Annotated[
+        Path | None,
+        typer.Option("--ledger", help="SQLite ledger of what each partner already holds"),
+    ] = None,
+    partner: Annotated[
+        str, typer.Option("--partner", help="who receives the release (ledger key)")
+    ] = "default",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Release a protected aggregated extract of DATA under a policy."""
@@ -81,10 +115,15 @@ def release_command(
         if fmt is not None:
             request = request.model_copy(update={"format": fmt})
         plan = build_plan(policy, hierarchies, request)
-        release = run_release(data, plan, progress)
+        ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
+        dataset = file_digest(data) if ledger is not None else ""
+        held = held_releases(ledger, partner, dataset, policy, hierarchies)
+        release = run_release(data, plan, progress, held)
         output = serialize(release.table, request.format)
         document = release_manifest(release, request, policy, data, output, request.format)
         progress("writing")
+        if ledger is not None:
+            ledger.record(partner, release.held(dataset, document["request"]))
         write_atomically(out, output)
         if manifest is not None:
             write_atomically(manifest, json.dumps(document, indent=2, ensure_ascii=False).encode())
@@ -101,6 +140,7 @@ def release_command(
 
 
 app.command("anonymize")(anonymize)
+app.command("audit")(audit)
 
 
 def main() -> None:

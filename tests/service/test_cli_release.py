@@ -70,6 +70,14 @@ def test_release_writes_the_table_and_its_manifest(workdir: Path) -> None:
         "policy_digest"
     ].startswith("sha256:")
     assert manifest["request"]["filters"]["card_country"] == {"in": ["DE", "GB"]}
+    audit = manifest["audit"]
+    assert audit["passed"] and len(audit["cells"]) == len(suppressed)
+    assert manifest["complements"] == (suppressed["reason"] == "secondary").sum()
+    for entry in audit["cells"]:
+        assert set(entry) == {"key", "reason", "subjects", "amount_sum"}
+        low, high = entry["subjects"]["lower"], entry["subjects"]["upper"]
+        if entry["reason"] != "secondary":
+            assert high is None or high - low >= 10
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "json"])

@@ -1,0 +1,269 @@
+"""The audit: what an attacker can derive about each suppressed cell from the published cells.
+
+Published cells are tied by linear relations: a margin is the sum of the cells one level finer
+along one dimension (and, across releases, a coarser cell is the sum of finer ones). Sums of a
+measure always add up exactly. Distinct-subject counts add up exactly only along a dimension that
+partitions the subjects (a meter lies in one commune); along another (a card pays in several
+months) the margin is at least each of its cells and at most their sum. The feasible interval of
+every suppressed cell is found by linear programming (HiGHS), one connected group of suppressed
+cells at a time, with subjects and non-negative measures bounded below by zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import pandas as pd
+from highspy import _core
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from anonymization.errors import AuditFailure
+from anonymization.hierarchies import TOP
+
+SUBJECTS = "subjects"
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Relations:
+    """Rows ``parent = sum(children)`` over cells: +1 on the parent, -1 on each child.
+
+    ``exact`` says, per row, whether distinct subjects add up exactly along that row's split.
+    """
+
+    matrix: sparse.csr_matrix
+    parents: np.ndarray
+    exact: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """Number of cells the relations range over."""
+        return int(self.matrix.shape[1])
+
+    @staticmethod
+    def stack(parts: list[Relations], size: int) -> Relations:
+        """Relations of several sources over the same ``size`` cells, one after the other."""
+        kept = [part for part in parts if part.matrix.shape[0]]
+        if not kept:
+            return Relations(sparse.csr_matrix((0, size)), np.zeros(0, int), np.zeros(0, bool))
+        return Relations(
+            sparse.vstack([p.matrix for p in kept], format="csr"),
+            np.concatenate([p.parents for p in kept]),
+            np.concatenate([p.exact for p in kept]),
+        )
+
+    def dominance(self) -> sparse.csr_matrix:
+        """Rows ``child - parent <= 0`` for the rows where subjects do not add up exactly."""
+        loose = self.matrix[np.flatnonzero(~self.exact)].tocoo()
+        children = loose.data < 0
+        rows = np.arange(int(children.sum()))
+        child = loose.col[children]
+        parent = self.parents[np.flatnonzero(~self.exact)][loose.row[children]]
+        data = np.concatenate([np.ones(len(rows)), -np.ones(len(rows))])
+        return sparse.csr_matrix(
+            (data, (np.concatenate([rows, rows]), np.concatenate([child, parent]))),
+            shape=(len(rows), self.size),
+        )
+
+
+def relations_within(labels: pd.DataFrame, additive: frozenset[str]) -> Relations:
+    """Margin relations of one table with every grouping set published: for each cell and each
+    dimension where it is ``*``, the cell is the sum of the cells with a label there."""
+    size = len(labels)
+    dims = list(labels.columns)
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    parents: list[np.ndarray] = []
+    exact: list[np.ndarray] = []
+    count = 0
+    for dim in dims:
+        top = (labels[dim] == TOP).to_numpy()
+        others = [d for d in dims if d != dim]
+        group = (
+            labels.groupby(others, sort=False).ngroup().to_numpy()
+            if others
+            else np.zeros(size, dtype=int)
+        )
+        parent_of_group = np.full(group.max() + 1 if size else 0, -1)
+        parent_of_group[group[top]] = np.flatnonzero(top)
+        child = np.flatnonzero(~top)
+        parent = parent_of_group[group[child]]
+        keep = parent >= 0
+        child, parent = child[keep], parent[keep]
+        row_of_parent = np.full(size, -1)
+        used = np.unique(parent)
+        row_of_parent[used] = count + np.arange(len(used))
+        rows += [row_of_parent[used], row_of_parent[parent]]
+        cols += [used, child]
+        vals += [np.ones(len(used)), -np.ones(len(child))]
+        parents.append(used)
+        exact.append(np.full(len(used), dim in additive))
+        count += len(used)
+    matrix = sparse.csr_matrix(
+        (
+            np.concatenate(vals or [np.zeros(0)]),
+            (
+                np.concatenate(rows or [np.zeros(0, int)]),
+                np.concatenate(cols or [np.zeros(0, int)]),
+            ),
+        ),
+        shape=(count, size),
+    )
+    return Relations(
+        matrix,
+        np.concatenate(parents or [np.zeros(0, int)]),
+        np.concatenate(exact or [np.zeros(0, bool)]),
+    )
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A value audited in every cell: ``subjects`` or a measure's sum (``<m>_sum``); ``error``
+    bounds how far a published value may be from the one the relations hold for (a sum read
+    back as mean × count)."""
+
+    name: str
+    values: np.ndarray
+    nonnegative: bool
+    error: np.ndarray | None = None
+
+
+def components(relations: Relations, suppressed: np.ndarray) -> tuple[int, np.ndarray]:
+    """Groups of suppressed cells linked by some relation (label -1 for published cells)."""
+    hidden = np.flatnonzero(suppressed)
+    sub = relations.matrix[:, hidden]
+    sub.data = np.ones_like(sub.data)
+    adjacency = (sub.T @ sub).tocsr()
+    count, labels = connected_components(adjacency, directed=False)
+    out = np.full(relations.size, -1)
+    out[hidden] = labels
+    return int(count), out
+
+
+class _Solver:
+    """One HiGHS model per group of suppressed cells, re-solved for each bound (warm start).
+
+    It drives the bare HiGHS binding: the Python wrapper prints a banner and adds callbacks.
+    """
+
+    def __init__(
+        self,
+        relations: Relations,
+        quantity: Quantity,
+        suppressed: np.ndarray,
+        cells: np.ndarray,
+    ) -> None:
+        self.cells = cells
+        exact = relations.exact if quantity.name == SUBJECTS else np.ones_like(relations.exact)
+        blocks = [(relations.matrix, exact)]
+        if quantity.name == SUBJECTS and not exact.all():
+            dominance = relations.dominance()
+            blocks.append((dominance, np.zeros(dominance.shape[0], bool)))
+        known = np.where(suppressed, 0.0, np.nan_to_num(quantity.values.astype(float)))
+        matrices, lowers, uppers = [], [], []
+        for matrix, is_exact in blocks:
+            touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
+            part = matrix[touching]
+            rhs = -(part @ known)
+            tolerance = 1e-6 * (np.diff(part.indptr) + 1) + 1e-9 * (abs(part) @ abs(known))
+            if quantity.error is not None:
+                tolerance += abs(part) @ np.where(suppressed, 0.0, quantity.error)
+            matrices.append(part[:, cells])
+            uppers.append(rhs + tolerance)
+            lowers.append(np.where(is_exact[touching], rhs - tolerance, -highspy.kHighsInf))
+        matrix = sparse.vstack(matrices, format="csc")
+        self.highs = _core._Highs()
+        self.highs.setOptionValue("output_flag", False)
+        lp = highspy.HighsLp()
+        lp.num_col_ = len(cells)
+        lp.num_row_ = matrix.shape[0]
+        lp.col_cost_ = np.zeros(len(cells))
+        lp.col_lower_ = np.full(len(cells), 0.0 if quantity.nonnegative else -highspy.kHighsInf)
+        lp.col_upper_ = np.full(len(cells), highspy.kHighsInf)
+        lp.row_lower_ = np.concatenate(lowers)
+        lp.row_upper_ = np.concatenate(uppers)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = matrix.indptr
+        lp.a_matrix_.index_ = matrix.indices
+        lp.a_matrix_.value_ = matrix.data
+        self.highs.passModel(lp)
+        self.cost = np.zeros(len(cells))
+        self.positions = np.arange(len(cells), dtype=np.int32)
+
+    def bound(self, position: int, sense: float) -> float:
+        """The minimum (sense 1) or maximum (sense -1) of the cell at ``position``."""
+        self.cost[:] = 0.0
+        self.cost[position] = sense
+        self.highs.changeColsCost(len(self.cells), self.positions, self.cost)
+        self.highs.run()
+        status = self.highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kOptimal:
+            return float(sense * self.highs.getInfo().objective_function_value)
+        if status in (
+            highspy.HighsModelStatus.kUnbounded,
+            highspy.HighsModelStatus.kUnboundedOrInfeasible,
+        ):
+            return -sense * INF
+        raise AuditFailure(
+            "the published cells are inconsistent: their relations have no solution",
+            code="audit_inconsistent",
+        )
+
+
+def intervals(
+    relations: Relations,
+    quantities: list[Quantity],
+    suppressed: np.ndarray,
+    targets: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per quantity, a (len(targets) × 2) array of the lower and upper bound of each target
+    (a suppressed cell) derivable from the published cells alone."""
+    _, group = components(relations, suppressed)
+    out = {q.name: np.empty((len(targets), 2)) for q in quantities}
+    members = np.flatnonzero(suppressed)
+    members = members[np.argsort(group[members], kind="stable")]
+    splits = np.flatnonzero(np.diff(group[members])) + 1
+    wanted = pd.Series(np.arange(len(targets))).groupby(group[targets]).groups
+    for cells in np.split(members, splits):
+        if not len(cells) or group[cells[0]] not in wanted:
+            continue
+        position = {int(cell): i for i, cell in enumerate(cells)}
+        chosen = np.asarray(wanted[group[cells[0]]])
+        for quantity in quantities:
+            solver = _Solver(relations, quantity, suppressed, cells)
+            for index in chosen:
+                at = position[int(targets[index])]
+                out[quantity.name][index] = (solver.bound(at, 1.0), solver.bound(at, -1.0))
+    return out
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What each protected cell needs: a subjects interval at least ``width`` wide and, per sum,
+    an interval reaching ``margin`` below and above the true value."""
+
+    cells: np.ndarray
+    width: np.ndarray
+    margins: dict[str, np.ndarray]
+
+
+def shortfalls(
+    bounds: dict[str, np.ndarray], requirement: Requirement, truths: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per quantity, a mask of the protected cells whose interval is too narrow."""
+    out: dict[str, np.ndarray] = {}
+    for name, interval in bounds.items():
+        lower, upper = interval[:, 0], interval[:, 1]
+        if name == SUBJECTS:
+            out[name] = upper - lower < requirement.width - 1e-6
+            continue
+        truth = np.nan_to_num(truths[name][requirement.cells].astype(float))
+        margin = requirement.margins[name]
+        slack = 1e-6 * (1 + np.abs(truth))
+        out[name] = (lower > truth - margin + slack) | (upper < truth + margin - slack)
+    return out

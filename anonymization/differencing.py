@@ -1,0 +1,212 @@
+"""Protecting a release jointly with what the partner already holds (the ledger).
+
+Held releases over the same population (same dataset, same filters) join the release's LP: a
+held cell is tied to the release's cells by ``coarser cell = sum of the finer cells mapping to
+it`` (through the dimensions' hierarchies, e.g. a département and its communes), so secondary
+suppression and the audit see every margin the partner can form. A cell suppressed before stays
+suppressed at the same key.
+
+Held releases over another population of the same dataset (other filters) cannot be tied by
+exact relations; for them the engine, which has the data, counts per cell the subjects that the
+two populations do not share at the same key. A difference of 1 to k-1 subjects would isolate a
+small group by subtraction: the new cell is suppressed with reason ``differencing``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from anonymization.audit import Relations
+from anonymization.cells import Source, differing_subjects
+from anonymization.hierarchies import TOP, Hierarchy
+from anonymization.ledger import HeldRelease
+from anonymization.plan import AggregatePlan
+from anonymization.suppression import Block, System, build_system
+
+
+def context_of(plan: AggregatePlan) -> str:
+    """The population a plan counts: its filters, as canonical JSON."""
+    return json.dumps(plan.describe()["filters"], sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A block with the levels of its dimensions and where its cells start in the system."""
+
+    block: Block
+    levels: dict[str, str]
+    offset: int
+
+
+def _keys(labels: pd.DataFrame, levels: dict[str, str]) -> list[tuple[tuple[str, str, str], ...]]:
+    """Each cell's key: its non-``*`` (column, level, label) triples."""
+    columns = list(labels.columns)
+    return [
+        tuple((c, levels[c], label) for c, label in zip(columns, row, strict=True) if label != TOP)
+        for row in labels.itertuples(index=False, name=None)
+    ]
+
+
+def cross_relations(
+    parent: Placed, child: Placed, hierarchies: dict[str, Hierarchy], total: int
+) -> Relations:
+    """Relations ``parent cell = sum of the child block's cells that generalize to it``."""
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    parents: list[int] = []
+    exact: list[bool] = []
+    plabels = parent.block.labels
+    ctop = (child.block.labels == TOP).to_numpy()
+    patterns: dict[tuple[bool, ...], list[int]] = {}
+    for cell, kept in enumerate((plabels != TOP).to_numpy()):
+        patterns.setdefault(tuple(bool(x) for x in kept), []).append(cell)
+    for pattern, members in patterns.items():
+        columns = [c for c, kept in zip(plabels.columns, pattern, strict=True) if kept]
+        mapped = _children(columns, parent, child, hierarchies, ctop)
+        if mapped is None:
+            continue
+        chosen, keys, split = mapped
+        lookup: dict[tuple[str, ...], list[int]] = {}
+        for position, key in zip(chosen, keys, strict=True):
+            lookup.setdefault(key, []).append(int(position))
+        for cell in members:
+            found = lookup.get(tuple(plabels.iloc[cell][columns]), [])
+            if not found:
+                continue
+            rows += [len(parents)] * (1 + len(found))
+            cols += [parent.offset + cell, *(child.offset + f for f in found)]
+            vals += [1.0, *([-1.0] * len(found))]
+            parents.append(parent.offset + cell)
+            exact.append(split <= child.block.additive)
+    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(len(parents), total))
+    return Relations(matrix, np.array(parents, dtype=int), np.array(exact, dtype=bool))
+
+
+def _children(
+    columns: list[str],
+    parent: Placed,
+    child: Placed,
+    hierarchies: dict[str, Hierarchy],
+    ctop: np.ndarray,
+) -> tuple[np.ndarray, list[tuple[str, ...]], set[str]] | None:
+    """The child cells that partition a parent grouping on ``columns``, their parent keys, and
+    the columns split (summed over or refined)."""
+    cdims = list(child.block.labels.columns)
+    if not set(columns) <= set(cdims):
+        return None
+    split = {c for c in columns if child.levels[c] != parent.levels[c]}
+    for c in split:
+        hierarchy = hierarchies.get(c)
+        if hierarchy is None or not hierarchy.is_coarser_or_equal(
+            parent.levels[c], child.levels[c]
+        ):
+            return None
+    wanted = np.array([c not in columns for c in cdims])
+    if child.block.totals:
+        chosen = np.flatnonzero((ctop == wanted).all(axis=1))
+    else:
+        chosen = np.arange(len(child.block.labels))
+        split |= set(cdims) - set(columns)
+    frame = child.block.labels.iloc[chosen]
+    mapped = []
+    for c in columns:
+        labels = frame[c].tolist()
+        if c in split:
+            table = hierarchies[c].generalize_labels(labels, child.levels[c], parent.levels[c])
+            labels = [table[label] for label in labels]
+        mapped.append(labels)
+    keys: list[tuple[str, ...]] = (
+        [tuple(parts) for parts in zip(*mapped, strict=True)] if columns else [()] * len(chosen)
+    )
+    return chosen, keys, split
+
+
+def joint_relations(
+    placed: Sequence[Placed], hierarchies: dict[str, Hierarchy], total: int
+) -> list[Relations]:
+    """Relations between every ordered pair of blocks over the same population."""
+    return [cross_relations(a, b, hierarchies, total) for a in placed for b in placed if a is not b]
+
+
+def carry_over(release: Placed, held: Sequence[Placed], reason: np.ndarray) -> np.ndarray:
+    """Reasons with every cell suppressed in a held release of the same population kept
+    suppressed (for the reason it had then)."""
+    out = reason.copy()
+    mine = _keys(release.block.labels, release.levels)
+    for other in held:
+        theirs = dict(zip(_keys(other.block.labels, other.levels), other.block.reason, strict=True))
+        for cell, key in enumerate(mine):
+            before = theirs.get(key)
+            if out[cell] is None and before is not None:
+                out[cell] = before
+    return out
+
+
+def differencing(
+    source: Source,
+    plan: AggregatePlan,
+    release: Placed,
+    held: Sequence[tuple[HeldRelease, AggregatePlan]],
+    reason: np.ndarray,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Reasons with ``differencing`` where a held cell of another population at the same key
+    differs from the new cell by 1 to k-1 subjects, and the sums' margins those cells need
+    (p percent of the difference they would reveal)."""
+    out = reason.copy()
+    k, p = plan.protection.k, plan.protection.interval.p
+    margins = {name: np.full(len(out), np.nan) for name in release.block.values}
+    mine = _keys(release.block.labels, release.levels)
+    for entry, other in held:
+        theirs = {key: i for i, key in enumerate(_keys(entry.block.labels, entry.dimensions))}
+        matched = [(cell, theirs[key]) for cell, key in enumerate(mine) if key in theirs]
+        if not matched:
+            continue
+        counts = differing_subjects(source, plan, other.filters)
+        dims = list(release.block.labels.columns)
+        merged = release.block.labels.merge(counts, on=dims, how="left")
+        differing = merged["differing"].fillna(0).to_numpy(dtype=int)
+        for cell, their in matched:
+            d = differing[cell]
+            if 0 < d < k:
+                out[cell] = out[cell] or "differencing"
+            elif d == 0 and entry.block.reason[their] is not None and out[cell] is None:
+                out[cell] = entry.block.reason[their]
+            else:
+                continue
+            for name, values in release.block.values.items():
+                if name in entry.block.values and name != "subjects":
+                    gap = abs(values[cell] - entry.block.values[name][their])
+                    margins[name][cell] = p / 100.0 * gap
+    return out, margins
+
+
+def joint_system(
+    source: Source,
+    plan: AggregatePlan,
+    block: Block,
+    held: Sequence[tuple[HeldRelease, AggregatePlan]],
+) -> tuple[System, dict[str, np.ndarray]]:
+    """The release's block, with held cells carried over and differencing cells suppressed,
+    stacked with the held blocks of the same population and every relation between them; and
+    the sums' margins the differencing cells need."""
+    context = context_of(plan)
+    same = [entry for entry, _ in held if entry.context == context]
+    others = [(entry, its) for entry, its in held if entry.context != context]
+    offsets = np.cumsum([0, len(block), *(len(entry.block) for entry in same)])
+    theirs = [
+        Placed(e.block, e.dimensions, int(o)) for e, o in zip(same, offsets[1:], strict=False)
+    ]
+    levels = {d.column: d.level for d in plan.dimensions}
+    reason = carry_over(Placed(block, levels, 0), theirs, block.reason)
+    reason, margins = differencing(source, plan, Placed(block, levels, 0), others, reason)
+    placed = [Placed(replace(block, reason=reason), levels, 0), *theirs]
+    hierarchies = {d.column: d.hierarchy for d in plan.dimensions}
+    cross = joint_relations(placed, hierarchies, int(offsets[-1])) if same else []
+    return build_system([p.block for p in placed], cross), margins

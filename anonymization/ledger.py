@@ -1,0 +1,133 @@
+"""The ledger: what each partner has already received, so that later releases are protected
+jointly with it.
+
+The engine needs only the small :class:`Ledger` protocol; :class:`SQLiteLedger` keeps it in one
+SQLite file for the CLI, and the service can back the same protocol with its database. A held
+release keeps its request (to rebuild its population filters), its dimensions with their levels,
+and every cell with its true values and why it was suppressed (None where released): the ledger
+belongs to the data holder, never to the partner.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from anonymization.errors import DataError
+from anonymization.suppression import Block
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    request TEXT NOT NULL,
+    context TEXT NOT NULL,
+    dimensions TEXT NOT NULL,
+    totals INTEGER NOT NULL,
+    additive TEXT NOT NULL,
+    nonnegative TEXT NOT NULL,
+    cells TEXT NOT NULL,
+    recorded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS releases_partner ON releases (partner, dataset);
+"""
+
+
+@dataclass(frozen=True)
+class HeldRelease:
+    """One release a partner holds: its request, population context and cells."""
+
+    dataset: str
+    request: dict[str, Any]
+    context: str
+    dimensions: dict[str, str]
+    block: Block = field(repr=False)
+
+    def cells_json(self) -> str:
+        """The cells as JSON records: labels, true values, reason."""
+        frame = self.block.labels.copy()
+        for name, values in self.block.values.items():
+            frame[name] = values
+        frame["reason"] = self.block.reason
+        return frame.to_json(orient="records", force_ascii=False)
+
+    @staticmethod
+    def from_row(row: sqlite3.Row) -> HeldRelease:
+        """A held release read back from its stored row."""
+        dimensions = json.loads(row["dimensions"])
+        frame = pd.DataFrame(json.loads(row["cells"]), columns=None)
+        values = [c for c in frame.columns if c not in dimensions and c != "reason"]
+        block = Block(
+            frame[list(dimensions)].astype(str),
+            {name: frame[name].to_numpy(dtype=float) for name in values},
+            np.array([r if isinstance(r, str) else None for r in frame["reason"]], dtype=object),
+            bool(row["totals"]),
+            frozenset(json.loads(row["additive"])),
+            frozenset(json.loads(row["nonnegative"])),
+        )
+        return HeldRelease(
+            row["dataset"], json.loads(row["request"]), row["context"], dimensions, block
+        )
+
+
+class Ledger(Protocol):
+    """What a partner holds, per dataset."""
+
+    def held(self, partner: str, dataset: str) -> list[HeldRelease]:
+        """Every release of ``dataset`` the partner received, oldest first."""
+
+    def record(self, partner: str, release: HeldRelease) -> None:
+        """Remember that the partner received ``release``."""
+
+
+class SQLiteLedger:
+    """A ledger in one SQLite file (the CLI's ``--ledger``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with self._connect() as con:
+                con.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise DataError(f"{path} is not a ledger: {error}", field="ledger") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path)
+        con.row_factory = sqlite3.Row
+        return con
+
+    def held(self, partner: str, dataset: str) -> list[HeldRelease]:
+        """Every release of ``dataset`` the partner received, oldest first."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT * FROM releases WHERE partner = ? AND dataset = ? ORDER BY id",
+                (partner, dataset),
+            ).fetchall()
+        return [HeldRelease.from_row(row) for row in rows]
+
+    def record(self, partner: str, release: HeldRelease) -> None:
+        """Remember that the partner received ``release`` (one transaction)."""
+        block = release.block
+        with self._connect() as con:
+            con.execute(
+                "INSERT INTO releases (partner, dataset, request, context, dimensions, totals, "
+                "additive, nonnegative, cells) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    partner,
+                    release.dataset,
+                    json.dumps(release.request, sort_keys=True),
+                    release.context,
+                    json.dumps(release.dimensions),
+                    int(block.totals),
+                    json.dumps(sorted(block.additive)),
+                    json.dumps(sorted(block.nonnegative)),
+                    release.cells_json(),
+                ),
+            )

@@ -1,0 +1,133 @@
+"""Secondary suppression: complements chosen so that no protected cell can be narrowed down.
+
+A greedy method proved by the audit. First, every relation left with a single suppressed cell
+(which it would give away by subtraction) gets its cheapest published cell suppressed, until no
+relation has exactly one. Then the LP audit runs on the protected cells; for each one whose
+interval is still too narrow, each relation through it gets one more complement (the smallest
+cell large enough to hide the protected one, else the largest), and the loop repeats on the
+groups that changed. Cost is the cells' subject counts: few cells, small ones first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import sparse
+
+from anonymization.audit import (
+    Quantity,
+    Relations,
+    Requirement,
+    components,
+    intervals,
+    shortfalls,
+)
+
+Progress = Callable[[str], None]
+
+
+def _close_singletons(
+    relations: Relations, suppressed: np.ndarray, free: np.ndarray, cost: np.ndarray
+) -> None:
+    """Suppress, in place, the cheapest free cell of every relation with one suppressed cell
+    (a relation with no free cell left is for the audit to judge)."""
+    pattern = relations.matrix.copy()
+    pattern.data = np.ones_like(pattern.data)
+    pattern = pattern.tocsr()
+    while True:
+        hidden = pattern @ suppressed.astype(float)
+        single = np.flatnonzero(hidden == 1)
+        if not len(single):
+            return
+        rows = pattern[single].tocoo()
+        candidate = free[rows.col] & ~suppressed[rows.col]
+        if not candidate.any():
+            return
+        row, col = rows.row[candidate], rows.col[candidate]
+        order = np.lexsort((col, cost[col], row))
+        first = np.r_[True, np.diff(row[order]) != 0]
+        suppressed[col[order][first]] = True
+
+
+def _complements(
+    relations: Relations,
+    cell: int,
+    suppressed: np.ndarray,
+    free: np.ndarray,
+    cost: np.ndarray,
+    need: float,
+) -> list[int]:
+    """One extra complement per relation through ``cell``: the smallest free cell whose cost
+    reaches ``need``, else the largest one."""
+    by_column = relations.matrix.tocsc()
+    chosen: list[int] = []
+    for row in by_column.indices[by_column.indptr[cell] : by_column.indptr[cell + 1]]:
+        members = relations.matrix.indices[
+            relations.matrix.indptr[row] : relations.matrix.indptr[row + 1]
+        ]
+        options = members[free[members] & ~suppressed[members]]
+        if not len(options):
+            continue
+        large = options[cost[options] >= need]
+        pick = large[np.argmin(cost[large])] if len(large) else options[np.argmax(cost[options])]
+        chosen.append(int(pick))
+    return chosen
+
+
+def secondary_suppression(
+    relations: Relations,
+    quantities: list[Quantity],
+    suppressed: np.ndarray,
+    requirement: Requirement,
+    free: np.ndarray,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """The suppression mask after adding complements until every protected cell's interval
+    meets its requirement; ``free`` marks the cells that may become complements. When no free
+    cell is left to add, the mask is returned as is and the final audit names the cell."""
+    report = progress or (lambda _message: None)
+    mask = suppressed.copy()
+    cost = next(q.values for q in quantities if q.name == "subjects").astype(float)
+    truths = {q.name: q.values for q in quantities}
+    pending = np.ones(len(requirement.cells), dtype=bool)
+    rounds = 0
+    while True:
+        _close_singletons(relations, mask, free, cost)
+        if not pending.any():
+            return mask
+        rounds += 1
+        report(f"auditing {int(pending.sum())} protected cells (round {rounds})")
+        subset = Requirement(
+            requirement.cells[pending],
+            requirement.width[pending],
+            {name: margin[pending] for name, margin in requirement.margins.items()},
+        )
+        bounds = intervals(relations, quantities, mask, subset.cells)
+        failing = np.zeros(len(subset.cells), dtype=bool)
+        for short in shortfalls(bounds, subset, truths).values():
+            failing |= short
+        if not failing.any():
+            return mask
+        before = mask.copy()
+        for cell, width in zip(subset.cells[failing], subset.width[failing], strict=True):
+            added = _complements(relations, int(cell), mask, free, cost, float(width))
+            mask[added or _widen(relations, int(cell), mask, free, cost)] = True
+        if (mask == before).all():
+            return mask
+        _close_singletons(relations, mask, free, cost)
+        _, group = components(relations, mask)
+        changed = np.unique(group[np.flatnonzero(mask & ~before)])
+        pending = np.isin(group[requirement.cells], changed)
+
+
+def _widen(
+    relations: Relations, cell: int, suppressed: np.ndarray, free: np.ndarray, cost: np.ndarray
+) -> list[int]:
+    """Complements anywhere in the group of ``cell`` when its own relations have none left."""
+    _, group = components(relations, suppressed)
+    members = np.flatnonzero(group == group[cell])
+    touching = sparse.csr_matrix(relations.matrix[:, members]).tocoo().row
+    rows = relations.matrix[np.unique(touching)].tocoo()
+    options = np.unique(rows.col[free[rows.col] & ~suppressed[rows.col]])
+    return [int(options[np.argmin(cost[options])])] if len(options) else []

@@ -1,0 +1,139 @@
+"""Attacks on releases a partner holds together: each must recover nothing.
+
+Each attack is written as the attacker's own LP (scipy, independent of the engine's audit) over
+every number the partner received, and must leave the target's subjects interval at least k wide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linprog
+
+from anonymization.hierarchies import CategoricalHierarchy, builtin
+from anonymization.ledger import SQLiteLedger
+from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
+from anonymization.protection import Protection
+from anonymization.release import Held, Release, run_release
+
+K = 5
+GEO = builtin("geo_fr")
+assert GEO is not None
+
+
+def meters() -> pd.DataFrame:
+    """Meters in three communes of département 06 and one of 13; commune 06029 is small, and
+    two of commune 06088's meters are on tariff ``tempo``."""
+    homes = [("06088", "base")] * 28 + [("06088", "tempo")] * 2 + [("06029", "base")] * 2
+    homes += [("06004", "base")] * 12 + [("13055", "base")] * 40
+    rows = []
+    for number, (commune, tariff) in enumerate(homes):
+        for month in ("2025-01-05", "2025-02-05"):
+            rows.append((f"M{number:03d}", commune, tariff, month, 10.0 + number))
+    return pd.DataFrame(rows, columns=["meter", "commune", "tariff", "date", "kwh"])
+
+
+def plan(level: str | None, *, totals: bool = False, exclude: str | None = None) -> AggregatePlan:
+    assert GEO is not None
+    dims = () if level is None else (Dimension("commune", GEO, "commune", level),)
+    tariff = CategoricalHierarchy("tariff")
+    filters = (
+        (Filter("tariff", tariff, "value", "value", tuple(t for t in ("base",) if t != exclude)),)
+        if exclude
+        else ()
+    )
+    return AggregatePlan(
+        subject="meter",
+        dimensions=dims,
+        measures=(Measure("kwh", "sum"), Measure(None, "subjects")),
+        protection=Protection(k=K),
+        filters=filters,
+        totals=totals,
+    )
+
+
+def received(ledger: SQLiteLedger, plans: list[AggregatePlan]) -> list[Held]:
+    """What the partner holds, read back from the ledger file, each with its plan."""
+    return list(zip(ledger.held("partner", "meters"), plans, strict=True))
+
+
+def deliver(ledger: SQLiteLedger, given: list[AggregatePlan], new: AggregatePlan) -> Release:
+    release = run_release(meters(), new, held=received(ledger, given))
+    ledger.record("partner", release.held("meters", {}))
+    given.append(new)
+    return release
+
+
+def value(release: Release, column: str, label: str) -> tuple[str, float | None, int | None]:
+    row = release.table[release.table[column] == label].iloc[0]
+    subjects = None if pd.isna(row["subjects"]) else int(row["subjects"])
+    return str(row["status"]), subjects, row["reason"]
+
+
+def attacker_interval(
+    unknowns: int, equations: list[tuple[list[float], float]], target: int
+) -> tuple[float, float]:
+    """Bounds of unknown ``target`` given ``sum(coef * unknown) == rhs``, unknowns >= 0."""
+    a = np.array([coefs for coefs, _ in equations])
+    b = np.array([rhs for _, rhs in equations])
+    bounds = []
+    for sense in (1.0, -1.0):
+        cost = np.zeros(unknowns)
+        cost[target] = sense
+        result = linprog(cost, A_eq=a, b_eq=b, bounds=[(0, None)] * unknowns, method="highs")
+        bounds.append(sense * result.fun if result.status == 0 else np.inf)
+    return bounds[0], bounds[1]
+
+
+def test_two_overlapping_filtered_requests_do_not_isolate_the_difference(tmp_path: Path) -> None:
+    ledger, given = SQLiteLedger(tmp_path / "ledger.db"), []
+    everything = deliver(ledger, given, plan("commune"))
+    assert value(everything, "commune", "06088")[0] == "released"
+    without_tempo = deliver(ledger, given, plan("commune", totals=True, exclude="tempo"))
+    status, subjects, reason = value(without_tempo, "commune", "06088")
+    assert status == "suppressed" and reason == "differencing" and subjects is None
+    table = without_tempo.table
+    hidden = table.index[table["status"] == "suppressed"].tolist()
+    total = table.loc[table["commune"] == "*", "subjects"]
+    assert total.notna().all(), "the total is published, so a complement must hide 06088"
+    known = table.loc[(table["status"] == "released") & (table["commune"] != "*"), "subjects"]
+    target = hidden.index(table.index[table["commune"] == "06088"][0])
+    equations = [([1.0] * len(hidden), float(total.iloc[0]) - float(known.sum()))]
+    low, high = attacker_interval(len(hidden), equations, target)
+    assert high - low >= K
+    assert {e["reason"] for e in without_tempo.audit.to_manifest()["cells"]} >= {"differencing"}
+
+
+def test_a_total_and_all_but_one_of_its_cells(tmp_path: Path) -> None:
+    ledger, given = SQLiteLedger(tmp_path / "ledger.db"), []
+    total = deliver(ledger, given, plan(None))
+    grand = int(total.table["subjects"].iloc[0])
+    by_commune = deliver(ledger, given, plan("commune"))
+    table = by_commune.table
+    assert value(by_commune, "commune", "06029")[2] == "k"
+    hidden = table.index[table["status"] == "suppressed"].tolist()
+    assert len(hidden) >= 2 and (table.loc[hidden, "reason"] == "secondary").any()
+    known = float(table.loc[table["status"] == "released", "subjects"].sum())
+    target = hidden.index(table.index[table["commune"] == "06029"][0])
+    low, high = attacker_interval(len(hidden), [([1.0] * len(hidden), grand - known)], target)
+    assert high - low >= K
+
+
+def test_a_hierarchy_level_released_twice(tmp_path: Path) -> None:
+    ledger, given = SQLiteLedger(tmp_path / "ledger.db"), []
+    departements = deliver(ledger, given, plan("departement"))
+    assert set(departements.table["status"]) == {"released"}
+    d06 = int(departements.table.set_index("commune").loc["06", "subjects"])
+    communes = deliver(ledger, given, plan("commune"))
+    table = communes.table
+    in06 = table[table["commune"].str.startswith("06")]
+    hidden = in06.index[in06["status"] == "suppressed"].tolist()
+    assert value(communes, "commune", "06029")[2] == "k" and len(hidden) >= 2
+    known = float(in06.loc[in06["status"] == "released", "subjects"].sum())
+    target = hidden.index(table.index[table["commune"] == "06029"][0])
+    low, high = attacker_interval(len(hidden), [([1.0] * len(hidden), d06 - known)], target)
+    assert high - low >= K
+    again = deliver(ledger, given, plan("commune"))
+    assert (again.table["status"] == table["status"]).all()

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from anonymization.cells import compute_cells
+from policies.files import parse, read_document
+from policies.models import ExtractRequest, Policy, load_hierarchies
+from policies.requests import build_plan
+from service.cli import app
+from tests.service.test_cli_release import release, workdir
+
+runner = CliRunner()
+__all__ = ["workdir"]
+
+
+def audit(workdir: Path, table: str = "out.csv") -> tuple[int, str]:
+    result = runner.invoke(
+        app, ["audit", str(workdir / table), "--manifest", str(workdir / "manifest.json")]
+    )
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
+def test_the_audit_passes_on_the_files_of_a_release(workdir: Path, fmt: str) -> None:
+    code, output = release(workdir, "--manifest", str(workdir / "manifest.json"), "--format", fmt)
+    assert code == 0, output
+    code, output = audit(workdir)
+    assert code == 0, output
+    assert "audit passed" in output
+
+
+def forge(workdir: Path, table: pd.DataFrame, manifest: dict[str, object]) -> None:
+    data = table.to_csv(index=False).encode()
+    (workdir / "forged.csv").write_bytes(data)
+    manifest["output"] = {"format": "csv", "sha256": hashlib.sha256(data).hexdigest()}
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def true_cells(workdir: Path) -> pd.DataFrame:
+    policy = parse(Policy, read_document(workdir / "payments-policy.yaml"))
+    hierarchies = load_hierarchies(policy, workdir)
+    request = parse(ExtractRequest, read_document(workdir / "payments-request.yaml"))
+    plan = build_plan(policy, hierarchies, request)
+    return compute_cells(workdir / "payments.csv", plan).set_index(["departement", "date"])
+
+
+def test_a_release_whose_complements_are_published_fails_naming_the_cell(workdir: Path) -> None:
+    code, output = release(workdir, "--manifest", str(workdir / "manifest.json"))
+    assert code == 0, output
+    table = pd.read_csv(workdir / "out.csv", dtype={"departement": str}, keep_default_na=False)
+    truth = true_cells(workdir)
+    secondary = table.index[table["reason"] == "secondary"]
+    assert len(secondary) > 0
+    for row in secondary:
+        cell = truth.loc[(table.at[row, "departement"], table.at[row, "date"])]
+        table.loc[row, ["status", "reason"]] = ["released", ""]
+        table.loc[row, "subjects"] = str(cell["subjects"])
+        table.loc[row, "amount_sum"] = str(round(cell["amount_sum"], 6))
+    forge(workdir, table, json.loads((workdir / "manifest.json").read_text()))
+    code, output = audit(workdir, "forged.csv")
+    assert code != 0
+    assert "departement=" in output and "date=" in output, output
+
+
+def test_a_tampered_table_or_manifest_fails(workdir: Path) -> None:
+    code, output = release(workdir, "--manifest", str(workdir / "manifest.json"))
+    assert code == 0, output
+    (workdir / "out.csv").write_text((workdir / "out.csv").read_text().replace(",1", ",2", 1))
+    code, output = audit(workdir)
+    assert code != 0 and "SHA-256" in output
+    code, output = release(workdir, "--manifest", str(workdir / "manifest.json"))
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    entry = manifest["audit"]["cells"][0]
+    entry["subjects"] = {"lower": 0, "upper": 1000000}
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    code, output = audit(workdir)
+    assert code != 0 and "the manifest states subjects" in output
+
+
+def test_the_ledger_protects_later_releases_to_the_same_partner(workdir: Path) -> None:
+    ledger = str(workdir / "ledger.db")
+    (workdir / "all.yaml").write_text("group_by: {departement: departement}\n")
+    (workdir / "some.yaml").write_text(
+        "group_by: {departement: departement}\ntotals: true\n"
+        "filters: {card_country: {in: [DE, GB, US]}}\n"
+    )
+    code, output = release(workdir, "--ledger", ledger, request="all.yaml")
+    assert code == 0, output
+    first = pd.read_csv(workdir / "out.csv", dtype={"departement": str})
+    code, output = release(
+        workdir,
+        "--ledger",
+        ledger,
+        "--manifest",
+        str(workdir / "manifest.json"),
+        request="some.yaml",
+    )
+    assert code == 0, output
+    second = pd.read_csv(workdir / "out.csv", dtype={"departement": str}).set_index("departement")
+    for _, row in first.iterrows():
+        if row["status"] == "suppressed":
+            assert second.loc[row["departement"], "status"] == "suppressed"
+    assert audit(workdir)[0] == 0
+    code, output = release(workdir, "--ledger", ledger, "--partner", "other", request="some.yaml")
+    assert code == 0, output
+    alone = pd.read_csv(workdir / "out.csv", dtype={"departement": str}).set_index("departement")
+    assert (alone["status"] == "suppressed").sum() <= (second["status"] == "suppressed").sum()
