@@ -15,7 +15,7 @@ from service.auth.router import router as auth_router
 from service.config import Settings, get_settings
 from service.datasets.router import router as datasets_router
 from service.db import make_engine, make_sessionmaker
-from service.errors import ERROR_RESPONSES, PayloadTooLarge, error_response, install_error_handler
+from service.errors import ERROR_RESPONSES, error_response, install_error_handler
 from service.extracts.jobs import Runtime
 from service.extracts.pool import WorkerPool
 from service.extracts.router import router as extracts_router
@@ -44,8 +44,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.limit:
-            too_large = PayloadTooLarge(self._detail(), field="body")
-            await error_response(too_large)(scope, receive, send)
+            await error_response(HTTPException(413, self._detail()))(scope, receive, send)
             return
         received = 0
 

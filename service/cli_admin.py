@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,13 +11,15 @@ from rich.console import Console
 
 # Map every model before a session is used outside the app.
 import service.models  # noqa: F401
+from anonymization.errors import InvalidRequest
 from service.audit import service as audit
 from service.auth.models import ALL_SCOPES, SCOPE_ADMIN
 from service.auth.service import create_client, get_client
 from service.config import Settings, get_settings
+from service.console import fail
 from service.datasets import service as datasets
 from service.db import make_engine, make_sessionmaker
-from service.keys import SigningKeys, StorageKeys
+from service.keys import SigningKeys, StorageKeys, write_private_json
 from service.migrate import upgrade
 from service.storage import EncryptedStore
 
@@ -71,8 +72,8 @@ def admin_create_client(
     scopes = tuple(scope.split())
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
     if unknown or not scopes:
-        console.print(f"[red]error[/]: unknown scope(s) {unknown}; choose from {ALL_SCOPES}")
-        raise typer.Exit(code=2)
+        detail = f"unknown scope(s) {unknown}; choose from {', '.join(ALL_SCOPES)}"
+        raise fail(InvalidRequest(detail, field="scope"))
     credentials = _existing_credentials(settings, save) if save else None
     if credentials is None:
         with make_sessionmaker(make_engine(settings.database_url))() as session:
@@ -83,11 +84,7 @@ def admin_create_client(
             credentials = {"client_id": client.client_id, "client_secret": secret}
             session.commit()
         if save:
-            save.parent.mkdir(parents=True, exist_ok=True)
-            save.unlink(missing_ok=True)
-            descriptor = os.open(save, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                json.dump(credentials, handle)
+            write_private_json(save, credentials)
     console.print(f"client_id:     {credentials['client_id']}")
     console.print(f"client_secret: {credentials['client_secret']}")
 

@@ -66,6 +66,8 @@ def make_engine(url: str) -> Engine:
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Readers do not wait for the writer (uvicorn serves requests from several threads).
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 

@@ -52,11 +52,6 @@ class Gone(ServiceError):
     code = "gone"
 
 
-class PayloadTooLarge(ServiceError):
-    status = 413
-    code = "payload_too_large"
-
-
 class TooManyRequests(ServiceError):
     """Over a rate limit or a quota; ``retry_after`` seconds until it may succeed."""
 

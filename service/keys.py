@@ -24,6 +24,17 @@ from service.db import utcnow
 SIGNING_ALGORITHM: Literal["Ed25519"] = "Ed25519"
 
 
+def write_private_json(path: Path, document: Any) -> None:
+    """Write JSON readable by its owner only, atomically (a 0600 temporary file renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_suffix(".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+    temporary.replace(path)
+
+
 @dataclass(frozen=True)
 class StoredKey:
     kid: str
@@ -48,13 +59,9 @@ class KeyDirectory:
         return sorted(keys, key=lambda key: (key.created_at, key.kid))
 
     def add(self, material: dict[str, Any], kid: str) -> StoredKey:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = StoredKey(kid, utcnow(), material)
         body = {"kid": kid, "created_at": key.created_at.isoformat(), "material": material}
-        path = self.folder / f"{kid}.json"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(body, handle)
+        write_private_json(self.folder / f"{kid}.json", body)
         return key
 
     def remove(self, kid: str) -> None:

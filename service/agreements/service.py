@@ -6,7 +6,6 @@ SQLAlchemy checks on update (a concurrent change fails with 409).
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, cast
 
@@ -27,6 +26,7 @@ from service.agreements.schemas import (
 from service.audit import service as audit
 from service.auth.deps import Caller
 from service.datasets import service as datasets
+from service.datasets.models import Dataset
 from service.db import utcnow
 from service.errors import Conflict, NotFound
 from service.partners.models import Partner
@@ -81,9 +81,17 @@ def versions(session: Session, agreement: Agreement) -> list[AgreementVersion]:
     )
 
 
+def _referenced(
+    session: Session, model: type[Partner] | type[Dataset], object_id: uuid.UUID, field: str
+) -> None:
+    found = session.get(model, object_id)
+    if found is None or getattr(found, "deleted_at", None) is not None:
+        raise InvalidRequest(f"no {model.__tablename__} {object_id}", field=field, code="unknown")
+
+
 def check_release(session: Session, dataset_id: uuid.UUID, terms: AgreementTerms) -> None:
     """Raise (422, naming the field) unless the release block fits the dataset's policy."""
-    dataset = datasets.get(session, dataset_id, field="dataset_id")
+    dataset = session.get_one(Dataset, dataset_id)
     dataset_policy = datasets.policy_of(dataset)
     hierarchies = datasets.hierarchies_of(dataset)
     policy = Policy(
@@ -137,18 +145,16 @@ def _add_version(
 
 
 def _terms(body: AgreementTerms) -> dict[str, Any]:
-    dumped: dict[str, Any] = json.loads(
-        body.model_dump_json(
-            include=set(AgreementTerms.model_fields), by_alias=True, exclude_none=True
-        )
+    terms = body.model_dump(
+        mode="json", include=set(AgreementTerms.model_fields), by_alias=True, exclude_none=True
     )
-    dumped["valid_from"], dumped["valid_until"] = body.valid_from, body.valid_until
-    return dumped
+    terms["valid_from"], terms["valid_until"] = body.valid_from, body.valid_until
+    return terms
 
 
 def create(session: Session, caller: Caller, body: AgreementCreate) -> Agreement:
-    if session.get(Partner, body.partner_id) is None:
-        raise InvalidRequest(f"no partner {body.partner_id}", field="partner_id", code="unknown")
+    _referenced(session, Partner, body.partner_id, "partner_id")
+    _referenced(session, Dataset, body.dataset_id, "dataset_id")
     check_release(session, body.dataset_id, body)
     agreement = Agreement(id=uuid.uuid4(), partner_id=body.partner_id, dataset_id=body.dataset_id)
     session.add(agreement)

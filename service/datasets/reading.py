@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from sqlalchemy import create_engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from anonymization.errors import DataError, HierarchyError, InvalidRequest, PartageError
 from anonymization.hierarchies import BandHierarchy, Hierarchy, MappingHierarchy, TimeHierarchy
@@ -51,11 +53,42 @@ def read_table(content: bytes, file_format: str) -> pd.DataFrame:
         ) from None
 
 
+def read_sql_table(url: str, table: str) -> bytes:
+    """A snapshot of ``table`` at ``url`` as Parquet bytes (the connection is not kept)."""
+    try:
+        parsed = make_url(url)
+        # Reading must never create an empty SQLite file as a side effect.
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+            raise InvalidRequest("no such SQLite database file", field="source.url")
+        engine = create_engine(parsed)
+    except (ArgumentError, ImportError, ValueError) as error:
+        raise InvalidRequest(f"not a usable database URL: {error}", field="source.url") from None
+    schema, _, name = table.rpartition(".")
+    try:
+        frame = pd.read_sql_table(name, engine, schema=schema or None)
+    except ValueError as error:  # pandas: table not found
+        raise InvalidRequest(str(error), field="source.table", code="unknown_table") from None
+    except SQLAlchemyError as error:
+        detail = str(error.orig if isinstance(error, DBAPIError) else error).splitlines()[0]
+        raise DataError(f"cannot read the table: {detail}", field="source.url") from None
+    finally:
+        engine.dispose()
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
 def resolve_hierarchies(policy: DatasetPolicy, files: dict[str, str]) -> dict[str, Hierarchy]:
     """Every column's hierarchy; ARX files come from the uploaded ``files`` (name → text)."""
     with tempfile.TemporaryDirectory() as folder:
         for name, text in files.items():
-            (Path(folder) / Path(name).name).write_text(text, encoding="utf-8")
+            target = (Path(folder) / name).resolve()
+            if not target.is_relative_to(Path(folder).resolve()):
+                raise InvalidRequest(
+                    f"hierarchy file {name!r} must be a relative path", field="hierarchies"
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
         try:
             # load_hierarchies reads only `dataset` and `hierarchies`, which DatasetPolicy has.
             return load_hierarchies(cast(Policy, policy), Path(folder))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated
 
@@ -11,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from anonymization.errors import InvalidRequest
 from service.auth.deps import AdminCaller
 from service.datasets import service
-from service.datasets.schemas import POLICY_EXAMPLE, DatasetOut
+from service.datasets.reading import read_sql_table
+from service.datasets.schemas import POLICY_EXAMPLE, DatasetFromSql, DatasetOut
 from service.deps import SessionDep, StoreDep
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -20,7 +22,7 @@ PolicyField = Annotated[
     str,
     Form(
         description="JSON: the policy's `dataset` block and the custom `hierarchies` it uses",
-        examples=[POLICY_EXAMPLE],
+        examples=[json.dumps(POLICY_EXAMPLE)],
     ),
 ]
 
@@ -64,6 +66,29 @@ async def create_dataset(
         file.filename,
         content,
         uploaded,
+    )
+    return DatasetOut.model_validate(dataset)
+
+
+@router.post(
+    "/sql",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a dataset from a table in a SQL database (a snapshot, stored encrypted)",
+)
+def create_dataset_from_sql(
+    body: DatasetFromSql, session: SessionDep, store: StoreDep, caller: AdminCaller
+) -> DatasetOut:
+    content = read_sql_table(body.source.url, body.source.table)
+    dataset = service.create(
+        session,
+        store,
+        caller.client_id,
+        body.name,
+        body.description,
+        body.policy,
+        "table.parquet",
+        content,
+        body.hierarchy_files,
     )
     return DatasetOut.model_validate(dataset)
 

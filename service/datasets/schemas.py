@@ -33,6 +33,38 @@ class DatasetPolicy(Frozen):
     hierarchies: dict[str, HierarchySpec] = Field(default_factory=dict)
 
 
+class SqlSource(BaseModel):
+    """A table in a SQL database the service can reach, read once at registration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (not stored)",
+        examples=["postgresql+psycopg://reader@127.0.0.1:5432/bank"],
+    )
+    table: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z_][\w$]*(\.[A-Za-z_][\w$]*)?$",
+        description="table or schema.table",
+        examples=["public.payments"],
+    )
+
+
+class DatasetFromSql(BaseModel):
+    """Register a dataset from a SQL table: a snapshot, checked and encrypted like an upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    policy: DatasetPolicy
+    source: SqlSource
+    hierarchy_files: dict[str, str] = Field(
+        default_factory=dict, description="ARX files the policy names: file name → CSV text"
+    )
+
+
 class DatasetOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
+from pathlib import PurePath
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from anonymization.errors import InvalidRequest
 from anonymization.hierarchies import Hierarchy
 from policies.files import invalid
+from policies.models import BandSpec
 from service.agreements.models import LIVE_STATUSES, Agreement
 from service.audit import service as audit
 from service.datasets.models import Dataset
@@ -44,19 +45,20 @@ def parse_policy(text: str) -> DatasetPolicy:
 
 
 def _hierarchy_files(policy: DatasetPolicy, uploaded: dict[str, str]) -> dict[str, str]:
+    """The text of every ARX file the policy names, matched to uploads by file name."""
     needed = {
         spec if isinstance(spec, str) else spec.file
         for spec in policy.hierarchies.values()
-        if not hasattr(spec, "bands")
+        if not isinstance(spec, BandSpec)
     }
-    missing = sorted(name for name in needed if name not in uploaded)
+    missing = sorted(name for name in needed if PurePath(name).name not in uploaded)
     if missing:
         raise InvalidRequest(
             f"upload the hierarchy file(s) {missing} in `hierarchy_files`",
             field="hierarchy_files",
             code="missing_hierarchy_file",
         )
-    return {name: uploaded[name] for name in sorted(needed)}
+    return {name: uploaded[PurePath(name).name] for name in sorted(needed)}
 
 
 def create(
@@ -82,7 +84,7 @@ def create(
         name=name,
         description=description,
         spec=policy.dataset.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-        hierarchies=json.loads(policy.model_dump_json(include={"hierarchies"}))["hierarchies"],
+        hierarchies=policy.model_dump(mode="json")["hierarchies"],
         hierarchy_files=files,
         file_format=file_format,
         size_bytes=len(content),
@@ -115,10 +117,10 @@ def list_all(session: Session) -> list[Dataset]:
     )
 
 
-def get(session: Session, dataset_id: uuid.UUID, field: str = "dataset_id") -> Dataset:
+def get(session: Session, dataset_id: uuid.UUID) -> Dataset:
     dataset = session.get(Dataset, dataset_id)
     if dataset is None or dataset.deleted_at is not None:
-        raise NotFound(f"no dataset {dataset_id}", field=field)
+        raise NotFound(f"no dataset {dataset_id}", field="dataset_id")
     return dataset
 
 
@@ -159,19 +161,21 @@ def forget_file(store: EncryptedStore, dataset_id: uuid.UUID) -> None:
     store.delete(KIND, str(dataset_id))
 
 
+def _wrapped_key(dataset: Dataset) -> WrappedKey:
+    assert dataset.key_id is not None and dataset.wrapped_key is not None, "dataset deleted"
+    return WrappedKey(dataset.key_id, dataset.wrapped_key)
+
+
 def read_content(store: EncryptedStore, dataset: Dataset) -> bytes:
     """The decrypted file of a dataset."""
-    assert dataset.key_id is not None and dataset.wrapped_key is not None
-    return store.read(KIND, str(dataset.id), WrappedKey(dataset.key_id, dataset.wrapped_key))
+    return store.read(KIND, str(dataset.id), _wrapped_key(dataset))
 
 
 def rewrap_all(session: Session, store: EncryptedStore) -> int:
     """Wrap every dataset's data key with the newest service key; the number re-wrapped."""
     datasets = session.scalars(select(Dataset).where(Dataset.wrapped_key.is_not(None))).all()
     for dataset in datasets:
-        key = store.rewrap(
-            KIND, str(dataset.id), WrappedKey(dataset.key_id or "", dataset.wrapped_key or b"")
-        )
+        key = store.rewrap(KIND, str(dataset.id), _wrapped_key(dataset))
         dataset.key_id, dataset.wrapped_key = key.key_id, key.wrapped
     session.flush()
     return len(datasets)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from service.auth.service import rotate_secret
 from service.datasets import service as datasets
 from service.datasets.models import Dataset
 from service.datasets.schemas import DatasetPolicy
+from service.keys import write_private_json
 from service.partners import service as partners
 from service.partners.models import Partner
 from service.partners.schemas import PartnerCreate
@@ -147,13 +147,7 @@ def read_saved(path: Path) -> dict[str, str]:
 
 def write_saved(path: Path, secrets: dict[str, str]) -> None:
     """Keep the secrets readable by their owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(secrets, handle, indent=2)
-    temporary.replace(path)
+    write_private_json(path, secrets)
 
 
 @dataclass(frozen=True)

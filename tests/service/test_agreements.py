@@ -69,7 +69,7 @@ def test_bad_window_unknown_partner_and_dataset(
     response = client.post("/agreements", json=agreement_body(missing, dataset), headers=admin)
     assert (response.status_code, response.json()["field"]) == (422, "partner_id")
     response = client.post("/agreements", json=agreement_body(partner, missing), headers=admin)
-    assert (response.status_code, response.json()["field"]) == (404, "dataset_id")
+    assert (response.status_code, response.json()["field"]) == (422, "dataset_id")
     basis = agreement_body(partner, dataset, legal_basis="because")
     assert client.post("/agreements", json=basis, headers=admin).json()["field"] == "legal_basis"
 

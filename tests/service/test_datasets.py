@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from service.datasets import service
 from service.datasets.models import Dataset
+from service.db import make_engine
 from service.keys import StorageKeys
 from service.storage import StorageError
 from tests.service.factories import (
@@ -181,3 +183,79 @@ def test_tampered_file_does_not_decrypt(client: TestClient, make_dataset, app: F
         dataset = session.get(Dataset, uuid.UUID(body["id"]))
         with pytest.raises(StorageError):
             service.read_content(app.state.store, dataset)
+
+
+def test_streamed_upload_over_the_limit_is_413(client: TestClient, admin: dict[str, str]) -> None:
+    def chunks() -> Any:
+        for _ in range(40):
+            yield b"x" * (100 * 1024)
+
+    headers = {**admin, "Content-Type": "multipart/form-data; boundary=b"}
+    response = client.post("/datasets", content=chunks(), headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+def arx_ages() -> bytes:
+    rows = [f"{age};{age // 10 * 10}-{age // 10 * 10 + 9};*" for age in range(0, 100)]
+    return "\n".join(rows).encode()
+
+
+def test_arx_hierarchy_files_are_uploaded_with_the_dataset(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    policy = {
+        **POLICY,
+        "hierarchies": {"age_bands": {"file": "ages.csv", "levels": ["age", "decade"]}},
+    }
+    content = csv_bytes(payments_frame())
+    form = dataset_form(policy=policy)
+    missing = client.post("/datasets", data=form, files={"file": ("d.csv", content)}, headers=admin)
+    assert (missing.status_code, missing.json()["field"]) == (422, "hierarchy_files")
+    files = [("file", ("d.csv", content)), ("hierarchy_files", ("ages.csv", arx_ages()))]
+    response = client.post("/datasets", data=form, files=files, headers=admin)
+    assert response.status_code == 201, response.text
+    partner = client.post("/partners", json={"name": "P"}, headers=admin).json()
+    release = {"dimensions": {"age": "decade"}, "protection": {"k": 3}}
+    body = agreement_body(partner["partner"]["id"], response.json()["id"], release=release)
+    assert client.post("/agreements", json=body, headers=admin).status_code == 201
+    too_fine = {**body, "release": {**release, "dimensions": {"age": "year"}}}
+    refused = client.post("/agreements", json=too_fine, headers=admin)
+    assert (refused.status_code, refused.json()["field"]) == (422, "release.dimensions.age")
+
+
+def test_hierarchy_file_paths_cannot_escape(client: TestClient, admin: dict[str, str]) -> None:
+    policy = {**POLICY, "hierarchies": {"age_bands": "../../ages.csv"}}
+    files = [
+        ("file", ("d.csv", csv_bytes(payments_frame()))),
+        ("hierarchy_files", ("ages.csv", arx_ages())),
+    ]
+    response = client.post(
+        "/datasets", data=dataset_form(policy=policy), files=files, headers=admin
+    )
+    assert (response.status_code, response.json()["field"]) == (422, "hierarchies")
+
+
+def test_register_from_a_sql_table(
+    client: TestClient, admin: dict[str, str], database_url: str
+) -> None:
+    table = f"payments_{uuid.uuid4().hex[:8]}"
+    engine = make_engine(database_url)
+    payments_frame().to_sql(table, engine, index=False)
+    try:
+        source = {"url": database_url, "table": table}
+        body = {"name": "from sql", "policy": POLICY, "source": source}
+        response = client.post("/datasets/sql", json=body, headers=admin)
+        assert response.status_code == 201, response.text
+        assert response.json()["row_count"] == 40
+        assert response.json()["columns"]["amount"] == "number"
+        missing = {**body, "name": "other", "source": {**source, "table": "nope"}}
+        refused = client.post("/datasets/sql", json=missing, headers=admin)
+        assert (refused.status_code, refused.json()["field"]) == (422, "source.table")
+        bad_url = {**body, "name": "other", "source": {**source, "url": "nonsense"}}
+        refused = client.post("/datasets/sql", json=bad_url, headers=admin)
+        assert (refused.status_code, refused.json()["field"]) == (422, "source.url")
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE {table}"))
+        engine.dispose()
