@@ -13,7 +13,7 @@ import csv
 import itertools
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -41,6 +41,15 @@ class Hierarchy(ABC):
                 f"levels are {', '.join(self.levels)}",
                 code="unknown_level",
             ) from None
+
+    def span(self, from_level: str, to_level: str) -> tuple[int, int]:
+        """Positions of both levels; ``to_level`` must be ``from_level`` or coarser."""
+        start, stop = self.index(from_level), self.index(to_level)
+        if stop < start:
+            raise HierarchyError(
+                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
+            )
+        return start, stop
 
     def is_coarser_or_equal(self, level: str, than: str) -> bool:
         """Whether ``level`` is ``than`` or coarser on this ladder."""
@@ -137,11 +146,7 @@ class TableHierarchy(MappingHierarchy):
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
         """Walk each label up the table from ``from_level`` to ``to_level``."""
-        start, stop = self.index(from_level), self.index(to_level)
-        if stop < start:
-            raise HierarchyError(
-                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
-            )
+        start, stop = self.span(from_level, to_level)
         labels = list(dict.fromkeys(labels))
         missing = [label for label in labels if label not in self._columns[start]]
         if missing:
@@ -189,65 +194,65 @@ _GEO_PATTERNS = {
 
 @cache
 def _reference(name: str) -> dict[str, str]:
-    """First two columns of a shipped reference CSV as a dict (code → parent code)."""
+    """A shipped reference CSV as a dict: code → its parent code (or its name)."""
     text = resources.files("anonymization").joinpath("reference", name).read_text(encoding="utf-8")
     reader = csv.DictReader(text.splitlines())
-    return {row["code"]: row.get("region", row["name"]) for row in reader}
+    parent = {"communes.csv": "departement", "departements.csv": "region"}.get(name, "name")
+    return {row["code"]: row[parent] for row in reader}
 
 
-def _departement_of(commune: str) -> str:
-    return commune[:3] if commune.startswith("97") else commune[:2]
+_GEO_TABLES = {
+    "iris": "communes.csv",
+    "commune": "communes.csv",
+    "departement": "departements.csv",
+    "region": "regions.csv",
+}
 
 
 class GeoFrHierarchy(MappingHierarchy):
-    """INSEE codes: IRIS (9 chars) < commune (5) < département (2A/2B, 971-976...) < région."""
+    """INSEE codes: IRIS (9 chars) < commune (5) < département (2A/2B, 971-976...) < région.
+
+    Communes, départements and régions are checked against the shipped INSEE reference; IRIS
+    codes (no offline reference exists) are checked for their shape and their commune.
+    """
 
     def __init__(self) -> None:
         self.name = "geo_fr"
         self.levels = ("iris", "commune", "departement", "region")
 
-    def level_of(self, code: str) -> str | None:
-        """The finest level whose INSEE pattern ``code`` matches, or None."""
-        for level in ("iris", "commune", "departement"):
-            if _GEO_PATTERNS[level].fullmatch(code):
-                return level
-        return None
-
     def generalize_labels(
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
         """Generalize INSEE codes at ``from_level`` to ``to_level``; unknown codes are errors."""
-        start, stop = self.index(from_level), self.index(to_level)
-        if stop < start:
-            raise HierarchyError(
-                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
-            )
-        regions = _reference("departements.csv")
+        start, stop = self.span(from_level, to_level)
+        known = _reference(_GEO_TABLES[from_level])
         result: dict[str, str] = {}
         bad: list[str] = []
         for label in dict.fromkeys(labels):
-            code = label
-            if not _GEO_PATTERNS[from_level].fullmatch(code):
+            if (
+                not _GEO_PATTERNS.get(from_level, _GEO_PATTERNS["region"]).fullmatch(label)
+                or (label[:5] if from_level == "iris" else label) not in known
+            ):
                 bad.append(label)
                 continue
+            code = label
             for level in self.levels[start:stop]:
-                code = self._parent(code, level, regions)
-            if code == "":
-                bad.append(label)
+                code = _geo_parent(code, level)
             result[label] = code
         if bad:
             raise _uncovered(self.name, bad)
         return result
 
-    @staticmethod
-    def _parent(code: str, level: str, regions: Mapping[str, str]) -> str:
-        if level == "iris":
-            return code[:5]
-        if level == "commune":
-            return _departement_of(code)
-        if level == "departement":
-            return regions.get(code, "")
-        return TOP
+
+def _geo_parent(code: str, level: str) -> str:
+    """The code one level up from ``code`` at ``level``."""
+    if level == "iris":
+        return code[:5]
+    if level == "commune":
+        return _reference("communes.csv")[code]
+    if level == "departement":
+        return _reference("departements.csv")[code]
+    return TOP
 
 
 # --- Time and numeric bands ------------------------------------------------------------------
@@ -283,11 +288,7 @@ class TimeHierarchy(ExpressionHierarchy):
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
         """Generalize time labels (week labels only reach ``year`` and ``*``)."""
-        start, stop = self.index(from_level), self.index(to_level)
-        if stop < start:
-            raise HierarchyError(
-                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
-            )
+        self.span(from_level, to_level)
         if from_level == "week" and to_level in ("month", "quarter"):
             raise HierarchyError("ISO weeks do not nest in months or quarters", code="level_order")
         return {label: _time_label(label, from_level, to_level) for label in labels}
@@ -354,11 +355,7 @@ class BandHierarchy(ExpressionHierarchy):
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
         """Generalize band labels to a wider band."""
-        start, stop = self.index(from_level), self.index(to_level)
-        if stop < start:
-            raise HierarchyError(
-                f"level {to_level!r} is finer than {from_level!r}", code="level_order"
-            )
+        start, stop = self.span(from_level, to_level)
         result = {}
         for label in labels:
             if stop == len(self.levels):

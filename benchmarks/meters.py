@@ -6,20 +6,21 @@ import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench-data"
+REFERENCE = ROOT / "anonymization" / "reference" / "communes.csv"
 TARIFFS = ["base", "hp_hc", "tempo"]
 
 
 def _iris_codes(rng: np.random.Generator, communes: int) -> np.ndarray:
-    """Plausible IRIS codes: metropolitan commune code + 4 digits."""
-    departements = [f"{d:02d}" for d in range(1, 96) if d != 20] + ["2A", "2B"]
-    codes = {f"{rng.choice(departements)}{rng.integers(1, 999):03d}" for _ in range(communes * 2)}
-    chosen = sorted(codes)[:communes]
-    return np.array([f"{c}{i:04d}" for c in chosen for i in range(1, 4)])
+    """Plausible IRIS codes (no offline reference exists): a real commune code + 4 digits."""
+    reference = pd.read_csv(REFERENCE, dtype=str)
+    chosen = rng.choice(reference["code"].to_numpy(), size=communes, replace=False)
+    return np.array([f"{c}{i:04d}" for c in sorted(chosen) for i in range(1, 4)])
 
 
 def meters_table(rows: int, seed: int = 20251129) -> pa.Table:

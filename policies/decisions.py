@@ -8,7 +8,7 @@ import datetime
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from anonymization.hierarchies import Hierarchy
 from anonymization.protection import Protection
@@ -38,17 +38,19 @@ class AgreementTerms(Frozen):
 
     purpose: str = Field(min_length=3, max_length=2000)
     legal_basis: LegalBasis = Field(description="GDPR article 6(1) basis")
-    valid_from: datetime.datetime
-    valid_until: datetime.datetime
+    valid_from: datetime.date = Field(description="first day in force")
+    valid_until: datetime.date = Field(description="last day in force (inclusive)")
     release: ReleaseSpec
     limits: Limits = Field(default_factory=Limits)
     retention_days: int = Field(default=30, ge=1, le=3650)
 
-    @model_validator(mode="after")
-    def _window(self) -> AgreementTerms:
-        if _aware(self.valid_until) <= _aware(self.valid_from):
+    @field_validator("valid_until")
+    @classmethod
+    def _after_start(cls, value: datetime.date, info: ValidationInfo) -> datetime.date:
+        start = info.data.get("valid_from")
+        if isinstance(start, datetime.date) and value <= start:
             raise ValueError("valid_until must be after valid_from")
-        return self
+        return value
 
 
 class Usage(BaseModel):
@@ -68,10 +70,6 @@ class Decision(BaseModel):
     estimated_cells: int | None = None
 
 
-def _aware(moment: datetime.datetime) -> datetime.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
 def status_reasons(
     status: AgreementStatus, terms: AgreementTerms, now: datetime.datetime
 ) -> list[Reason]:
@@ -82,7 +80,8 @@ def status_reasons(
                 code=f"agreement_{status}", field="agreement", detail=f"the agreement is {status}"
             )
         ]
-    if _aware(now) < _aware(terms.valid_from):
+    today = now.astimezone(datetime.UTC).date() if now.tzinfo else now.date()
+    if today < terms.valid_from:
         return [
             Reason(
                 code="agreement_not_yet_valid",
@@ -90,7 +89,7 @@ def status_reasons(
                 detail=f"the agreement is valid from {terms.valid_from.isoformat()}",
             )
         ]
-    if _aware(now) >= _aware(terms.valid_until):
+    if today > terms.valid_until:
         return [
             Reason(
                 code="agreement_expired",

@@ -76,6 +76,7 @@ def check_policy(policy: Policy, hierarchies: dict[str, Hierarchy]) -> None:
 
 def _check_level(hierarchy: Hierarchy, level: str, source: str | None, field: str) -> None:
     try:
+        hierarchy.index(level)
         if source is not None and not hierarchy.is_coarser_or_equal(level, source):
             raise InvalidRequest(
                 f"level {level!r} is finer than the stored level {source!r}",
@@ -108,23 +109,27 @@ def _private_reason(policy: Policy, column: str, field: str) -> Reason | None:
     return None
 
 
+def _unusable_reason(
+    policy: Policy, hierarchies: dict[str, Hierarchy], column: str, field: str
+) -> Reason | None:
+    """Why ``column`` can be neither grouped nor filtered on, if it cannot."""
+    private = _private_reason(policy, column, field)
+    if private is not None or column in hierarchies:
+        return private
+    return Reason(
+        code="unknown_column", field=field, detail=f"{column!r} is not a dimension of the dataset"
+    )
+
+
 def _group_by_reasons(
     policy: Policy, hierarchies: dict[str, Hierarchy], request: ExtractRequest
 ) -> list[Reason]:
     reasons: list[Reason] = []
     for column, level in request.group_by.items():
         field = f"group_by.{column}"
-        private = _private_reason(policy, column, field)
-        if private is not None:
-            reasons.append(private)
-        elif column not in hierarchies:
-            reasons.append(
-                Reason(
-                    code="unknown_column",
-                    field=field,
-                    detail=f"{column!r} is not a dimension of the dataset",
-                )
-            )
+        unusable = _unusable_reason(policy, hierarchies, column, field)
+        if unusable is not None:
+            reasons.append(unusable)
         elif column not in policy.release.dimensions:
             reasons.append(
                 Reason(
@@ -194,17 +199,9 @@ def _filter_reasons(
     reasons: list[Reason] = []
     for column, spec in request.filters.items():
         field = f"filters.{column}"
-        private = _private_reason(policy, column, field)
-        if private is not None:
-            reasons.append(private)
-        elif column not in hierarchies:
-            reasons.append(
-                Reason(
-                    code="unknown_column",
-                    field=field,
-                    detail=f"{column!r} is not a dimension of the dataset",
-                )
-            )
+        unusable = _unusable_reason(policy, hierarchies, column, field)
+        if unusable is not None:
+            reasons.append(unusable)
         elif column not in policy.release.allowed_filters():
             reasons.append(
                 Reason(

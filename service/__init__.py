@@ -1,0 +1,1 @@
+"""Partage's service layer: HTTP API, persistence, jobs and the command line."""

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from anonymization.errors import PartageError
 from anonymization.hierarchies import Hierarchy
 from anonymization.ledger import SQLiteLedger
 from anonymization.release import (
@@ -28,54 +21,24 @@ from anonymization.release import (
 from policies.files import digest, parse, read_document
 from policies.models import ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
+from service.cli_admin import register
 from service.cli_audit import audit
+from service.cli_microdata import anonymize
+from service.console import handled, stderr, write_atomically
+from service.demo.cli import demo
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Partage: privacy-preserving data sharing for territories.",
 )
-stderr = Console(stderr=True)
+app.add_typer(demo, name="demo")
+register(app)
 
 
 @app.callback()
 def partage() -> None:
     """Partage: release protected extracts of sensitive data, offline or as a service."""
-
-
-def fail(error: PartageError) -> typer.Exit:
-    """Print one clear message naming the field and the reason; exit code 2."""
-    where = f" [{error.field}]" if error.field else ""
-    stderr.print(
-        f"[bold red]error[/] {escape(f'({error.code}){where}: {error.detail}')}", highlight=False
-    )
-    return typer.Exit(code=2)
-
-
-@contextmanager
-def handled(quiet: bool, title: str) -> Iterator[Any]:
-    """Show progress on long runs (unless quiet) and turn typed errors into exit code 2."""
-    try:
-        if quiet:
-            yield lambda _message: None
-        else:
-            with stderr.status(title) as status:
-                yield lambda message: status.update(f"{title}: {message}")
-    except PartageError as error:
-        raise fail(error) from None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write through a temporary file and rename, so a failure leaves no partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def file_digest(path: Path) -> str:
@@ -176,6 +139,7 @@ def release_command(
         )
 
 
+app.command("anonymize")(anonymize)
 app.command("audit")(audit)
 
 

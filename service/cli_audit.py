@@ -9,12 +9,10 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
 
 from anonymization.errors import AuditFailure, InvalidRequest, PartageError
 from anonymization.reaudit import reaudit
-
-stderr = Console(stderr=True)
+from service.console import fail, stderr
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -58,8 +56,6 @@ def audit(
     manifest: Annotated[Path, typer.Option("--manifest", help="the release's manifest")],
 ) -> None:
     """Recompute every suppressed cell's interval from the published files alone."""
-    from service.cli import fail
-
     try:
         document = read_manifest(manifest)
         result = reaudit(read_table(table, document), document)

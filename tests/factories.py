@@ -31,3 +31,8 @@ def payments(rows: int = 4000, cards: int = 600, seed: int = 7) -> pd.DataFrame:
             "amount": np.round(rng.lognormal(3.5, 1.0, rows), 2),
         }
     )
+
+
+# `shared/` lies beside the checkout (as CI lays it out).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ADULT = SHARED_DATA / "adult" / "adult.csv"

@@ -14,8 +14,9 @@ from anonymization.hierarchies import (
     TimeHierarchy,
     load_arx_csv,
 )
+from tests.factories import EXAMPLES
 
-ADULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "adult"
+ADULT = EXAMPLES / "hierarchies"  # ARX hierarchies of the Adult data
 
 
 def test_geo_fr_keeps_codes_as_text_and_walks_the_ladder() -> None:
@@ -97,3 +98,12 @@ def test_categorical_is_identity_then_top() -> None:
     country = CategoricalHierarchy("country")
     assert country.generalize(["DE"], "value") == {"DE": "DE"}
     assert country.generalize(["DE"], "*") == {"DE": "*"}
+
+
+@pytest.mark.parametrize(
+    ("code", "level"),
+    [("99999", "commune"), ("75999", "commune"), ("999990001", "iris"), ("12", "region")],
+)
+def test_geo_fr_checks_codes_against_the_insee_reference(code: str, level: str) -> None:
+    with pytest.raises(HierarchyError, match=repr(code)):
+        GeoFrHierarchy().generalize_labels([code], level, "*")

@@ -1,0 +1,217 @@
+"""Release microdata: drop identifiers, pseudonymize the subject, generalize, suppress, report.
+
+``anonymize_microdata`` is the one entry point; it takes a table, a validated policy, the built
+hierarchies and the agreement's pseudonym key, and returns the released table and its manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anonymization.errors import DataError, HierarchyError, InvalidRequest
+from anonymization.hierarchies import Hierarchy, TableHierarchy
+from anonymization.microdata.config import MicrodataPolicy
+from anonymization.microdata.encoding import Codes, EncodedColumn, Microtable, build_hierarchy
+from anonymization.microdata.encoding import encode_table as encode
+from anonymization.microdata.lattice import LatticeSearch
+from anonymization.microdata.measure import measure
+from anonymization.microdata.models import SensitiveValues
+from anonymization.microdata.mondrian import mondrian
+from anonymization.microdata.pseudonyms import pseudonymize
+from anonymization.microdata.risk import risk_report
+
+
+@dataclass(frozen=True)
+class MicrodataResult:
+    """The released table (non-suppressed records only) and its manifest."""
+
+    table: pd.DataFrame
+    manifest: dict[str, Any]
+
+
+def load_hierarchies(policy: MicrodataPolicy, base_dir: Path) -> dict[str, Hierarchy]:
+    """Build the hierarchy of every released column that names one, keyed by column."""
+    columns = [*policy.release.quasi_identifiers, *policy.release.sensitive]
+    named = {c: policy.hierarchy_name(c) for c in columns}
+    return {
+        column: build_hierarchy(name, policy.hierarchies[name], base_dir)
+        for column, name in named.items()
+        if name is not None
+    }
+
+
+def _check_columns(data: pd.DataFrame, policy: MicrodataPolicy) -> None:
+    dataset, release = policy.dataset, policy.release
+    wanted = [*dataset.identifiers, *release.quasi_identifiers, *release.sensitive]
+    if dataset.subject:
+        wanted.append(dataset.subject)
+    missing = [c for c in wanted if c not in data.columns]
+    if missing:
+        raise DataError(f"the data has no column(s) {', '.join(missing)}", code="missing_column")
+
+
+def _check_hierarchies(policy: MicrodataPolicy, hierarchies: Mapping[str, Hierarchy]) -> None:
+    for column in policy.release.quasi_identifiers:
+        hierarchy = hierarchies.get(column)
+        if hierarchy is None and policy.release.algorithm == "optimal":
+            raise HierarchyError(
+                f"quasi-identifier {column!r} has no hierarchy",
+                field=column,
+                code="missing_hierarchy",
+            )
+    t = policy.release.protection.t
+    if t is not None and t.distance == "hierarchical":
+        for column in policy.release.sensitive:
+            if not isinstance(hierarchies.get(column), TableHierarchy):
+                raise HierarchyError(
+                    f"hierarchical t-closeness needs a hierarchy table for "
+                    f"sensitive attribute {column!r}",
+                    field=column,
+                    code="missing_hierarchy",
+                )
+
+
+def _numeric(column: EncodedColumn) -> bool:
+    return not pd.to_numeric(pd.Series(column.labels[0]), errors="coerce").isna().any()
+
+
+def _mondrian_ranks(column: EncodedColumn, hierarchy: Hierarchy | None) -> Codes:
+    """Codes ordered for splitting: numeric order, or hierarchy order (siblings adjacent)."""
+    if _numeric(column):
+        return np.arange(column.cardinality(0), dtype=np.int64)
+    if not isinstance(hierarchy, TableHierarchy):
+        raise HierarchyError(
+            f"quasi-identifier {column.name!r} is not numeric and has no hierarchy table",
+            field=column.name,
+            code="missing_hierarchy",
+        )
+    paths = [
+        tuple(column.labels[lv][column.ladders[lv][v]] for lv in range(column.height - 1, -1, -1))
+        for v in range(column.cardinality(0))
+    ]
+    order = sorted(range(len(paths)), key=paths.__getitem__)
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
+def _mondrian_labels(
+    column: EncodedColumn, codes: Codes, part: Codes, parts: int, numeric: bool
+) -> list[str]:
+    """The label of each partition: a numeric range, or the lowest common hierarchy label."""
+    if numeric:
+        values = pd.to_numeric(pd.Series(column.labels[0])).to_numpy()[codes]
+        low = pd.Series(values).groupby(part).min().to_numpy()
+        high = pd.Series(values).groupby(part).max().to_numpy()
+        return [
+            _fmt(a) if a == b else f"[{_fmt(a)}..{_fmt(b)}]" for a, b in zip(low, high, strict=True)
+        ]
+    labels = np.empty(parts, dtype=object)
+    todo = np.ones(parts, dtype=np.bool_)
+    for level in range(column.height):
+        mapped = column.ladders[level][codes]
+        low = pd.Series(mapped).groupby(part).min().to_numpy()
+        high = pd.Series(mapped).groupby(part).max().to_numpy()
+        now = todo & (low == high)
+        labels[now] = [column.labels[level][c] for c in low[now]]
+        todo &= ~now
+    return [str(label) for label in labels]
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _run_mondrian(
+    table: Microtable, policy: MicrodataPolicy, hierarchies: Mapping[str, Hierarchy]
+) -> tuple[Codes, dict[str, list[str]]]:
+    qis = table.quasi_identifiers
+    numeric = [_numeric(c) for c in qis]
+    ranks = [
+        _mondrian_ranks(c, hierarchies.get(c.name))[codes]
+        for c, codes in zip(qis, table.qi_codes, strict=True)
+    ]
+    sensitive = [
+        SensitiveValues.of(c, codes, table.weights)
+        for c, codes in zip(table.sensitive, table.sensitive_codes, strict=True)
+    ]
+    part = mondrian(ranks, table.weights, sensitive, policy.release.protection)
+    parts = int(part.max()) + 1
+    labels = {
+        c.name: _mondrian_labels(c, codes, part, parts, is_numeric)
+        for c, codes, is_numeric in zip(qis, table.qi_codes, numeric, strict=True)
+    }
+    return part, labels
+
+
+def anonymize_microdata(
+    data: pd.DataFrame,
+    policy: MicrodataPolicy,
+    hierarchies: Mapping[str, Hierarchy],
+    pseudonym_key: bytes | None,
+) -> MicrodataResult:
+    """Release ``data`` under ``policy``: generalized, suppressed, pseudonymized, reported."""
+    _check_columns(data, policy)
+    _check_hierarchies(policy, hierarchies)
+    release = policy.release
+    subject = policy.dataset.subject
+    if subject and pseudonym_key is None:
+        raise InvalidRequest(
+            f"the subject column {subject!r} needs a pseudonym key",
+            field="pseudonym_key",
+            code="missing_pseudonym_key",
+        )
+    qi_names, sensitive = list(release.quasi_identifiers), list(release.sensitive)
+    table = encode(data, qi_names, sensitive, hierarchies)
+    manifest: dict[str, Any] = {"algorithm": release.algorithm, "records": table.records}
+    if release.algorithm == "optimal":
+        search = LatticeSearch(table, release.protection, release.metric)
+        result = search.run()
+        kept_group = result.classes.kept[result.classes.cls]
+        record_class = result.classes.cls[table.row_group]
+        generalized = {
+            c.name: np.asarray(c.labels[lv], dtype=object)[c.ladders[lv][c.codes]]
+            for c, lv in zip(table.quasi_identifiers, result.node, strict=True)
+        }
+        manifest["node"] = {
+            c.name: _level_name(hierarchies[c.name], lv)
+            for c, lv in zip(table.quasi_identifiers, result.node, strict=True)
+        }
+        manifest["node_levels"] = list(result.node)
+        manifest["lattice"] = {"nodes": result.lattice_size, "checked": result.checked}
+        manifest["utility"] = search.utility.report(result.node, result.classes)
+        manifest["metric"] = {"name": release.metric, "value": round(result.value, 6)}
+    else:
+        part, labels = _run_mondrian(table, policy, hierarchies)
+        kept_group = np.ones(len(table.weights), dtype=np.bool_)
+        record_class = part[table.row_group]
+        generalized = {
+            name: np.asarray(values, dtype=object)[record_class] for name, values in labels.items()
+        }
+    kept = kept_group[table.row_group]
+    out = pd.DataFrame(index=data.index)
+    if subject:
+        assert pseudonym_key is not None
+        out[subject] = pseudonymize(data[subject].astype(str), pseudonym_key)
+    for name in qi_names:
+        out[name] = generalized[name]
+    for name in sensitive:
+        out[name] = data[name]
+    released = out[kept].reset_index(drop=True)
+    sizes = np.bincount(record_class[kept]).astype(np.float64)
+    manifest["records_released"] = int(kept.sum())
+    manifest["records_suppressed"] = int((~kept).sum())
+    manifest["classes"] = int((sizes > 0).sum())
+    manifest["risk"] = risk_report(sizes, release.risk.threshold, release.risk.population)
+    manifest["measured"] = measure(released, qi_names, sensitive)
+    return MicrodataResult(released, manifest)
+
+
+def _level_name(hierarchy: Hierarchy, level: int) -> str:
+    return hierarchy.levels[level] if level < len(hierarchy.levels) else "*"

@@ -1,0 +1,50 @@
+"""Agreements and their versions: every change writes a new, immutable version.
+
+The ``agreement`` row is the head (who, on what, current status and version number, which
+SQLAlchemy checks on every update: optimistic locking); ``agreement_version`` rows keep each
+version's full terms, so a release can always name the version it was made under.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db import Base, IdMixin, utcnow
+
+ACTIVE, SUSPENDED, REVOKED = "active", "suspended", "revoked"
+LIVE_STATUSES = (ACTIVE, SUSPENDED)
+
+
+class Agreement(IdMixin, Base):
+    __tablename__ = "agreement"
+
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partner.id"), index=True)
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("dataset.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
+    version: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class AgreementVersion(IdMixin, Base):
+    __tablename__ = "agreement_version"
+    __table_args__ = (UniqueConstraint("agreement_id", "version"),)
+
+    agreement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agreement.id"), index=True)
+    version: Mapped[int]
+    change: Mapped[str] = mapped_column(String(16))
+    changed_by: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(2000))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    valid_from: Mapped[datetime.date]
+    valid_until: Mapped[datetime.date]
+    release: Mapped[dict[str, Any]] = mapped_column(JSON)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    retention_days: Mapped[int]

@@ -1,0 +1,135 @@
+"""Reading an uploaded table (CSV or Parquet) with codes kept as text, and checking it against
+its ``dataset`` block: roles name real columns, values parse, hierarchies cover every value.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, cast
+
+import pandas as pd
+
+from anonymization.errors import DataError, HierarchyError, InvalidRequest, PartageError
+from anonymization.hierarchies import BandHierarchy, Hierarchy, MappingHierarchy, TimeHierarchy
+from policies.models import Policy, load_hierarchies
+from service.datasets.schemas import DatasetPolicy
+
+PARQUET_MAGIC = b"PAR1"
+SHOWN = 10
+
+
+def detect_format(filename: str | None, content: bytes) -> str:
+    if content[:4] == PARQUET_MAGIC or (filename or "").lower().endswith((".parquet", ".pq")):
+        return "parquet"
+    return "csv"
+
+
+def read_table(content: bytes, file_format: str) -> pd.DataFrame:
+    """The table, every column as text (codes like ``06`` or ``2A`` stay intact)."""
+    if not content:
+        raise DataError("the file is empty", field="file")
+    try:
+        if file_format == "parquet":
+            return pd.read_parquet(io.BytesIO(content)).astype("string")
+        return pd.read_csv(
+            io.BytesIO(content), dtype="string", keep_default_na=False, na_values=[""]
+        )
+    except UnicodeDecodeError as error:
+        raise DataError(f"the file is not UTF-8 text (byte {error.start})", field="file") from None
+    except (ValueError, OSError, pd.errors.ParserError) as error:
+        # pandas names the line in its message ("Expected 3 fields in line 5, saw 4").
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise DataError(
+            f"the file does not parse as {file_format}: {detail}", field="file"
+        ) from None
+
+
+def resolve_hierarchies(policy: DatasetPolicy, files: dict[str, str]) -> dict[str, Hierarchy]:
+    """Every column's hierarchy; ARX files come from the uploaded ``files`` (name → text)."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, text in files.items():
+            (Path(folder) / Path(name).name).write_text(text, encoding="utf-8")
+        try:
+            # load_hierarchies reads only `dataset` and `hierarchies`, which DatasetPolicy has.
+            return load_hierarchies(cast(Policy, policy), Path(folder))
+        except PartageError as error:
+            error.field = error.field or "hierarchies"
+            raise
+
+
+def _lines(mask: pd.Series) -> str:
+    # Line 1 is the header, so row i of the frame is line i + 2 of a CSV file.
+    lines = [str(index + 2) for index in mask[mask].index[:SHOWN]]
+    more = f" and {int(mask.sum()) - SHOWN} more" if int(mask.sum()) > SHOWN else ""
+    return ", ".join(lines) + more
+
+
+def _require_columns(frame: pd.DataFrame, policy: DatasetPolicy) -> None:
+    spec = policy.dataset
+    named = [
+        ("dataset.subject", spec.subject),
+        *((f"dataset.identifiers.{i}", name) for i, name in enumerate(spec.identifiers)),
+        *((f"dataset.columns.{name}", name) for name in spec.columns),
+    ]
+    for field, column in named:
+        if column not in frame.columns:
+            available = ", ".join(map(str, frame.columns))
+            raise InvalidRequest(
+                f"column {column!r} is not in the file (columns: {available})",
+                field=field,
+                code="unknown_column",
+            )
+
+
+def _check_values(frame: pd.DataFrame, column: str, hierarchy: Hierarchy | None, role: str) -> str:
+    """Check a column's values; return its stored type (text, number, date)."""
+    field = f"dataset.columns.{column}"
+    values = frame[column]
+    if role == "measure" or isinstance(hierarchy, BandHierarchy):
+        parsed: pd.Series = pd.to_numeric(values, errors="coerce")
+        kind = "number"
+    elif isinstance(hierarchy, TimeHierarchy):
+        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+        kind = "date"
+    else:
+        return "text"
+    bad = parsed.isna() & values.notna()
+    if bad.any():
+        shown = sorted(set(values[bad].astype(str)))[:SHOWN]
+        raise DataError(f"values that are not a {kind}: {shown} (lines {_lines(bad)})", field=field)
+    return kind
+
+
+def _check_coverage(frame: pd.DataFrame, column: str, hierarchy: Hierarchy, level: str) -> None:
+    distinct: Iterable[Any] = frame[column].dropna().unique()
+    try:
+        hierarchy.generalize_labels([str(v) for v in distinct], level, hierarchy.levels[-1])
+    except HierarchyError as error:
+        raise HierarchyError(
+            error.detail, field=f"dataset.columns.{column}", code=error.code
+        ) from None
+
+
+def check_table(
+    frame: pd.DataFrame, policy: DatasetPolicy, files: dict[str, str]
+) -> dict[str, str]:
+    """Raise a 4xx-mapped error naming the column and values unless ``frame`` fits the policy;
+    return the stored type of every column."""
+    _require_columns(frame, policy)
+    spec = policy.dataset
+    missing_subject = frame[spec.subject].isna()
+    if missing_subject.any():
+        raise DataError(
+            f"rows without a subject at lines {_lines(missing_subject)}", field="dataset.subject"
+        )
+    hierarchies = resolve_hierarchies(policy, files)
+    types = {str(column): "text" for column in frame.columns}
+    for column, column_spec in spec.columns.items():
+        hierarchy = hierarchies.get(column)
+        types[column] = _check_values(frame, column, hierarchy, column_spec.role)
+        if isinstance(hierarchy, MappingHierarchy):
+            _check_coverage(frame, column, hierarchy, column_spec.level or hierarchy.levels[0])
+    return types

@@ -1,0 +1,1 @@
+"""Synthetic French demo data: card payments and smart-meter readings, fixed seed, vectorised."""

@@ -1,0 +1,173 @@
+"""``partage demo load``: the demo's datasets, partners and agreements, registered once.
+
+Running it again finds what exists by name and creates nothing twice. Partner secrets are shown
+once by the service, so the loader keeps them in a 0600 file and reuses them; a lost file gives a
+new secret (the old one stops working).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.agreements import service as agreements
+from service.agreements.models import Agreement
+from service.agreements.schemas import AgreementCreate
+from service.auth.deps import Caller
+from service.auth.models import SCOPE_ADMIN, OAuthClient
+from service.auth.service import rotate_secret
+from service.datasets import service as datasets
+from service.datasets.models import Dataset
+from service.datasets.schemas import DatasetPolicy
+from service.partners import service as partners
+from service.partners.models import Partner
+from service.partners.schemas import PartnerCreate
+from service.storage import EncryptedStore
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo"
+LOADER = Caller(client_id="partage demo load", scopes=frozenset({SCOPE_ADMIN}), partner_id=None)
+
+
+@dataclass(frozen=True)
+class DemoShare:
+    """One dataset shared with one partner under one agreement."""
+
+    dataset: str
+    description: str
+    file: str
+    policy: str
+    partner: str
+    contact: str
+    purpose: str
+
+
+SHARES = (
+    DemoShare(
+        dataset="Paiements par carte des visiteurs étrangers",
+        description="Card payments of foreign visitors in 2025 (synthetic), shared by a bank",
+        file="payments.parquet",
+        policy="payments-policy.yaml",
+        partner="Office de tourisme",
+        contact="data@office-tourisme.example",
+        purpose="Foreign visitors' spending by département, month and country of card",
+    ),
+    DemoShare(
+        dataset="Consommation électrique des compteurs communicants",
+        description="Daily smart-meter readings in 2025 (synthetic), shared by a distributor",
+        file="consumption.parquet",
+        policy="consumption-policy.yaml",
+        partner="Laboratoire universitaire",
+        contact="energie@labo.example",
+        purpose="Household electricity consumption by IRIS, month and tariff (research)",
+    ),
+)
+
+
+def _policy(share: DemoShare) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((EXAMPLES / share.policy).read_text("utf-8"))
+    return document
+
+
+def _dataset(session: Session, store: EncryptedStore, share: DemoShare, data_dir: Path) -> Dataset:
+    found = session.scalars(select(Dataset).where(Dataset.name == share.dataset)).first()
+    if found is not None:
+        return found
+    document = _policy(share)
+    policy = DatasetPolicy.model_validate({"dataset": document["dataset"]})
+    content = (data_dir / share.file).read_bytes()
+    return datasets.create(
+        session, store, share.dataset, share.description, policy, share.file, content, {}
+    )
+
+
+def _partner(session: Session, share: DemoShare, saved: dict[str, str]) -> tuple[Partner, str, str]:
+    """The partner with a working secret: the saved one, or a new one."""
+    found = session.scalars(select(Partner).where(Partner.name == share.partner)).first()
+    if found is None:
+        partner, client, secret = partners.create(
+            session, PartnerCreate(name=share.partner, contact_email=share.contact)
+        )
+        return partner, client.client_id, secret
+    client = session.scalars(select(OAuthClient).where(OAuthClient.partner_id == found.id)).one()
+    if saved.get(client.client_id):
+        return found, client.client_id, saved[client.client_id]
+    return found, client.client_id, rotate_secret(session, client)
+
+
+def _agreement(session: Session, share: DemoShare, partner: Partner, dataset: Dataset) -> Agreement:
+    found = session.scalars(
+        select(Agreement).where(
+            Agreement.partner_id == partner.id, Agreement.dataset_id == dataset.id
+        )
+    ).first()
+    if found is not None:
+        return found
+    today = datetime.datetime.now(datetime.UTC).date()
+    body = AgreementCreate.model_validate(
+        {
+            "partner_id": partner.id,
+            "dataset_id": dataset.id,
+            "purpose": share.purpose,
+            "legal_basis": "public_task",
+            "valid_from": today.replace(month=1, day=1).isoformat(),
+            "valid_until": today.replace(year=today.year + 2, month=12, day=31).isoformat(),
+            "release": _policy(share)["release"],
+            "limits": {"extracts_per_month": 100, "max_cells": 50_000},
+            "retention_days": 30,
+        }
+    )
+    return agreements.create(session, LOADER, body)
+
+
+def read_saved(path: Path) -> dict[str, str]:
+    """Saved partner secrets: client_id → secret."""
+    if not path.is_file():
+        return {}
+    saved: dict[str, str] = json.loads(path.read_text("utf-8"))
+    return saved
+
+
+def write_saved(path: Path, secrets: dict[str, str]) -> None:
+    """Keep the secrets readable by their owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(secrets, handle, indent=2)
+    temporary.replace(path)
+
+
+@dataclass(frozen=True)
+class LoadedShare:
+    """What the loader prints for one share."""
+
+    partner: str
+    client_id: str
+    client_secret: str
+    agreement_id: str
+    dataset_id: str
+
+
+def load(
+    session: Session, store: EncryptedStore, data_dir: Path, saved: dict[str, str]
+) -> list[LoadedShare]:
+    """Register every demo share that is not there yet; flush only (the caller commits)."""
+    loaded = []
+    for share in SHARES:
+        dataset = _dataset(session, store, share, data_dir)
+        partner, client_id, secret = _partner(session, share, saved)
+        agreement = _agreement(session, share, partner, dataset)
+        loaded.append(
+            LoadedShare(share.partner, client_id, secret, str(agreement.id), str(dataset.id))
+        )
+    session.flush()
+    return loaded

@@ -1,0 +1,142 @@
+"""Errors of the service layer, each carrying its HTTP status, and the one place they become JSON.
+
+The pure layers raise :class:`PartageError` subclasses (bad input: 422); the service adds the
+statuses only it can know (401, 403, 404, 409, 413). One handler renders them all as
+``{"error": code, "detail": ..., "field": ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from anonymization.errors import PartageError
+
+
+class ServiceError(PartageError):
+    """An error only the service can detect; ``status`` is its HTTP status."""
+
+    status = 400
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ErrorBody(BaseModel):
+    """The JSON body of every error response."""
+
+    error: str
+    detail: str
+    field: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (401, "Missing, invalid or expired bearer token"),
+        (403, "The token lacks the scope this route needs"),
+        (404, "No such object visible to the caller"),
+        (409, "Conflicting state (stale version, object in use)"),
+        (413, "Request body too large"),
+        (422, "Invalid input; `field` names the offending field"),
+    )
+}
+
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _body(code: str, detail: str, field: str | None) -> dict[str, str | None]:
+    return {"error": code, "detail": detail, "field": field}
+
+
+def _field_of(location: Sequence[Any]) -> str | None:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or None
+
+
+def validation_error_body(errors: Sequence[Any]) -> dict[str, str | None]:
+    """One 422 body naming the first offending field and listing every problem."""
+    fields = [_field_of(error.get("loc", ())) for error in errors]
+    detail = "; ".join(
+        f"{field}: {error.get('msg', 'invalid')}" if field else str(error.get("msg", "invalid"))
+        for field, error in zip(fields, errors, strict=True)
+    )
+    return _body("invalid_request", detail or "invalid request", fields[0] if fields else None)
+
+
+def error_response(error: Exception) -> JSONResponse:
+    """The JSON response for any expected failure (the app's one exception handler)."""
+    headers = None
+    if isinstance(error, PartageError):
+        status = error.status if isinstance(error, ServiceError) else 422
+        body = error.to_dict()
+    elif isinstance(error, RequestValidationError):
+        status, body = 422, validation_error_body(error.errors())
+    elif isinstance(error, StaleDataError):
+        status = 409
+        body = _body("stale_version", "the object was changed meanwhile; reload it", "version")
+    elif isinstance(error, IntegrityError):
+        # A uniqueness race lost to a concurrent request: nothing was written.
+        status, body = 409, _body("conflict", "a concurrent change conflicts with this one", None)
+    else:
+        assert isinstance(error, StarletteHTTPException)
+        status, headers = error.status_code, error.headers
+        body = _body(_HTTP_CODES.get(status, "http_error"), str(error.detail), None)
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _handle(request: Request, error: Exception) -> JSONResponse:
+    return error_response(error)
+
+
+def install_error_handler(app: FastAPI) -> None:
+    """Route every expected failure to :func:`error_response`."""
+    for error_class in (
+        PartageError,
+        RequestValidationError,
+        StaleDataError,
+        IntegrityError,
+        StarletteHTTPException,
+    ):
+        app.add_exception_handler(error_class, _handle)

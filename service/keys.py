@@ -1,0 +1,144 @@
+"""Key material kept as files under ``KEYS_DIR``: token signing keys and storage wrapping keys.
+
+Each key is one JSON file ``<kid>.json`` holding its creation time and material, written with
+mode 0600. Rotation adds a newer file; the newest key signs or wraps, older ones stay for
+verification (signing keys, until every token they signed has expired) or until re-wrapping
+is done (storage keys).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from joserfc.jwk import KeySet, OKPKey
+
+from service.db import utcnow
+
+SIGNING_ALGORITHM: Literal["Ed25519"] = "Ed25519"
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    kid: str
+    created_at: datetime.datetime
+    material: dict[str, Any]
+
+
+class KeyDirectory:
+    """A folder of versioned keys, newest last."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def load(self) -> list[StoredKey]:
+        if not self.folder.is_dir():
+            return []
+        keys = []
+        for path in self.folder.glob("*.json"):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            created = datetime.datetime.fromisoformat(data["created_at"])
+            keys.append(StoredKey(data["kid"], created, data["material"]))
+        return sorted(keys, key=lambda key: (key.created_at, key.kid))
+
+    def add(self, material: dict[str, Any], kid: str) -> StoredKey:
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = StoredKey(kid, utcnow(), material)
+        body = {"kid": kid, "created_at": key.created_at.isoformat(), "material": material}
+        path = self.folder / f"{kid}.json"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(body, handle)
+        return key
+
+    def remove(self, kid: str) -> None:
+        (self.folder / f"{kid}.json").unlink(missing_ok=True)
+
+
+def new_kid() -> str:
+    return utcnow().strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+
+
+class SigningKeys:
+    """Ed25519 keys for access tokens; a retired key verifies until its last token expires."""
+
+    def __init__(self, keys_dir: Path, token_ttl_seconds: int) -> None:
+        self.directory = KeyDirectory(keys_dir / "signing")
+        self.grace = datetime.timedelta(seconds=token_ttl_seconds)
+
+    def rotate(self) -> str:
+        """Add a new signing key (it signs from now on) and drop keys no token can need."""
+        kid = new_kid()
+        private = OKPKey.generate_key(
+            SIGNING_ALGORITHM, parameters={"kid": kid, "use": "sig", "alg": SIGNING_ALGORITHM}
+        )
+        self.directory.add(private.as_dict(private=True), kid)
+        live = {key.kid for key in self._live()}
+        for key in self.directory.load():
+            if key.kid not in live:
+                self.directory.remove(key.kid)
+        return kid
+
+    def _live(self) -> list[StoredKey]:
+        keys = self.directory.load()
+        now = utcnow()
+        return [
+            key
+            for key, newer in zip(keys, [*keys[1:], None], strict=True)
+            if newer is None or now < newer.created_at + self.grace
+        ]
+
+    def signing_key(self) -> OKPKey:
+        """The newest key (one is created on first use)."""
+        keys = self.directory.load()
+        if not keys:
+            self.rotate()
+            keys = self.directory.load()
+        return OKPKey.import_key(keys[-1].material)
+
+    def verification_keys(self) -> KeySet:
+        return KeySet([OKPKey.import_key(key.material) for key in self._live()])
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JSON Web Key Set: every key that may have signed a still-valid token."""
+        return dict(self.verification_keys().as_dict(private=False))
+
+
+class StorageKeys:
+    """AES-256 service keys that wrap the per-dataset data keys."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.directory = KeyDirectory(keys_dir / "storage")
+
+    def add(self) -> str:
+        kid = new_kid()
+        material = {"k": base64.b64encode(secrets.token_bytes(32)).decode("ascii")}
+        self.directory.add(material, kid)
+        return kid
+
+    def current(self) -> tuple[str, bytes]:
+        """The newest wrapping key as (kid, key bytes); one is created on first use."""
+        keys = self.directory.load()
+        if not keys:
+            self.add()
+            keys = self.directory.load()
+        return keys[-1].kid, base64.b64decode(keys[-1].material["k"])
+
+    def get(self, kid: str) -> bytes:
+        for key in self.directory.load():
+            if key.kid == kid:
+                return base64.b64decode(key.material["k"])
+        raise KeyError(kid)
+
+    def retire_all_but_current(self) -> list[str]:
+        current, _ = self.current()
+        retired = [key.kid for key in self.directory.load() if key.kid != current]
+        for kid in retired:
+            self.directory.remove(kid)
+        return retired

@@ -1,0 +1,115 @@
+"""Property tests: every released table satisfies its models, and the search is optimal."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from anonymization.errors import PolicyViolation
+from anonymization.microdata.config import ProtectionSpec
+from anonymization.microdata.encoding import encode_table
+from anonymization.microdata.lattice import LatticeSearch
+from anonymization.microdata.release import anonymize_microdata
+from tests.anonymization.microdata_factories import (
+    HIERARCHIES,
+    QUASI_IDENTIFIERS,
+    metrics,
+    policy,
+    protections,
+    rows,
+    table,
+)
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _release(drawn, protection, metric="loss", algorithm="optimal"):
+    try:
+        return anonymize_microdata(
+            table(drawn), policy(protection, metric, algorithm), HIERARCHIES, pseudonym_key=None
+        )
+    except PolicyViolation:
+        return None
+
+
+def _check_classes(released: pd.DataFrame, protection: dict, overall: pd.Series) -> None:
+    """Recompute every model on the released rows with plain pandas."""
+    for _, group in released.groupby(list(QUASI_IDENTIFIERS)):
+        assert len(group) >= protection["k"]
+        shares = group["disease"].value_counts(normalize=True)
+        spec = protection.get("l")
+        if spec and spec["kind"] == "distinct":
+            assert group["disease"].nunique() >= spec["l"]
+        if spec and spec["kind"] == "entropy":
+            assert -(shares * np.log(shares)).sum() >= math.log(spec["l"]) - 1e-9
+        if spec and spec["kind"] == "recursive":
+            counts = group["disease"].value_counts().to_list()
+            assert counts[0] < spec["c"] * sum(counts[spec["l"] - 1 :])
+        t = protection.get("t")
+        if t and t["distance"] == "equal":
+            gap = shares.reindex(overall.index, fill_value=0.0) - overall
+            assert 0.5 * gap.abs().sum() <= t["max"] + 1e-9
+
+
+@SETTINGS
+@given(rows, protections, metrics)
+def test_released_table_satisfies_every_model(drawn, protection, metric):
+    result = _release(drawn, protection, metric)
+    if result is None:
+        return
+    data = table(drawn)
+    limit = math.floor(protection["suppression_limit"] * len(data) + 1e-9)
+    assert result.manifest["records_suppressed"] <= limit
+    assert len(result.table) == len(data) - result.manifest["records_suppressed"]
+    _check_classes(result.table, protection, data["disease"].value_counts(normalize=True))
+
+
+@SETTINGS
+@given(rows, protections)
+def test_linkage_attack_finds_at_least_k_candidates(drawn, protection):
+    """An attacker knowing a kept subject's exact QIs matches at least k released rows."""
+    result = _release(drawn, protection)
+    if result is None:
+        return
+    levels = result.manifest["node"]
+    released = result.table[list(QUASI_IDENTIFIERS)].value_counts()
+    for _, record in table(drawn).iterrows():
+        key = tuple(
+            HIERARCHIES[q].generalize([record[q]], levels[q])[record[q]] for q in QUASI_IDENTIFIERS
+        )
+        matches = int(released.get(key, 0))
+        assert matches == 0 or matches >= protection["k"]
+
+
+@SETTINGS
+@given(rows, protections, metrics)
+def test_search_finds_the_best_node_of_the_whole_lattice(drawn, protection, metric):
+    data = table(drawn)
+    encoded = encode_table(data, QUASI_IDENTIFIERS, ["disease"], HIERARCHIES)
+    spec = ProtectionSpec.model_validate(protection)
+    search = LatticeSearch(encoded, spec, metric)
+    values = []
+    for node in itertools.product(*(range(h) for h in search.heights)):
+        classes = search.classes(node)
+        if classes.suppressed <= search.limit:
+            values.append(search.utility.value(node, classes))
+    if not values:
+        with pytest.raises(PolicyViolation, match="best node found"):
+            search.run()
+        return
+    assert search.run().value == pytest.approx(min(values), rel=1e-9, abs=1e-9)
+
+
+@SETTINGS
+@given(rows, protections)
+def test_mondrian_partitions_satisfy_every_model(drawn, protection):
+    result = _release(drawn, {**protection, "suppression_limit": 0.0}, algorithm="mondrian")
+    if result is None:
+        return
+    assert len(result.table) == len(drawn)
+    _check_classes(result.table, protection, table(drawn)["disease"].value_counts(normalize=True))

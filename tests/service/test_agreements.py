@@ -1,0 +1,186 @@
+"""``/agreements``: validation against the dataset, versions, optimistic locking, statuses, BOLA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.factories import RELEASE, agreement_body
+
+
+@pytest.fixture
+def setup(client: TestClient, admin: dict[str, str], make_dataset, make_partner) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    dataset = make_dataset()
+    first, second = make_partner("First partner"), make_partner("Second partner")
+    response = client.post(
+        "/agreements", json=agreement_body(first["id"], dataset["id"]), headers=admin
+    )
+    assert response.status_code == 201, response.text
+    return {"dataset": dataset, "first": first, "second": second, "agreement": response.json()}
+
+
+def _update(setup: dict[str, Any], version: int, **changes: Any) -> dict[str, Any]:
+    body = agreement_body(setup["first"]["id"], setup["dataset"]["id"], version=version, **changes)
+    del body["partner_id"], body["dataset_id"]
+    return body
+
+
+def test_created_agreement_is_version_1_in_force(setup: dict[str, Any]) -> None:
+    agreement = setup["agreement"]
+    assert agreement["version"] == 1
+    assert agreement["status"] == "active"
+    assert agreement["in_force"] is True
+    assert agreement["release"]["protection"]["k"] == 5
+    assert agreement["limits"] == {"extracts_per_month": 10}
+
+
+@pytest.mark.parametrize(
+    ("release", "field"),
+    [
+        ({**RELEASE, "dimensions": {"departement": "iris"}}, "release.dimensions.departement"),
+        ({**RELEASE, "dimensions": {"card_id": "value"}}, "release.dimensions.card_id"),
+        ({**RELEASE, "measures": {"age": ["sum"]}}, "release.measures.age"),
+        ({**RELEASE, "protection": {"k": 1}}, "release.protection.k"),
+        ({**RELEASE, "dimensions": {"date": "fortnight"}}, "release.dimensions.date"),
+    ],
+)
+def test_release_block_is_checked_against_the_dataset(
+    client: TestClient,
+    admin: dict[str, str],
+    setup: dict[str, Any],
+    release: dict[str, Any],
+    field: str,
+) -> None:
+    body = agreement_body(setup["first"]["id"], setup["dataset"]["id"], release=release)
+    response = client.post("/agreements", json=body, headers=admin)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+
+
+def test_bad_window_unknown_partner_and_dataset(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any]
+) -> None:
+    partner, dataset = setup["first"]["id"], setup["dataset"]["id"]
+    window = agreement_body(partner, dataset, valid_until="2024-01-01")
+    assert client.post("/agreements", json=window, headers=admin).json()["field"] == "valid_until"
+    missing = "00000000-0000-0000-0000-000000000001"
+    response = client.post("/agreements", json=agreement_body(missing, dataset), headers=admin)
+    assert (response.status_code, response.json()["field"]) == (422, "partner_id")
+    response = client.post("/agreements", json=agreement_body(partner, missing), headers=admin)
+    assert (response.status_code, response.json()["field"]) == (404, "dataset_id")
+    basis = agreement_body(partner, dataset, legal_basis="because")
+    assert client.post("/agreements", json=basis, headers=admin).json()["field"] == "legal_basis"
+
+
+def test_every_change_is_a_new_version_and_old_versions_stay_readable(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any]
+) -> None:
+    agreement_id = setup["agreement"]["id"]
+    release = {**RELEASE, "protection": {"k": 11}}
+    updated = client.put(
+        f"/agreements/{agreement_id}", json=_update(setup, 1, release=release), headers=admin
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["version"] == 2
+    suspended = client.post(
+        f"/agreements/{agreement_id}/suspend", json={"version": 2}, headers=admin
+    )
+    assert suspended.json()["status"] == "suspended"
+    assert suspended.json()["in_force"] is False
+    versions = client.get(f"/agreements/{agreement_id}/versions", headers=admin).json()
+    assert [(v["version"], v["change"], v["status"]) for v in versions] == [
+        (1, "create", "active"),
+        (2, "update", "active"),
+        (3, "suspend", "suspended"),
+    ]
+    first = client.get(f"/agreements/{agreement_id}/versions/1", headers=admin).json()
+    assert first["release"]["protection"]["k"] == 5
+    assert versions[2]["release"]["protection"]["k"] == 11
+
+
+def test_stale_version_is_409(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any]
+) -> None:
+    agreement_id = setup["agreement"]["id"]
+    assert (
+        client.put(f"/agreements/{agreement_id}", json=_update(setup, 1), headers=admin).status_code
+        == 200
+    )
+    stale = client.put(f"/agreements/{agreement_id}", json=_update(setup, 1), headers=admin)
+    assert stale.status_code == 409
+    assert stale.json()["field"] == "version"
+    stale_status = client.post(
+        f"/agreements/{agreement_id}/revoke", json={"version": 1}, headers=admin
+    )
+    assert stale_status.status_code == 409
+
+
+def test_status_transitions(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any]
+) -> None:
+    agreement_id = setup["agreement"]["id"]
+    url = f"/agreements/{agreement_id}"
+    assert client.post(f"{url}/resume", headers=admin).status_code == 409
+    assert client.post(f"{url}/suspend", headers=admin).json()["status"] == "suspended"
+    assert client.post(f"{url}/resume", headers=admin).json()["status"] == "active"
+    revoked = client.post(f"{url}/revoke", headers=admin).json()
+    assert revoked["status"] == "revoked"
+    assert client.post(f"{url}/resume", headers=admin).json()["error"] == "invalid_transition"
+    assert (
+        client.put(url, json=_update(setup, revoked["version"]), headers=admin).status_code == 409
+    )
+
+
+def test_partner_sees_only_its_own_agreements(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any]
+) -> None:
+    agreement_id = setup["agreement"]["id"]
+    first, second = setup["first"]["headers"], setup["second"]["headers"]
+    assert [a["id"] for a in client.get("/agreements", headers=first).json()] == [agreement_id]
+    assert client.get("/agreements", headers=second).json() == []
+    filtered = client.get(
+        "/agreements", params={"partner_id": setup["first"]["id"]}, headers=second
+    ).json()
+    assert filtered == []
+    for path in ("", "/versions", "/versions/1"):
+        assert client.get(f"/agreements/{agreement_id}{path}", headers=first).status_code == 200
+        foreign = client.get(f"/agreements/{agreement_id}{path}", headers=second)
+        assert foreign.status_code == 404
+        assert foreign.json()["error"] == "not_found"
+
+
+def test_partner_gets_403_on_agreement_and_dataset_admin_routes(
+    client: TestClient, setup: dict[str, Any]
+) -> None:
+    headers = setup["first"]["headers"]
+    agreement_id = setup["agreement"]["id"]
+    body = agreement_body(setup["first"]["id"], setup["dataset"]["id"])
+    assert client.post("/agreements", json=body, headers=headers).status_code == 403
+    assert (
+        client.put(
+            f"/agreements/{agreement_id}", json=_update(setup, 1), headers=headers
+        ).status_code
+        == 403
+    )
+    assert client.post(f"/agreements/{agreement_id}/revoke", headers=headers).status_code == 403
+    assert client.get("/datasets", headers=headers).status_code == 403
+    assert client.get(f"/datasets/{setup['dataset']['id']}", headers=headers).status_code == 403
+    assert client.delete(f"/datasets/{setup['dataset']['id']}", headers=headers).status_code == 403
+
+
+def test_admin_filters(client: TestClient, admin: dict[str, str], setup: dict[str, Any]) -> None:
+    second = client.post(
+        "/agreements",
+        json=agreement_body(setup["second"]["id"], setup["dataset"]["id"]),
+        headers=admin,
+    ).json()
+    client.post(f"/agreements/{second['id']}/suspend", headers=admin)
+    assert len(client.get("/agreements", headers=admin).json()) == 2
+    suspended = client.get("/agreements", params={"status": "suspended"}, headers=admin).json()
+    assert [a["id"] for a in suspended] == [second["id"]]
+    mine = client.get(
+        "/agreements", params={"partner_id": setup["first"]["id"]}, headers=admin
+    ).json()
+    assert [a["id"] for a in mine] == [setup["agreement"]["id"]]

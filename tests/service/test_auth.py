@@ -1,0 +1,125 @@
+"""OAuth2 client credentials, JWT access tokens, key rotation and scope checks."""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from service.config import Settings
+from service.keys import SigningKeys
+from tests.service.conftest import bearer, token_for
+
+
+def test_token_is_a_short_lived_eddsa_jwt_verifiable_with_the_jwks(
+    client: TestClient, admin_credentials: tuple[str, str], settings: Settings
+) -> None:
+    client_id, secret = admin_credentials
+    response = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == settings.token_ttl_seconds == 900
+    assert body["scope"] == "admin"
+    jwks = KeySet.import_key_set(client.get("/.well-known/jwks.json").json())
+    claims = jwt.decode(body["access_token"], jwks, algorithms=["Ed25519"]).claims
+    assert claims["sub"] == client_id
+    assert claims["exp"] - claims["iat"] == 900
+    assert "d" not in client.get("/.well-known/jwks.json").json()["keys"][0]
+
+
+def test_http_basic_client_authentication(
+    client: TestClient, admin_credentials: tuple[str, str]
+) -> None:
+    basic = base64.b64encode(":".join(admin_credentials).encode()).decode()
+    response = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert response.status_code == 200
+
+
+def test_wrong_secret_unknown_client_and_bad_grant_are_refused(
+    client: TestClient, admin_credentials: tuple[str, str]
+) -> None:
+    client_id, _ = admin_credentials
+    wrong = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "x"}
+    response = client.post("/oauth/token", data=wrong)
+    assert response.status_code in (400, 401)
+    assert response.json()["error"] == "invalid_client"
+    unknown = {**wrong, "client_id": "ptg_nobody"}
+    assert client.post("/oauth/token", data=unknown).json()["error"] == "invalid_client"
+    password = {**wrong, "grant_type": "password"}
+    assert client.post("/oauth/token", data=password).json()["error"] == "unsupported_grant_type"
+
+
+def test_a_scope_the_client_lacks_is_refused(client: TestClient, make_partner) -> None:  # type: ignore[no-untyped-def]
+    partner = make_partner("Tourism office")
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": partner["client_id"],
+        "client_secret": partner["client_secret"],
+        "scope": "admin",
+    }
+    response = client.post("/oauth/token", data=form)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_scope"
+    narrowed = token_for(client, partner["client_id"], partner["client_secret"], "extracts:read")
+    assert narrowed
+
+
+def test_missing_malformed_and_forged_tokens_get_401(client: TestClient, admin) -> None:  # type: ignore[no-untyped-def]
+    missing = client.get("/partners")
+    assert missing.status_code == 401
+    assert missing.json()["error"] == "unauthorized"
+    assert client.get("/partners", headers=bearer("not-a-jwt")).status_code == 401
+    token = admin["Authorization"].removeprefix("Bearer ")
+    header, payload, signature = token.split(".")
+    forged_payload = base64.urlsafe_b64encode(
+        base64.urlsafe_b64decode(payload + "==").replace(b'"admin"', b'"admix"')
+    ).rstrip(b"=")
+    forged = f"{header}.{forged_payload.decode()}.{signature}"
+    assert client.get("/partners", headers=bearer(forged)).status_code == 401
+
+
+def test_partner_gets_403_on_admin_routes(client: TestClient, make_partner) -> None:  # type: ignore[no-untyped-def]
+    partner = make_partner("Energy agency")
+    headers = partner["headers"]
+    assert client.get("/partners", headers=headers).status_code == 403
+    response = client.post("/partners", json={"name": "Sneaky"}, headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "forbidden",
+        "detail": "this route needs the 'admin' scope",
+        "field": "scope",
+    }
+    assert client.post(f"/partners/{partner['id']}/secret", headers=headers).status_code == 403
+
+
+def test_rotated_signing_key_keeps_old_tokens_valid_until_they_expire(
+    client: TestClient,
+    admin,
+    settings: Settings,  # type: ignore[no-untyped-def]
+) -> None:
+    keys = SigningKeys(settings.keys_dir, settings.token_ttl_seconds)
+    old_kid = keys.signing_key().kid
+    new_kid = keys.rotate()
+    kids = {key["kid"] for key in client.get("/.well-known/jwks.json").json()["keys"]}
+    assert kids == {old_kid, new_kid}
+    assert client.get("/partners", headers=admin).status_code == 200
+    assert keys.signing_key().kid == new_kid
+
+
+def test_signing_keys_past_their_grace_leave_the_jwks(settings: Settings) -> None:
+    keys = SigningKeys(settings.keys_dir, token_ttl_seconds=0)
+    first = keys.rotate()
+    second = keys.rotate()
+    kids = {key["kid"] for key in keys.jwks()["keys"]}
+    assert kids == {second}
+    assert not (settings.keys_dir / "signing" / f"{first}.json").exists()

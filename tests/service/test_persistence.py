@@ -1,0 +1,101 @@
+"""The schema comes from the migrations only, and a request that fails writes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from service.agreements import service as agreements
+from service.agreements.models import Agreement
+from service.auth.deps import Caller
+from service.db import make_engine
+from service.errors import error_response
+from service.migrate import alembic_config
+from service.models import Base
+from service.partners.models import Partner
+from tests.service.factories import agreement_body
+
+
+def test_migrations_build_exactly_the_models(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_migrations_go_down_and_up_again(tmp_path: Any) -> None:
+    config = alembic_config(f"sqlite:///{tmp_path / 'roundtrip.db'}")
+    command.upgrade(config, "head")
+    command.downgrade(config, "base")
+    command.upgrade(config, "head")
+
+
+def test_a_failure_mid_request_leaves_nothing_written(
+    app: FastAPI,
+    client: TestClient,
+    admin: dict[str, str],
+    make_dataset,  # type: ignore[no-untyped-def]
+    make_partner,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dataset, partner = make_dataset(), make_partner("Partner")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("database went away")
+
+    # The head row is flushed, then writing the first version fails.
+    monkeypatch.setattr(agreements, "_snapshot", fail)
+    with pytest.raises(RuntimeError):
+        client.post("/agreements", json=agreement_body(partner["id"], dataset["id"]), headers=admin)
+    with app.state.sessionmaker() as session:
+        assert session.scalar(select(func.count()).select_from(Agreement)) == 0
+
+
+def test_a_commit_that_fails_is_a_409_and_writes_nothing(
+    app: FastAPI, client: TestClient, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lose_the_race(self: Session) -> None:
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(Session, "commit", lose_the_race)
+    response = client.post("/partners", json={"name": "Racing"}, headers=admin)
+    monkeypatch.undo()
+    assert response.status_code == 409
+    assert response.json()["error"] == "conflict"
+    with app.state.sessionmaker() as session:
+        assert session.scalar(select(func.count()).select_from(Partner)) == 0
+
+
+def test_concurrent_edits_of_one_agreement_conflict(
+    app: FastAPI,
+    client: TestClient,
+    admin: dict[str, str],
+    make_dataset,  # type: ignore[no-untyped-def]
+    make_partner,  # type: ignore[no-untyped-def]
+) -> None:
+    dataset, partner = make_dataset(), make_partner("Partner")
+    created = client.post(
+        "/agreements", json=agreement_body(partner["id"], dataset["id"]), headers=admin
+    ).json()
+    agreement_id = uuid.UUID(created["id"])
+    caller = Caller("admin", frozenset({"admin"}), None)
+    with app.state.sessionmaker() as first, app.state.sessionmaker() as second:
+        stale = agreements.get(second, caller, agreement_id)  # second reads version 1...
+        assert stale.version == 1
+        agreements.transition(first, caller, agreement_id, "suspend", None)
+        first.commit()  # ...first moves it to version 2...
+        with pytest.raises(StaleDataError):  # ...and second's write, from version 1, fails.
+            agreements.transition(second, caller, agreement_id, "revoke", None)
+    assert error_response(StaleDataError()).status_code == 409
