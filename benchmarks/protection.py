@@ -45,6 +45,8 @@ def main() -> None:
     start = time.perf_counter()
     cells = compute_cells(str(data), the_plan)
     aggregation = time.perf_counter() - start
+    print(f"rows: {args.rows:,}  cells: {len(cells):,} (with totals)", flush=True)
+    print(f"aggregation (DuckDB):   {aggregation:7.2f} s", flush=True)
 
     start = time.perf_counter()
     block = engine_block(cells, the_plan, primary_suppression(cells, the_plan.protection))
@@ -57,6 +59,12 @@ def main() -> None:
     start = time.perf_counter()
     mask = secondary_suppression(system.relations, system.quantities, primary, needs, free)
     secondary = time.perf_counter() - start
+    print(
+        f"primary suppressed: {int(primary.sum()):,}  complements: {int((mask & ~primary).sum()):,}"
+        f"  additive dimensions: {sorted(block.additive)}",
+        flush=True,
+    )
+    print(f"secondary suppression:  {secondary:7.2f} s", flush=True)
 
     start = time.perf_counter()
     targets = np.flatnonzero(mask)
@@ -64,17 +72,7 @@ def main() -> None:
     audit = time.perf_counter() - start
 
     protection = setup + secondary + audit
-    print(
-        f"rows: {args.rows:,}  cells: {len(cells):,} (with totals)  relations: "
-        f"{system.relations.matrix.shape[0]:,}"
-    )
-    print(
-        f"primary suppressed: {int(primary.sum()):,}  complements: "
-        f"{int((mask & ~primary).sum()):,}  additive dimensions: {sorted(block.additive)}"
-    )
-    print(f"aggregation (DuckDB):   {aggregation:7.2f} s")
     print(f"relations + primary:    {setup:7.2f} s")
-    print(f"secondary suppression:  {secondary:7.2f} s")
     print(f"audit ({len(targets):,} cells x 2 quantities x 2 bounds): {audit:7.2f} s")
     print(
         f"protection + audit = {protection:.2f} s = {100 * protection / aggregation:.0f} % "
