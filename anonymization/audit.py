@@ -191,18 +191,28 @@ class _Solver:
         lp.a_matrix_.start_ = matrix.indptr
         lp.a_matrix_.index_ = matrix.indices
         lp.a_matrix_.value_ = matrix.data
+        self.highs.setOptionValue("simplex_strategy", 4)
         self.highs.passModel(lp)
         self.cost = np.zeros(len(cells))
         self.positions = np.arange(len(cells), dtype=np.int32)
+        self.floor = 0.0 if quantity.nonnegative else -INF
+        self.low = np.full(len(cells), INF)
+        self.high = np.full(len(cells), -INF)
 
     def bound(self, position: int, sense: float) -> float:
-        """The minimum (sense 1) or maximum (sense -1) of the cell at ``position``."""
+        """The minimum (sense 1) or maximum (sense -1) of the cell at ``position``. Every
+        solution found is kept as a witness: a value a cell can take (``low``, ``high``)."""
+        if sense > 0 and self.low[position] <= self.floor:
+            return self.floor
         self.cost[:] = 0.0
         self.cost[position] = sense
         self.highs.changeColsCost(len(self.cells), self.positions, self.cost)
         self.highs.run()
         status = self.highs.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
+            values = np.asarray(self.highs.getSolution().col_value)
+            np.minimum(self.low, np.maximum(values, self.floor), out=self.low)
+            np.maximum(self.high, values, out=self.high)
             return float(sense * self.highs.getInfo().objective_function_value)
         if status in (
             highspy.HighsModelStatus.kUnbounded,
@@ -215,6 +225,22 @@ class _Solver:
         )
 
 
+def _groups(
+    relations: Relations, suppressed: np.ndarray, targets: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per group of suppressed cells holding some target: its cells and those targets' indices."""
+    _, group = components(relations, suppressed)
+    members = np.flatnonzero(suppressed)
+    members = members[np.argsort(group[members], kind="stable")]
+    splits = np.flatnonzero(np.diff(group[members])) + 1
+    wanted = pd.Series(np.arange(len(targets))).groupby(group[targets]).groups
+    return [
+        (cells, np.asarray(wanted[group[cells[0]]]))
+        for cells in np.split(members, splits)
+        if len(cells) and group[cells[0]] in wanted
+    ]
+
+
 def intervals(
     relations: Relations,
     quantities: list[Quantity],
@@ -223,17 +249,9 @@ def intervals(
 ) -> dict[str, np.ndarray]:
     """Per quantity, a (len(targets) × 2) array of the lower and upper bound of each target
     (a suppressed cell) derivable from the published cells alone."""
-    _, group = components(relations, suppressed)
     out = {q.name: np.empty((len(targets), 2)) for q in quantities}
-    members = np.flatnonzero(suppressed)
-    members = members[np.argsort(group[members], kind="stable")]
-    splits = np.flatnonzero(np.diff(group[members])) + 1
-    wanted = pd.Series(np.arange(len(targets))).groupby(group[targets]).groups
-    for cells in np.split(members, splits):
-        if not len(cells) or group[cells[0]] not in wanted:
-            continue
+    for cells, chosen in _groups(relations, suppressed, targets):
         position = {int(cell): i for i, cell in enumerate(cells)}
-        chosen = np.asarray(wanted[group[cells[0]]])
         for quantity in quantities:
             solver = _Solver(relations, quantity, suppressed, cells)
             for index in chosen:
@@ -267,3 +285,34 @@ def shortfalls(
         slack = 1e-6 * (1 + np.abs(truth))
         out[name] = (lower > truth - margin + slack) | (upper < truth + margin - slack)
     return out
+
+
+def certify(
+    relations: Relations,
+    quantities: list[Quantity],
+    suppressed: np.ndarray,
+    requirement: Requirement,
+) -> np.ndarray:
+    """Mask of the protected cells whose interval is too narrow. A side is proved by a witness
+    (a feasible solution already found) when one reaches far enough, else by its own LP."""
+    failing = np.zeros(len(requirement.cells), dtype=bool)
+    for cells, chosen in _groups(relations, suppressed, requirement.cells):
+        position = {int(cell): i for i, cell in enumerate(cells)}
+        for quantity in quantities:
+            solver = _Solver(relations, quantity, suppressed, cells)
+            for index in chosen:
+                at = position[int(requirement.cells[index])]
+                if quantity.name == SUBJECTS:
+                    width = requirement.width[index] - 1e-6
+                    if solver.high[at] - solver.low[at] < width:
+                        high, low = solver.bound(at, -1.0), solver.bound(at, 1.0)
+                        failing[index] |= high - low < width
+                    continue
+                truth = float(np.nan_to_num(quantity.values[requirement.cells[index]]))
+                margin = requirement.margins[quantity.name][index]
+                slack = 1e-6 * (1 + abs(truth))
+                if solver.low[at] > truth - margin + slack:
+                    failing[index] |= solver.bound(at, 1.0) > truth - margin + slack
+                if solver.high[at] < truth + margin - slack:
+                    failing[index] |= solver.bound(at, -1.0) < truth + margin - slack
+    return failing

@@ -19,9 +19,8 @@ from anonymization.audit import (
     Quantity,
     Relations,
     Requirement,
+    certify,
     components,
-    intervals,
-    shortfalls,
 )
 
 Progress = Callable[[str], None]
@@ -89,7 +88,6 @@ def secondary_suppression(
     report = progress or (lambda _message: None)
     mask = suppressed.copy()
     cost = next(q.values for q in quantities if q.name == "subjects").astype(float)
-    truths = {q.name: q.values for q in quantities}
     pending = np.ones(len(requirement.cells), dtype=bool)
     rounds = 0
     while True:
@@ -103,10 +101,7 @@ def secondary_suppression(
             requirement.width[pending],
             {name: margin[pending] for name, margin in requirement.margins.items()},
         )
-        bounds = intervals(relations, quantities, mask, subset.cells)
-        failing = np.zeros(len(subset.cells), dtype=bool)
-        for short in shortfalls(bounds, subset, truths).values():
-            failing |= short
+        failing = certify(relations, quantities, mask, subset)
         if not failing.any():
             return mask
         before = mask.copy()
