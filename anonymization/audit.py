@@ -225,19 +225,32 @@ class _Solver:
         )
 
 
+def _related(relations: Relations) -> np.ndarray:
+    """Mask of the cells that appear in at least one published relation."""
+    starts: np.ndarray = relations.matrix.tocsc().indptr
+    return np.asarray(np.diff(starts) > 0)
+
+
 def _groups(
-    relations: Relations, suppressed: np.ndarray, targets: np.ndarray
+    relations: Relations, suppressed: np.ndarray, targets: np.ndarray, alone: bool
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per group of suppressed cells holding some target: its cells and those targets' indices."""
+    """Per group of suppressed cells holding some target: its cells and those targets' indices.
+
+    A cell in no relation is bounded by nothing but its sign: with ``alone`` false such groups
+    are left out (nothing to prove), with ``alone`` true they are kept for the caller to fill.
+    """
     _, group = components(relations, suppressed)
     members = np.flatnonzero(suppressed)
     members = members[np.argsort(group[members], kind="stable")]
     splits = np.flatnonzero(np.diff(group[members])) + 1
     wanted = pd.Series(np.arange(len(targets))).groupby(group[targets]).groups
+    related = _related(relations)
     return [
         (cells, np.asarray(wanted[group[cells[0]]]))
         for cells in np.split(members, splits)
-        if len(cells) and group[cells[0]] in wanted
+        if len(cells)
+        and group[cells[0]] in wanted
+        and (alone or len(cells) > 1 or related[cells[0]])
     ]
 
 
@@ -250,7 +263,13 @@ def intervals(
     """Per quantity, a (len(targets) × 2) array of the lower and upper bound of each target
     (a suppressed cell) derivable from the published cells alone."""
     out = {q.name: np.empty((len(targets), 2)) for q in quantities}
-    for cells, chosen in _groups(relations, suppressed, targets):
+    related = _related(relations)
+    for cells, chosen in _groups(relations, suppressed, targets, alone=True):
+        if len(cells) == 1 and not related[cells[0]]:
+            # A cell in no published relation: nothing bounds it but its sign.
+            for quantity in quantities:
+                out[quantity.name][chosen] = (0.0 if quantity.nonnegative else -INF, INF)
+            continue
         position = {int(cell): i for i, cell in enumerate(cells)}
         for quantity in quantities:
             solver = _Solver(relations, quantity, suppressed, cells)
@@ -296,7 +315,7 @@ def certify(
     """Mask of the protected cells whose interval is too narrow. A side is proved by a witness
     (a feasible solution already found) when one reaches far enough, else by its own LP."""
     failing = np.zeros(len(requirement.cells), dtype=bool)
-    for cells, chosen in _groups(relations, suppressed, requirement.cells):
+    for cells, chosen in _groups(relations, suppressed, requirement.cells, alone=False):
         position = {int(cell): i for i, cell in enumerate(cells)}
         for quantity in quantities:
             solver = _Solver(relations, quantity, suppressed, cells)
