@@ -130,11 +130,9 @@ class Audit:
     def to_manifest(self) -> dict[str, Any]:
         """The manifest's ``audit`` block (an unbounded side is ``null``)."""
         cells = []
-        for row in range(len(self.keys)):
-            entry: dict[str, Any] = {
-                "key": {d: str(self.keys.iloc[row][d]) for d in self.keys.columns},
-                "reason": self.reasons[row],
-            }
+        keys = self.keys.astype(str).to_dict(orient="records")
+        for row, key in enumerate(keys):
+            entry: dict[str, Any] = {"key": key, "reason": self.reasons[row]}
             for name, bound in self.bounds.items():
                 entry[name] = {"lower": _finite(bound[row, 0]), "upper": _finite(bound[row, 1])}
             cells.append(entry)

@@ -1,150 +1,19 @@
-"""The ``partage`` command line."""
+"""The whole ``partage`` command line: the engine's commands and the service's."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated, Any
-
-import typer
-
-from anonymization.hierarchies import Hierarchy
-from anonymization.ledger import SQLiteLedger
-from anonymization.release import (
-    Held,
-    OutputFormat,
-    Release,
-    run_release,
-    serialize,
-    sha256_hex,
-)
-from policies.files import digest, parse, read_document
-from policies.models import ExtractRequest, Policy, load_hierarchies
-from policies.requests import build_plan, check_policy
 from service.cli_admin import register
-from service.cli_audit import audit
-from service.cli_microdata import anonymize
+from service.cli_engine import app
 from service.cli_service import register as register_service
-from service.console import handled, stderr, write_atomically
 from service.demo.cli import demo
 
-app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    help="Partage: privacy-preserving data sharing for territories.",
-)
 app.add_typer(demo, name="demo")
 register(app)
 register_service(app)
 
-
-@app.callback()
-def partage() -> None:
-    """Partage: release protected extracts of sensitive data, offline or as a service."""
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, read in blocks."""
-    import hashlib
-
-    with path.open("rb") as stream:
-        return "sha256:" + hashlib.file_digest(stream, "sha256").hexdigest()
-
-
-def release_manifest(
-    release: Release,
-    request: ExtractRequest,
-    policy: Policy,
-    data: Path,
-    output: bytes,
-    fmt: OutputFormat,
-) -> dict[str, Any]:
-    """The manifest of an offline release."""
-    return {
-        "request": request.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "policy_digest": digest(policy.model_dump(mode="json")),
-        "input": {"file": data.name, "digest": file_digest(data)},
-        **release.summary(),
-        "output": {"format": fmt, "sha256": sha256_hex(output)},
-    }
-
-
-def held_releases(
-    ledger: SQLiteLedger | None,
-    partner: str,
-    dataset: str,
-    policy: Policy,
-    hierarchies: dict[str, Hierarchy],
-) -> list[Held]:
-    """What the partner already holds of this dataset, each with its plan rebuilt."""
-    if ledger is None:
-        return []
-    held = []
-    for entry in ledger.held(partner, dataset):
-        request = parse(ExtractRequest, entry.request, prefix="ledger")
-        held.append((entry, build_plan(policy, hierarchies, request)))
-    return held
-
-
-@app.command("release")
-def release_command(
-    data: Annotated[Path, typer.Argument(help="the sensitive table: CSV (with header) or Parquet")],
-    policy_file: Annotated[Path, typer.Option("--policy", help="policy YAML/JSON")],
-    request_file: Annotated[Path, typer.Option("--request", help="extract request YAML/JSON")],
-    out: Annotated[Path, typer.Option("--out", help="where to write the protected table")],
-    fmt: Annotated[
-        OutputFormat | None,
-        typer.Option("--format", help="csv, parquet or json (default: the request's format)"),
-    ] = None,
-    manifest: Annotated[
-        Path | None, typer.Option("--manifest", help="where to write the manifest")
-    ] = None,
-    ledger_file: Annotated[
-        Path | None,
-        typer.Option("--ledger", help="SQLite ledger of what each partner already holds"),
-    ] = None,
-    partner: Annotated[
-        str, typer.Option("--partner", help="who receives the release (ledger key)")
-    ] = "default",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
-) -> None:
-    """Release a protected aggregated extract of DATA under a policy."""
-    with handled(quiet, "release") as progress:
-        policy = parse(Policy, read_document(policy_file))
-        hierarchies = load_hierarchies(policy, policy_file.parent)
-        check_policy(policy, hierarchies)
-        request = parse(ExtractRequest, read_document(request_file))
-        if fmt is not None:
-            request = request.model_copy(update={"format": fmt})
-        plan = build_plan(policy, hierarchies, request)
-        ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
-        dataset = file_digest(data) if ledger is not None else ""
-        held = held_releases(ledger, partner, dataset, policy, hierarchies)
-        release = run_release(data, plan, progress, held)
-        output = serialize(release.table, request.format)
-        document = release_manifest(release, request, policy, data, output, request.format)
-        progress("writing")
-        if ledger is not None:
-            ledger.record(partner, release.held(dataset, document["request"]))
-        write_atomically(out, output)
-        if manifest is not None:
-            write_atomically(manifest, json.dumps(document, indent=2, ensure_ascii=False).encode())
-    if not quiet:
-        counts = release.counts()
-        reasons = (
-            ", ".join(f"{k}: {v}" for k, v in counts["suppressed_by_reason"].items()) or "none"
-        )
-        stderr.print(
-            f"{counts['cells']} cells: {counts['released']} released, "
-            f"{counts['suppressed']} suppressed ({reasons}) → {out}",
-            highlight=False,
-        )
-
-
-app.command("anonymize")(anonymize)
-app.command("audit")(audit)
+__all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Entry point of the ``partage`` console script."""
+    """Run the whole CLI."""
     app()

@@ -123,3 +123,26 @@ def test_malformed_data_and_uncovered_values_exit_2(workdir: Path) -> None:
     (workdir / "payments.csv").write_text("card_id,holder_name\nC1,x\n")
     code, output = release(workdir)
     assert code == 2 and "not in the data" in output
+
+
+def test_the_console_script_runs_offline_commands_without_the_service(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service import entry
+
+    argv = [
+        "partage",
+        "release",
+        str(workdir / "payments.csv"),
+        "--policy",
+        str(workdir / "payments-policy.yaml"),
+        "--request",
+        str(workdir / "payments-request.yaml"),
+        "--out",
+        str(workdir / "out.csv"),
+        "--quiet",
+    ]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as done:
+        entry.main()
+    assert done.value.code == 0 and (workdir / "out.csv").exists()
