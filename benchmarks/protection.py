@@ -38,7 +38,8 @@ def plan() -> AggregatePlan:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=10_000_000)
+    # 10M rows (the target size) does not finish yet: see the README.
+    parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     data = meters_file(args.rows)
     the_plan = plan()

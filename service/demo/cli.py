@@ -111,6 +111,7 @@ def load_command(
     data_dir: Annotated[
         Path, typer.Option(help="where the demo files are, generated there if absent")
     ] = Path("var/demo"),
+    rows: Annotated[int, typer.Option(min=1, help="card payments, if generating")] = 1_000_000,
     meters: Annotated[int, typer.Option(min=1, help="smart meters, if generating")] = 20_000,
     credentials: Annotated[
         Path, typer.Option(help="file keeping the partners' secrets (0600)")
@@ -121,7 +122,7 @@ def load_command(
     from service.demo.load import load, read_saved, write_saved
 
     wanted: dict[str, Generator] = {
-        "payments": PaymentsGenerator(1_000_000, 2025),
+        "payments": PaymentsGenerator(rows, 2025),
         "consumption": ConsumptionGenerator(meters, 365, 2025, ["74"]),
     }
     for name, generator in wanted.items():
@@ -138,7 +139,7 @@ def load_command(
         except PartageError as error:
             raise fail(error) from None
         session.commit()
-    write_saved(credentials, {share.client_id: share.client_secret for share in loaded})
+    write_saved(credentials, loaded)
     for share in loaded:
         stderr.print(
             f"[bold]{share.partner}[/]\n  client_id:     {share.client_id}\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def _agreement(session: Session, share: DemoShare, partner: Partner, dataset: Da
             "valid_from": today.replace(month=1, day=1).isoformat(),
             "valid_until": today.replace(year=today.year + 2, month=12, day=31).isoformat(),
             "release": _policy(share)["release"],
-            "limits": {"extracts_per_month": 100, "max_cells": 50_000},
+            "limits": {"extracts_per_month": 100, "max_cells": 200_000},
             "retention_days": 30,
         }
     )
@@ -141,13 +141,13 @@ def read_saved(path: Path) -> dict[str, str]:
     """Saved partner secrets: client_id → secret."""
     if not path.is_file():
         return {}
-    saved: dict[str, str] = json.loads(path.read_text("utf-8"))
-    return saved
+    saved: dict[str, dict[str, str]] = json.loads(path.read_text("utf-8"))
+    return {share["client_id"]: share["client_secret"] for share in saved.values()}
 
 
-def write_saved(path: Path, secrets: dict[str, str]) -> None:
-    """Keep the secrets readable by their owner only."""
-    write_private_json(path, secrets)
+def write_saved(path: Path, loaded: list[LoadedShare]) -> None:
+    """Keep each partner's credentials and agreement, readable by their owner only."""
+    write_private_json(path, {share.partner: asdict(share) for share in loaded})
 
 
 @dataclass(frozen=True)
