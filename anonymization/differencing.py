@@ -139,6 +139,8 @@ def carry_over(release: Placed, held: Sequence[Placed], reason: np.ndarray) -> n
     """Reasons with every cell suppressed in a held release of the same population kept
     suppressed (for the reason it had then)."""
     out = reason.copy()
+    if not held:
+        return out
     mine = _keys(release.block.labels, release.levels)
     for other in held:
         theirs = dict(zip(_keys(other.block.labels, other.levels), other.block.reason, strict=True))
@@ -162,6 +164,8 @@ def differencing(
     out = reason.copy()
     k, p = plan.protection.k, plan.protection.interval.p
     margins = {name: np.full(len(out), np.nan) for name in release.block.values}
+    if not held:
+        return out, margins
     mine = _keys(release.block.labels, release.levels)
     for entry, other in held:
         theirs = {key: i for i, key in enumerate(_keys(entry.block.labels, entry.dimensions))}

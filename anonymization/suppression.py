@@ -229,14 +229,20 @@ def protect(
     free = np.zeros(len(reason), dtype=bool)
     free[:size] = True
     needs = requirement(system, k, p, margins or {})
-    mask = secondary_suppression(
-        system.relations, system.quantities, suppressed, needs, free, progress
-    )
-    reason[mask & ~suppressed] = "secondary"
-    if progress is not None:
-        progress("auditing")
-    targets = np.flatnonzero(mask)
-    bounds = intervals(system.relations, system.quantities, mask, targets)
+    if system.relations.matrix.shape[0] == 0:
+        # Nothing published relates cells (no margins, no held release): no cell can be
+        # derived from others, so each is bounded by its sign alone and needs no complement.
+        targets = np.flatnonzero(suppressed)
+        bounds = {q.name: _unrelated(q.nonnegative, len(targets)) for q in system.quantities}
+    else:
+        mask = secondary_suppression(
+            system.relations, system.quantities, suppressed, needs, free, progress
+        )
+        reason[mask & ~suppressed] = "secondary"
+        if progress is not None:
+            progress("auditing")
+        targets = np.flatnonzero(mask)
+        bounds = intervals(system.relations, system.quantities, mask, targets)
     _check(system, needs, targets, bounds)
     mine = targets < size
     audit = Audit(
@@ -249,6 +255,13 @@ def protect(
         sorted(release.nonnegative),
     )
     return reason[:size], audit
+
+
+def _unrelated(nonnegative: bool, count: int) -> np.ndarray:
+    """Bounds of cells in no relation: [0 or -inf, +inf)."""
+    return np.column_stack(
+        [np.full(count, 0.0 if nonnegative else -math.inf), np.full(count, math.inf)]
+    )
 
 
 def _check(
