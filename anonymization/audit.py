@@ -244,13 +244,13 @@ def _groups(
     members = members[np.argsort(group[members], kind="stable")]
     splits = np.flatnonzero(np.diff(group[members])) + 1
     wanted = pd.Series(np.arange(len(targets))).groupby(group[targets]).groups
-    related = _related(relations)
+    related = None if alone else _related(relations)
     return [
         (cells, np.asarray(wanted[group[cells[0]]]))
         for cells in np.split(members, splits)
         if len(cells)
         and group[cells[0]] in wanted
-        and (alone or len(cells) > 1 or related[cells[0]])
+        and (related is None or len(cells) > 1 or related[cells[0]])
     ]
 
 
