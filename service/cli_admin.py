@@ -114,8 +114,9 @@ def keys_rotate_storage() -> None:
         session.commit()
     retired = storage_keys.retire_all_but_current()
     console.print(
-        f"new storage key {kid}: {count} data key(s) and {pseudonyms} pseudonym key(s) "
-        f"re-wrapped, {len(retired)} retired"
+        f"new storage key {kid}: {count} data key(s) re-wrapped, {pseudonyms} pseudonym "
+        f"key(s) re-wrapped, {len(retired)} retired",
+        soft_wrap=True,
     )
 
 
