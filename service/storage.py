@@ -87,6 +87,15 @@ class EncryptedStore:
         path.unlink(missing_ok=True)
         path.with_suffix(".partial").unlink(missing_ok=True)
 
+    def wrap_secret(self, kind: str, name: str, secret: bytes) -> WrappedKey:
+        """A secret kept in the database (not a file), wrapped like a data key and bound to
+        ``kind`` and ``name``; :meth:`rewrap` re-wraps it on rotation."""
+        return self._wrap(kind, name, secret)
+
+    def unwrap_secret(self, kind: str, name: str, key: WrappedKey) -> bytes:
+        """The secret :meth:`wrap_secret` wrapped."""
+        return self._unwrap(kind, name, key)
+
     def rewrap(self, kind: str, name: str, key: WrappedKey) -> WrappedKey:
         """The same data key wrapped by the newest service key."""
         return self._wrap(kind, name, self._unwrap(kind, name, key))
