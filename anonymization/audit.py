@@ -12,6 +12,8 @@ cells at a time, with subjects and non-negative measures bounded below by zero.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import highspy
@@ -26,6 +28,7 @@ from anonymization.errors import AuditFailure
 from anonymization.hierarchies import TOP
 
 INF = math.inf
+REPORT_EVERY = 1.0  # seconds between two progress reports of a long audit
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,31 @@ def _others(row: np.ndarray, terms: np.ndarray, count: int) -> np.ndarray:
     return np.where(rest_minus > 0, np.where(rest_plus > 0, np.nan, -INF), rest)
 
 
+class Ticker:
+    """Progress of a long audit: ``label: done/total cells`` through ``progress``, at most once
+    a second and at every LP in between checks. A caller's ``progress`` may raise to stop the
+    work (the service does, past a job's time limit)."""
+
+    def __init__(self, progress: Callable[[str], None] | None, label: str, total: int) -> None:
+        self.progress, self.label, self.total = progress, label, total
+        self.done = 0
+        self.last = time.monotonic()
+
+    def advance(self, cells: int = 1) -> None:
+        """``cells`` more cells are done."""
+        self.done += cells
+        self.beat()
+
+    def beat(self) -> None:
+        """Report if a second has passed since the last report."""
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self.last >= REPORT_EVERY:
+            self.last = now
+            self.progress(f"{self.label}: {self.done}/{self.total} cells")
+
+
 class _Solver:
     """One HiGHS model per group of suppressed cells, re-solved for each bound (warm start).
 
@@ -213,8 +241,10 @@ class _Solver:
         quantity: Quantity,
         suppressed: np.ndarray,
         cells: np.ndarray,
+        ticker: Ticker | None = None,
     ) -> None:
         self.cells = cells
+        self.ticker = ticker
         exact = relations.exact if quantity.name == SUBJECTS else np.ones_like(relations.exact)
         blocks = [(relations.matrix, exact)]
         if quantity.name == SUBJECTS and not exact.all():
@@ -230,7 +260,9 @@ class _Solver:
             error = np.zeros(len(touching))
             if quantity.error is not None:
                 error = abs(part) @ np.where(suppressed, 0.0, quantity.error)
-            tolerance = 1e-6 * (np.diff(part.indptr) + 1) + 1e-9 * (abs(part) @ abs(known))
+            # Sums are published rounded to 1e-6; subjects are exact counts.
+            rounding = 0.0 if quantity.name == SUBJECTS else 1e-6
+            tolerance = rounding * (np.diff(part.indptr) + 1) + 1e-9 * (1 + abs(part) @ abs(known))
             matrices.append(part[:, cells])
             uppers.append(rhs + error + tolerance)
             lowers.append(np.where(is_exact[touching], rhs - error - tolerance, -highspy.kHighsInf))
@@ -308,6 +340,8 @@ class _Solver:
 
     def _solve(self) -> bool:
         """Solve for the current cost; keep the solution as a witness. False if unbounded."""
+        if self.ticker is not None:
+            self.ticker.beat()
         self.highs.changeColsCost(len(self.cells), self.positions, self.cost)
         self.highs.run()
         status = self.highs.getModelStatus()
@@ -361,26 +395,30 @@ def intervals(
     quantities: list[Quantity],
     suppressed: np.ndarray,
     targets: np.ndarray,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per quantity, a (len(targets) × 2) array of the lower and upper bound of each target
     (a suppressed cell) derivable from the published cells alone."""
     out = {q.name: np.empty((len(targets), 2)) for q in quantities}
     related = _related(relations)
+    ticker = Ticker(progress, "auditing", len(targets) * len(quantities))
     for cells, chosen in _groups(relations, suppressed, targets, alone=True):
         if len(cells) == 1 and not related[cells[0]]:
             # A cell in no published relation: nothing bounds it but its sign.
             for quantity in quantities:
                 out[quantity.name][chosen] = (0.0 if quantity.nonnegative else -INF, INF)
+            ticker.advance(len(quantities))
             continue
         at = np.searchsorted(cells, targets[chosen])
         for quantity in quantities:
-            solver = _Solver(relations, quantity, suppressed, cells)
+            solver = _Solver(relations, quantity, suppressed, cells, ticker)
             solver.spread(at)
             for index, position in zip(chosen, at, strict=True):
                 out[quantity.name][index] = (
                     solver.bound(position, 1.0),
                     solver.bound(position, -1.0),
                 )
+                ticker.advance()
     return out
 
 
@@ -416,16 +454,19 @@ def certify(
     quantities: list[Quantity],
     suppressed: np.ndarray,
     requirement: Requirement,
+    progress: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """Mask of the protected cells whose interval is too narrow. A side is proved by a witness
     (a feasible solution already found) when one reaches far enough, else by its own LP."""
     failing = np.zeros(len(requirement.cells), dtype=bool)
+    ticker = Ticker(progress, "checking", len(requirement.cells) * len(quantities))
     for cells, chosen in _groups(relations, suppressed, requirement.cells, alone=False):
         positions = np.searchsorted(cells, requirement.cells[chosen])
         for quantity in quantities:
-            solver = _Solver(relations, quantity, suppressed, cells)
+            solver = _Solver(relations, quantity, suppressed, cells, ticker)
             solver.spread(positions)
             for index, at in zip(chosen, positions, strict=True):
+                ticker.advance()
                 if quantity.name == SUBJECTS:
                     width = requirement.width[index] - 1e-6
                     if solver.high[at] - solver.low[at] < width:

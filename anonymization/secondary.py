@@ -101,7 +101,7 @@ def secondary_suppression(
             requirement.width[pending],
             {name: margin[pending] for name, margin in requirement.margins.items()},
         )
-        failing = certify(relations, quantities, mask, subset)
+        failing = certify(relations, quantities, mask, subset, progress)
         if not failing.any():
             return mask
         before = mask.copy()

@@ -128,7 +128,7 @@ def protect(
         if progress is not None:
             progress("auditing")
         targets = np.flatnonzero(mask)
-        bounds = intervals(system.relations, system.quantities, mask, targets)
+        bounds = intervals(system.relations, system.quantities, mask, targets, progress)
     _check(system, needs, targets, bounds)
     mine = targets < size
     audit = Audit(

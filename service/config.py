@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # audit log's head.
     workers: int = Field(default=2, ge=1, le=64)
     job_attempts: int = Field(default=2, ge=1, le=10)
+    # A job still computing after this long fails with `time_limit` (frees the partner's queue).
+    job_time_limit_seconds: float = Field(default=900.0, gt=0)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     expiry_sweep_seconds: float = Field(default=300.0, gt=0)
     audit_sign_seconds: float = Field(default=60.0, gt=0)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -129,6 +131,26 @@ def _progress(runtime: Runtime, extract_id: uuid.UUID, step: str) -> None:
         session.commit()
 
 
+def _timed_progress(runtime: Runtime, extract_id: uuid.UUID) -> Callable[[str], None]:
+    """The job's progress callback: records each step, and stops the job once it has run
+    longer than ``job_time_limit_seconds`` (the engine reports at least once a second while it
+    solves)."""
+    limit = runtime.settings.job_time_limit_seconds
+    deadline = time.monotonic() + limit
+
+    def step(message: str) -> None:
+        if time.monotonic() > deadline:
+            raise PartageError(
+                f"the release was still being protected after {limit:g} s ({message}); "
+                "request coarser levels, fewer dimensions or no totals",
+                field="request",
+                code="time_limit",
+            )
+        _progress(runtime, extract_id, message)
+
+    return step
+
+
 def _load(session: Session, extract: Extract) -> Context:
     """The agreement version the extract was permitted under; refused if no longer active."""
     agreement = session.get(Agreement, extract.agreement_id)
@@ -220,7 +242,7 @@ def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
     policy = Policy(dataset=found.spec, release=found.terms.release)
     request = ExtractRequest.model_validate(extract.request)
     plan = build_plan(policy, found.hierarchies, request)
-    release = run_release(source, plan, lambda step: _progress(runtime, extract_id, step), held)
+    release = run_release(source, plan, _timed_progress(runtime, extract_id), held)
     outputs = {fmt: serialize(release.table, fmt) for fmt in policy.release.formats}
     written, signed, expires_at = _written(runtime, extract, found, outputs, release.summary())
     counts = {name: release.counts()[name] for name in ("cells", "suppressed")}

@@ -147,3 +147,22 @@ def test_releases_expire_after_retention_and_the_record_stays(
     gone = client.get(f"/extracts/{done['id']}/download", headers=headers)
     assert (gone.status_code, gone.json()["error"]) == (410, "gone")
     assert client.get(f"/extracts/{done['id']}/manifest", headers=headers).status_code == 200
+
+
+def test_a_job_past_its_time_limit_fails_and_frees_the_queue(
+    app: FastAPI, client: TestClient, setup: dict[str, Any]
+) -> None:
+    """A release still being protected after ``job_time_limit_seconds`` fails with
+    ``time_limit`` and the reason; the partner's next request runs."""
+    settings = app.state.pool.runtime.settings
+    limit = settings.job_time_limit_seconds
+    settings.job_time_limit_seconds = 1e-9
+    try:
+        failed = request_and_wait(client, setup["headers"], setup["agreement_id"], REQUEST)
+    finally:
+        settings.job_time_limit_seconds = limit
+    assert failed["status"] == "failed", failed
+    assert failed["failure_code"] == "time_limit", failed
+    assert "no totals" in failed["failure"]
+    done = request_and_wait(client, setup["headers"], setup["agreement_id"], REQUEST)
+    assert done["status"] == "succeeded", done
