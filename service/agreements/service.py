@@ -304,6 +304,7 @@ def rewrap_pseudonym_keys(session: Session, store: EncryptedStore) -> int:
         .with_for_update()
     ).all()
     for agreement_id, key_id, wrapped in found:
+        assert key_id is not None and wrapped is not None
         key = store.rewrap(PSEUDONYM_KEYS, str(agreement_id), WrappedKey(key_id, wrapped))
         session.execute(
             sa.update(_AGREEMENT)
