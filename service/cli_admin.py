@@ -134,7 +134,7 @@ def keys_rotate_storage() -> None:
         session.commit()
         keep = _still_needed(session, upcoming)
     retired = upcoming.retire_all_but_current(keep=keep)
-    kept = keep - {upcoming.kid}
+    kept = [key.kid for key in upcoming.directory.load() if key.kid != upcoming.kid]
     console.print(
         f"new storage key {upcoming.kid}: {counts['datasets']} dataset key(s), "
         f"{counts['pseudonym_keys']} pseudonym key(s), {counts['release_files']} release file "
