@@ -8,21 +8,26 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 # Map every model before a session is used outside the app.
 import service.models  # noqa: F401
 from anonymization.errors import InvalidRequest
 from service.agreements import service as agreements
+from service.agreements.models import Agreement
 from service.audit import service as audit
 from service.auth.models import ALL_SCOPES, SCOPE_ADMIN
 from service.auth.service import create_client, get_client
 from service.config import Settings, get_settings
 from service.console import fail
 from service.datasets import service as datasets
+from service.datasets.models import Dataset
 from service.db import make_engine, make_sessionmaker
-from service.keys import SigningKeys, StorageKeys, write_private_json
+from service.extracts import files
+from service.keys import NextStorageKeys, SigningKeys, StorageKeys, write_private_json
 from service.migrate import upgrade
-from service.storage import EncryptedStore
+from service.storage import EncryptedStore, StorageError
 
 console = Console()
 db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
@@ -102,22 +107,52 @@ def keys_rotate() -> None:
 
 @keys_app.command("rotate-storage")
 def keys_rotate_storage() -> None:
-    """Add a storage key, re-wrap every dataset's data key and every agreement's pseudonym key
-    with it, then drop the old keys."""
+    """Add a storage key and re-wrap every wrapped key with it (datasets, pseudonym keys,
+    release files) in one transaction, then delete the old keys nothing uses any more."""
     settings = get_settings()
-    storage_keys = StorageKeys(settings.keys_dir)
-    kid = storage_keys.add()
-    store = EncryptedStore(settings.data_dir, storage_keys)
+    upcoming = NextStorageKeys(settings.keys_dir)
+    store = EncryptedStore(settings.data_dir, upcoming)
     with make_sessionmaker(make_engine(settings.database_url))() as session:
-        count = datasets.rewrap_all(session, store)
-        pseudonyms = agreements.rewrap_pseudonym_keys(session, store)
+        try:
+            counts = {
+                "datasets": datasets.rewrap_all(session, store),
+                "pseudonym_keys": agreements.rewrap_pseudonym_keys(session, store),
+                "release_files": files.rewrap_all(session, store),
+            }
+        except StorageError as error:
+            detail = f"{error}; nothing re-wrapped, no key added or retired"
+            raise fail(InvalidRequest(detail, field="storage", code="unwrap_failed")) from None
+        audit.append(
+            session,
+            "cli",
+            "storage_key.rotated",
+            f"storage_key:{upcoming.kid}",
+            {"key_id": upcoming.kid, **counts},
+        )
+        # Saved before the commit: a committed row must never name a key that is not on disk.
+        upcoming.save()
         session.commit()
-    retired = storage_keys.retire_all_but_current()
+        keep = _still_needed(session, upcoming)
+    retired = upcoming.retire_all_but_current(keep=keep)
+    kept = [key.kid for key in upcoming.directory.load() if key.kid != upcoming.kid]
     console.print(
-        f"new storage key {kid}: {count} data key(s) re-wrapped, {pseudonyms} pseudonym "
-        f"key(s) re-wrapped, {len(retired)} retired",
+        f"new storage key {upcoming.kid}: {counts['datasets']} dataset key(s), "
+        f"{counts['pseudonym_keys']} pseudonym key(s), {counts['release_files']} release file "
+        f"key(s) re-wrapped; {len(retired)} old key(s) retired"
+        + (f", {len(kept)} kept (still in use: run it again later)" if kept else ""),
         soft_wrap=True,
     )
+
+
+def _still_needed(session: Session, keys: StorageKeys) -> frozenset[str]:
+    """The storage keys rows committed since the re-wrap name (written by the service while
+    this ran), or every key while a release job runs (its files' keys are not committed yet)."""
+    if files.job_running(session):
+        return frozenset(key.kid for key in keys.directory.load())
+    in_use = set(session.scalars(select(Dataset.key_id)))
+    in_use.update(session.scalars(select(Agreement.pseudonym_key_id)))
+    in_use.discard(None)
+    return frozenset(str(kid) for kid in in_use) | files.key_ids_in_use(session)
 
 
 def register(app: typer.Typer) -> None:

@@ -125,15 +125,15 @@ class SigningKeys:
 
 
 class StorageKeys:
-    """AES-256 service keys that wrap the per-dataset data keys."""
+    """AES-256 service keys that wrap the data keys of stored files and the secrets kept in the
+    database."""
 
     def __init__(self, keys_dir: Path) -> None:
         self.directory = KeyDirectory(keys_dir / "storage")
 
     def add(self) -> str:
         kid = new_kid()
-        material = {"k": base64.b64encode(secrets.token_bytes(32)).decode("ascii")}
-        self.directory.add(material, kid)
+        self.directory.add(_storage_material(secrets.token_bytes(32)), kid)
         return kid
 
     def current(self) -> tuple[str, bytes]:
@@ -150,9 +150,37 @@ class StorageKeys:
                 return base64.b64decode(key.material["k"])
         raise KeyError(kid)
 
-    def retire_all_but_current(self) -> list[str]:
+    def retire_all_but_current(self, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Delete every key but the newest and those in ``keep``; the kids deleted."""
         current, _ = self.current()
-        retired = [key.kid for key in self.directory.load() if key.kid != current]
+        retired = [
+            key.kid for key in self.directory.load() if key.kid != current and key.kid not in keep
+        ]
         for kid in retired:
             self.directory.remove(kid)
         return retired
+
+
+class NextStorageKeys(StorageKeys):
+    """The storage keys and a new one that wraps through this object only until :meth:`save`:
+    keys re-wrapped under it before then are readable by nobody else, so a rotation that stops
+    half-way leaves the directory as it was."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        super().__init__(keys_dir)
+        self.kid = new_kid()
+        self._key = secrets.token_bytes(32)
+
+    def current(self) -> tuple[str, bytes]:
+        return self.kid, self._key
+
+    def get(self, kid: str) -> bytes:
+        return self._key if kid == self.kid else super().get(kid)
+
+    def save(self) -> None:
+        """Write the new key: from now on it is every process's newest key."""
+        self.directory.add(_storage_material(self._key), self.kid)
+
+
+def _storage_material(key: bytes) -> dict[str, Any]:
+    return {"k": base64.b64encode(key).decode("ascii")}

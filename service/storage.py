@@ -109,5 +109,12 @@ class EncryptedStore:
         try:
             service_key = self.keys.get(key.key_id)
         except KeyError:
-            raise StorageError(f"service key {key.key_id} is gone") from None
-        return _open(service_key, key.wrapped, self._associated(kind, name, "data-key"))
+            raise StorageError(
+                f"the key of {kind}/{name}: service key {key.key_id} is gone"
+            ) from None
+        try:
+            return _open(service_key, key.wrapped, self._associated(kind, name, "data-key"))
+        except StorageError:
+            raise StorageError(
+                f"the key of {kind}/{name} does not unwrap: tampered or wrong key"
+            ) from None

@@ -10,7 +10,8 @@ import secrets
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import Select, false, select
+import sqlalchemy as sa
+from sqlalchemy import Select, Table, false, select
 from sqlalchemy.orm import Session
 
 from anonymization.errors import InvalidRequest, PartageError
@@ -44,6 +45,7 @@ from service.storage import EncryptedStore, WrappedKey
 
 PSEUDONYM_KEYS = "pseudonym-keys"
 PSEUDONYM_SECRET_BYTES = 32
+_AGREEMENT = cast(Table, Agreement.__table__)
 
 # action → (statuses it applies to, status it leads to)
 TRANSITIONS = {
@@ -292,12 +294,23 @@ def pseudonym_secret(store: EncryptedStore, agreement: Agreement) -> bytes:
 
 
 def rewrap_pseudonym_keys(session: Session, store: EncryptedStore) -> int:
-    """Wrap every pseudonym secret with the newest storage key; the number re-wrapped."""
-    found = session.scalars(select(Agreement).where(Agreement.pseudonym_key.is_not(None))).all()
-    for agreement in found:
-        key = store.rewrap(PSEUDONYM_KEYS, str(agreement.id), _pseudonym_wrapped(agreement))
-        agreement.pseudonym_key_id, agreement.pseudonym_key = key.key_id, key.wrapped
-    session.flush()
+    """Wrap every pseudonym secret with the newest storage key; the number re-wrapped.
+
+    Written with a plain UPDATE: through the ORM it would bump the agreement's version (the
+    optimistic lock's counter) to one with no terms, and no request could be made under it."""
+    found = session.execute(
+        select(Agreement.id, Agreement.pseudonym_key_id, Agreement.pseudonym_key)
+        .where(Agreement.pseudonym_key.is_not(None))
+        .with_for_update()
+    ).all()
+    for agreement_id, key_id, wrapped in found:
+        assert key_id is not None and wrapped is not None
+        key = store.rewrap(PSEUDONYM_KEYS, str(agreement_id), WrappedKey(key_id, wrapped))
+        session.execute(
+            sa.update(_AGREEMENT)
+            .where(_AGREEMENT.c.id == agreement_id)
+            .values(pseudonym_key_id=key.key_id, pseudonym_key=key.wrapped)
+        )
     return len(found)
 
 

@@ -119,7 +119,7 @@ def load_command(
 ) -> None:
     """Register the demo datasets, partners and agreements (once) and print the partners'
     credentials; generates the demo data first if it is absent."""
-    from service.demo.load import load, read_saved, write_saved
+    from service.demo.load import LoadedShare, load, read_saved, write_saved
 
     wanted: dict[str, Generator] = {
         "payments": PaymentsGenerator(rows, 2025),
@@ -140,9 +140,15 @@ def load_command(
             raise fail(error) from None
         session.commit()
     write_saved(credentials, loaded)
+    partners: dict[str, list[LoadedShare]] = {}
     for share in loaded:
+        partners.setdefault(share.partner, []).append(share)
+    for name, shares in partners.items():
+        agreements = "".join(
+            f"\n  agreement:     {share.agreement_id} ({share.kind})" for share in shares
+        )
         stderr.print(
-            f"[bold]{share.partner}[/]\n  client_id:     {share.client_id}\n"
-            f"  client_secret: {share.client_secret}\n  agreement:     {share.agreement_id}",
+            f"[bold]{name}[/]\n  client_id:     {shares[0].client_id}\n"
+            f"  client_secret: {shares[0].client_secret}{agreements}",
             highlight=False,
         )

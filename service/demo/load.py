@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -26,6 +26,7 @@ from service.auth.service import rotate_secret
 from service.datasets import service as datasets
 from service.datasets.models import Dataset
 from service.datasets.schemas import DatasetPolicy
+from service.demo import households
 from service.keys import write_private_json
 from service.partners import service as partners
 from service.partners.models import Partner
@@ -47,6 +48,8 @@ class DemoShare:
     partner: str
     contact: str
     purpose: str
+    # A file made from another demo file by the loader when absent (see households.py).
+    derived_from: str | None = None
 
 
 SHARES = (
@@ -68,6 +71,17 @@ SHARES = (
         contact="energie@labo.example",
         purpose="Household electricity consumption by IRIS, month and tariff (research)",
     ),
+    DemoShare(
+        dataset="Profil annuel des compteurs communicants",
+        description="One record per smart meter: annual kWh, contract, heating (synthetic, "
+        "derived from the daily readings)",
+        file="households.parquet",
+        policy="households-policy.yaml",
+        partner="Laboratoire universitaire",
+        contact="energie@labo.example",
+        purpose="Household consumption research on k-anonymous microdata",
+        derived_from="consumption.parquet",
+    ),
 )
 
 
@@ -81,7 +95,17 @@ def _dataset(session: Session, store: EncryptedStore, share: DemoShare, data_dir
     if found is not None:
         return found
     document = _policy(share)
-    policy = DatasetPolicy.model_validate({"dataset": document["dataset"]})
+    hierarchies = document.get("hierarchies", {})
+    policy = DatasetPolicy.model_validate(
+        {"dataset": document["dataset"], "hierarchies": hierarchies}
+    )
+    files = {
+        PurePath(source).name: (EXAMPLES / source).read_text("utf-8")
+        for source in hierarchies.values()
+        if isinstance(source, str)
+    }
+    if share.derived_from and not (data_dir / share.file).is_file():
+        households.derive(data_dir / share.derived_from, data_dir / share.file)
     content = (data_dir / share.file).read_bytes()
     return datasets.create(
         session,
@@ -92,7 +116,7 @@ def _dataset(session: Session, store: EncryptedStore, share: DemoShare, data_dir
         policy,
         share.file,
         content,
-        {},
+        files,
     )
 
 
@@ -123,6 +147,11 @@ def _agreement(
     if found is not None:
         return found
     today = datetime.datetime.now(datetime.UTC).date()
+    release = _policy(share)["release"]
+    # A microdata release has no cells to limit.
+    limits = {"extracts_per_month": 100}
+    if release.get("kind", "aggregate") == "aggregate":
+        limits["max_cells"] = 200_000
     body = AgreementCreate.model_validate(
         {
             "partner_id": partner.id,
@@ -131,8 +160,8 @@ def _agreement(
             "legal_basis": "public_task",
             "valid_from": today.replace(month=1, day=1).isoformat(),
             "valid_until": today.replace(year=today.year + 2, month=12, day=31).isoformat(),
-            "release": _policy(share)["release"],
-            "limits": {"extracts_per_month": 100, "max_cells": 200_000},
+            "release": release,
+            "limits": limits,
             "retention_days": 30,
         }
     )
@@ -148,8 +177,13 @@ def read_saved(path: Path) -> dict[str, str]:
 
 
 def write_saved(path: Path, loaded: list[LoadedShare]) -> None:
-    """Keep each partner's credentials and agreement, readable by their owner only."""
-    write_private_json(path, {share.partner: asdict(share) for share in loaded})
+    """Keep each partner's credentials and agreements, readable by their owner only: its first
+    agreement as ``agreement_id`` and ``dataset_id``, and each one under ``agreements`` by kind."""
+    saved: dict[str, dict[str, Any]] = {}
+    for share in loaded:
+        entry = saved.setdefault(share.partner, {**asdict(share), "agreements": {}})
+        entry["agreements"][share.kind] = share.agreement_id
+    write_private_json(path, saved)
 
 
 @dataclass(frozen=True)
@@ -161,6 +195,7 @@ class LoadedShare:
     client_secret: str
     agreement_id: str
     dataset_id: str
+    kind: str
 
 
 def load(
@@ -168,12 +203,17 @@ def load(
 ) -> list[LoadedShare]:
     """Register every demo share that is not there yet; flush only (the caller commits)."""
     loaded = []
+    credentials: dict[str, tuple[Partner, str, str]] = {}
     for share in SHARES:
         dataset = _dataset(session, store, share, data_dir)
-        partner, client_id, secret = _partner(session, share, saved)
+        if share.partner not in credentials:
+            credentials[share.partner] = _partner(session, share, saved)
+        partner, client_id, secret = credentials[share.partner]
         agreement = _agreement(session, store, share, partner, dataset)
         loaded.append(
-            LoadedShare(share.partner, client_id, secret, str(agreement.id), str(dataset.id))
+            LoadedShare(
+                share.partner, client_id, secret, str(agreement.id), str(dataset.id), agreement.kind
+            )
         )
     session.flush()
     return loaded

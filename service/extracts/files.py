@@ -10,9 +10,12 @@ import base64
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from anonymization.release import sha256_hex
 from policies.models import FORMATS, OutputFormat
-from service.extracts.models import Extract
+from service.extracts.models import RUNNING, Extract
 from service.storage import EncryptedStore, WrappedKey
 
 KIND = "releases"
@@ -29,19 +32,41 @@ def write(
     records: dict[str, dict[str, Any]] = {}
     for fmt, data in outputs.items():
         key = store.write(KIND, _name(extract_id, fmt), data)
-        records[fmt] = {
-            "sha256": sha256_hex(data),
-            "bytes": len(data),
-            "key_id": key.key_id,
-            "wrapped": base64.b64encode(key.wrapped).decode("ascii"),
-        }
+        records[fmt] = {"sha256": sha256_hex(data), "bytes": len(data), **_key_record(key)}
     return records
 
 
+def _key_record(key: WrappedKey) -> dict[str, str]:
+    return {"key_id": key.key_id, "wrapped": base64.b64encode(key.wrapped).decode("ascii")}
+
+
+def _wrapped_key(record: dict[str, Any]) -> WrappedKey:
+    return WrappedKey(record["key_id"], base64.b64decode(record["wrapped"]))
+
+
 def read(store: EncryptedStore, extract: Extract, fmt: str) -> bytes:
-    record = extract.files[fmt]
-    key = WrappedKey(record["key_id"], base64.b64decode(record["wrapped"]))
-    return store.read(KIND, _name(extract.id, fmt), key)
+    return store.read(KIND, _name(extract.id, fmt), _wrapped_key(extract.files[fmt]))
+
+
+def rewrap_all(session: Session, store: EncryptedStore) -> int:
+    """Wrap every release file's data key with the newest storage key; the number re-wrapped.
+
+    The rows are locked (PostgreSQL), so an expiry sweep cannot drop keys that this then puts
+    back."""
+    count = 0
+    for extract in session.scalars(select(Extract).order_by(Extract.id).with_for_update()):
+        if not any("wrapped" in record for record in extract.files.values()):
+            continue
+        rewrapped = {}
+        for fmt, record in extract.files.items():
+            if "wrapped" in record:
+                key = store.rewrap(KIND, _name(extract.id, fmt), _wrapped_key(record))
+                record = {**record, **_key_record(key)}
+                count += 1
+            rewrapped[fmt] = record
+        extract.files = rewrapped
+    session.flush()
+    return count
 
 
 def delete(store: EncryptedStore, extract_id: uuid.UUID) -> None:
@@ -56,3 +81,18 @@ def forget_keys(extract: Extract) -> None:
         fmt: {"sha256": record["sha256"], "bytes": record["bytes"]}
         for fmt, record in extract.files.items()
     }
+
+
+def key_ids_in_use(session: Session) -> frozenset[str]:
+    """The storage keys that wrap release files' data keys."""
+    return frozenset(
+        record["key_id"]
+        for files in session.scalars(select(Extract.files))
+        for record in files.values()
+        if "key_id" in record
+    )
+
+
+def job_running(session: Session) -> bool:
+    """Whether a release job is running: it may hold data keys wrapped but not yet committed."""
+    return session.scalars(select(Extract.id).where(Extract.status == RUNNING)).first() is not None

@@ -52,4 +52,6 @@ def test_key_rotation_commands(environment: Path) -> None:
     assert len(list((environment / "keys" / "signing").glob("*.json"))) == 2
     rotated = runner.invoke(app, ["keys", "rotate-storage"])
     assert rotated.exit_code == 0
-    assert "0 data key(s) re-wrapped" in rotated.output
+    assert (
+        "0 dataset key(s), 0 pseudonym key(s), 0 release file key(s) re-wrapped" in rotated.output
+    )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -12,10 +16,12 @@ from service.agreements.models import Agreement
 from service.datasets.models import Dataset
 from service.demo.consumption import ConsumptionGenerator
 from service.demo.generate import generate
-from service.demo.load import load
+from service.demo.load import load, write_saved
+from service.demo.names import scrambled_ids
 from service.demo.payments import PaymentsGenerator
 from service.partners.models import Partner
 from tests.service.conftest import bearer, token_for
+from tests.service.journey import request_and_wait
 
 
 def counts(app: FastAPI) -> list[int]:
@@ -39,11 +45,17 @@ def test_loading_twice_creates_nothing_twice(
             loaded = load(session, app.state.store, tmp_path, saved)
             session.commit()
         saved = {share.client_id: share.client_secret for share in loaded}
-        assert counts(app) == [2, 2, 2]
+        assert counts(app) == [3, 2, 3]
     for share in loaded:
         headers = bearer(token_for(client, share.client_id, share.client_secret))
         listed = client.get("/agreements", headers=headers).json()
-        assert [agreement["id"] for agreement in listed] == [share.agreement_id]
+        own = {other.agreement_id for other in loaded if other.partner == share.partner}
+        assert {agreement["id"] for agreement in listed} == own
+    assert [(share.partner, share.kind) for share in loaded] == [
+        ("Office de tourisme", "aggregate"),
+        ("Laboratoire universitaire", "aggregate"),
+        ("Laboratoire universitaire", "microdata"),
+    ]
 
 
 def test_a_lost_secret_is_replaced(app: FastAPI, client: TestClient, tmp_path: Path) -> None:
@@ -60,3 +72,42 @@ def test_a_lost_secret_is_replaced(app: FastAPI, client: TestClient, tmp_path: P
     assert [s.client_id for s in first] == [s.client_id for s in second]
     assert all(a.client_secret != b.client_secret for a, b in zip(first, second, strict=True))
     token_for(client, second[0].client_id, second[0].client_secret)
+
+
+def test_the_labs_microdata_agreement_releases_k_anonymous_households(
+    app: FastAPI, client: TestClient, tmp_path: Path
+) -> None:
+    # The demo's territory and a year of readings, with fewer meters than `demo load`'s 20,000.
+    generate(PaymentsGenerator(2_000, 1), tmp_path, "payments", False, lambda _rows: None)
+    readings = ConsumptionGenerator(2_000, 365, 2025, ["74"])
+    generate(readings, tmp_path, "consumption", False, lambda _rows: None)
+    with app.state.sessionmaker() as session:
+        loaded = load(session, app.state.store, tmp_path, {})
+        session.commit()
+    write_saved(tmp_path / "credentials.json", loaded)
+    lab = json.loads((tmp_path / "credentials.json").read_text())["Laboratoire universitaire"]
+    agreement = lab["agreements"]["microdata"]
+    headers = bearer(token_for(client, lab["client_id"], lab["client_secret"]))
+
+    done = request_and_wait(client, headers, agreement, {"kind": "microdata", "format": "csv"})
+
+    assert done["status"] == "succeeded", (done["failure_code"], done["failure"])
+    csv = client.get(f"/extracts/{done['id']}/download", headers=headers).content
+    table = pd.read_csv(io.BytesIO(csv), dtype=str, keep_default_na=False)
+    qis = ["commune", "contracted_power_kva", "tariff", "heating"]
+    assert list(table.columns) == ["meter_id", *qis, "consumption_class", "annual_kwh"]
+    classes = table.groupby(qis)
+    assert classes.size().min() >= 5
+    assert classes["consumption_class"].nunique().min() >= 2
+    manifest = client.get(f"/extracts/{done['id']}/manifest", headers=headers).json()
+    assert manifest["measured"]["k"] == classes.size().min()
+    assert manifest["records_released"] == len(table)
+    assert manifest["records_released"] + manifest["records_suppressed"] == 2_000
+    assert manifest["records_suppressed"] <= 0.05 * 2_000
+    households = pd.read_parquet(tmp_path / "households.parquet")
+    assert not set(table["meter_id"]) & set(households["meter_id"])  # pseudonyms only
+    # Heating is read off the readings: it matches the generator's own heated homes.
+    ids = scrambled_ids(np.arange(readings.meters), 14)
+    heated = pd.Series(readings.heating > 0, index=ids)
+    derived = households.set_index("meter_id")["heating"].eq("electric")
+    assert (derived == heated.reindex(derived.index)).mean() > 0.99
