@@ -15,6 +15,8 @@ from anonymization import __version__
 from anonymization.cells import Source, compute_cells
 from anonymization.differencing import context_of, joint_system
 from anonymization.ledger import HeldRelease
+from anonymization.noise import describe as describe_noise
+from anonymization.noise import perturbed
 from anonymization.plan import AggregatePlan, Measure
 from anonymization.protection import primary_suppression
 from anonymization.suppression import Audit, Block, engine_block, protect
@@ -53,10 +55,12 @@ class Release:
 
     def summary(self) -> dict[str, Any]:
         """What a manifest says of this release (without the output's hash)."""
+        noise = self.plan.protection.noise
         return {
             "engine": f"partage-anonymization {__version__}",
             "plan": self.plan.describe(),
             **self.counts(),
+            **({"noise": describe_noise(noise)} if noise is not None else {}),
             "audit": self.audit.to_manifest(),
         }
 
@@ -100,22 +104,32 @@ def run_release(
     plan: AggregatePlan,
     progress: Progress | None = None,
     held: Sequence[Held] = (),
+    noise_secret: bytes | None = None,
 ) -> Release:
     """Compute the cells of ``plan`` over ``source``, suppress every sensitive cell and every
     complement its protection needs, jointly with the releases the partner already ``held``
-    (each with its plan, rebuilt from its request); raise AuditFailure if it cannot be proved."""
+    (each with its plan, rebuilt from its request); raise AuditFailure if it cannot be proved.
+    With noise in the plan, released counts are perturbed by their cell keys (``noise_secret``
+    is the dataset's secret); the rules decide on the true counts."""
     report = progress or (lambda _message: None)
     report("aggregating")
-    cells = compute_cells(source, plan)
+    cells = compute_cells(source, plan, noise_secret)
     report("protecting")
-    block = engine_block(cells, plan, primary_suppression(cells, plan.protection))
+    primary = primary_suppression(cells, plan.protection)
+    noise = plan.protection.noise
+    if noise is not None:
+        counts = perturbed(cells["subjects"].to_numpy(), cells["cell_key"].to_numpy(), noise)
+        block = engine_block(cells, plan, primary, counts, float(noise.max))
+        shown = cells.assign(subjects=counts)
+    else:
+        block, shown = engine_block(cells, plan, primary), cells
     if any(entry.context != context_of(plan) for entry, _ in held):
         report("checking differences with held releases")
     system, margins = joint_system(source, plan, block, held)
     protection = plan.protection
     reasons, audit = protect(system, protection.k, protection.interval.p, margins, report)
     final = replace(system.blocks[0], reason=reasons)
-    table = release_table(cells, plan, pd.Series(reasons, index=cells.index, dtype=object))
+    table = release_table(shown, plan, pd.Series(reasons, index=cells.index, dtype=object))
     return Release(table, plan, cells, audit, final)
 
 

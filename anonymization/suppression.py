@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,7 +53,8 @@ def audited_sums(measures: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Block:
-    """One table of cells: labels (``*`` on margins), values per quantity, reasons."""
+    """One table of cells: labels (``*`` on margins), values per quantity, reasons, and per
+    quantity how far each published value may be from the true one (``errors``: the noise)."""
 
     labels: pd.DataFrame
     values: dict[str, np.ndarray]
@@ -61,6 +62,7 @@ class Block:
     totals: bool
     additive: frozenset[str]
     nonnegative: frozenset[str]
+    errors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -88,12 +90,20 @@ def additive_dimensions(labels: pd.DataFrame, subjects: np.ndarray) -> frozenset
     return frozenset(found)
 
 
-def engine_block(cells: pd.DataFrame, plan: AggregatePlan, reason: pd.Series) -> Block:
-    """The block of a release computed by the engine: true values, published rounding."""
+def engine_block(
+    cells: pd.DataFrame,
+    plan: AggregatePlan,
+    reason: pd.Series,
+    published_subjects: np.ndarray | None = None,
+    noise: float = 0.0,
+) -> Block:
+    """The block of a release computed by the engine: true values, published rounding; with
+    noise, the published (perturbed) ``subjects``, each within ``noise`` of the true count."""
     dims = [d.column for d in plan.dimensions]
     labels = cells[dims].astype(str).reset_index(drop=True)
     subjects = cells["subjects"].to_numpy(dtype=float)
-    values = {SUBJECTS: subjects}
+    values = {SUBJECTS: subjects if published_subjects is None else published_subjects * 1.0}
+    errors = {SUBJECTS: np.full(len(cells), noise)} if published_subjects is not None else {}
     nonnegative = {SUBJECTS}
     for column in audited_sums([m.name for m in plan.measures]):
         sums = np.round(np.nan_to_num(cells[f"{column}_sum"].to_numpy(dtype=float)), 6)
@@ -106,7 +116,13 @@ def engine_block(cells: pd.DataFrame, plan: AggregatePlan, reason: pd.Series) ->
         else frozenset(cells.attrs.get("additive", ()))
     )
     return Block(
-        labels, values, reason.to_numpy(dtype=object), plan.totals, additive, frozenset(nonnegative)
+        labels,
+        values,
+        reason.to_numpy(dtype=object),
+        plan.totals,
+        additive,
+        frozenset(nonnegative),
+        errors,
     )
 
 
@@ -126,6 +142,7 @@ class Audit:
     p: float
     additive: list[str]
     nonnegative: list[str]
+    errors: dict[str, float] = field(default_factory=dict)
 
     def to_manifest(self) -> dict[str, Any]:
         """The manifest's ``audit`` block (an unbounded side is ``null``)."""
@@ -141,6 +158,7 @@ class Audit:
             "requirement": {"subjects_width": self.k, "sum_percent": self.p},
             "additive_dimensions": self.additive,
             "nonnegative": self.nonnegative,
+            **({"published_error": self.errors} if self.errors else {}),
             "passed": True,
             "cells": cells,
         }
@@ -184,10 +202,19 @@ def build_system(blocks: list[Block], cross: Sequence[Relations] = ()) -> System
             name,
             np.concatenate([b.values[name] for b in blocks]),
             name in first.nonnegative,
+            _errors(blocks, name),
         )
         for name in first.values
     ]
     return System(blocks, relations, quantities, offsets)
+
+
+def _errors(blocks: list[Block], name: str) -> np.ndarray | None:
+    """Per cell, how far a published ``name`` may be from the value the relations hold for
+    (None when every block publishes it exactly)."""
+    if not any(name in b.errors for b in blocks):
+        return None
+    return np.concatenate([b.errors.get(name, np.zeros(len(b))) for b in blocks])
 
 
 def _shift(coo: sparse.coo_matrix, offset: int, total: int) -> sparse.csr_matrix:
@@ -253,6 +280,7 @@ def protect(
         p,
         sorted(release.additive),
         sorted(release.nonnegative),
+        {name: float(error.max()) for name, error in release.errors.items() if len(error)},
     )
     return reason[:size], audit
 

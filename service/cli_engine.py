@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from anonymization.errors import InvalidRequest
 from anonymization.hierarchies import Hierarchy
 from anonymization.ledger import SQLiteLedger
 from anonymization.release import (
@@ -80,6 +81,30 @@ def held_releases(
     return held
 
 
+NOISE_SECRET_BYTES = 16
+
+
+def read_noise_secret(path: Path | None) -> bytes:
+    """The dataset's noise secret: the file's bytes (surrounding whitespace stripped), at least
+    16 of them; the secret keys the subjects' record keys and is never written anywhere."""
+    field = "--noise-secret-file"
+    if path is None:
+        raise InvalidRequest(
+            "the policy adds noise (protection.noise): give its secret", field=field
+        )
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as error:
+        raise InvalidRequest(f"cannot read {path}: {error.strerror}", field=field) from None
+    if len(secret) < NOISE_SECRET_BYTES:
+        raise InvalidRequest(
+            f"{path} holds {len(secret)} bytes: a noise secret needs at least "
+            f"{NOISE_SECRET_BYTES} (e.g. `head -c 32 /dev/urandom > {path.name}`)",
+            field=field,
+        )
+    return secret
+
+
 @app.command("release")
 def release_command(
     data: Annotated[Path, typer.Argument(help="the sensitive table: CSV (with header) or Parquet")],
@@ -100,6 +125,13 @@ def release_command(
     partner: Annotated[
         str, typer.Option("--partner", help="who receives the release (ledger key)")
     ] = "default",
+    noise_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--noise-secret-file",
+            help="the dataset's secret for consistent noise (needed when the policy adds noise)",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Release a protected aggregated extract of DATA under a policy."""
@@ -111,10 +143,11 @@ def release_command(
         if fmt is not None:
             request = request.model_copy(update={"format": fmt})
         plan = build_plan(policy, hierarchies, request)
+        secret = read_noise_secret(noise_secret_file) if plan.protection.noise else None
         ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
         dataset = file_digest(data) if ledger is not None else ""
         held = held_releases(ledger, partner, dataset, policy, hierarchies)
-        release = run_release(data, plan, progress, held)
+        release = run_release(data, plan, progress, held, secret)
         output = serialize(release.table, request.format)
         document = release_manifest(release, request, policy, data, output, request.format)
         progress("writing")
