@@ -153,6 +153,14 @@ def _held(session: Session, extract: Extract, dataset: str) -> list[Held]:
     return held
 
 
+def _noise_secret(runtime: Runtime, dataset_id: uuid.UUID) -> bytes:
+    """The dataset's noise secret (committed at once if this is its first use)."""
+    with runtime.sessions() as session:
+        secret = datasets.noise_secret(session, runtime.store, dataset_id)
+        session.commit()
+    return secret
+
+
 def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
     """Compute the release (jointly protected with what the partner holds) and write its
     files; nothing is committed here."""
@@ -167,7 +175,10 @@ def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
     policy = Policy(dataset=found.spec, release=found.terms.release)
     request = ExtractRequest.model_validate(extract.request)
     plan = build_plan(policy, found.hierarchies, request)
-    release = run_release(source, plan, lambda step: _progress(runtime, extract_id, step), held)
+    secret = _noise_secret(runtime, found.dataset.id) if plan.protection.noise else None
+    release = run_release(
+        source, plan, lambda step: _progress(runtime, extract_id, step), held, secret
+    )
     _progress(runtime, extract_id, "writing")
     outputs = {fmt: serialize(release.table, fmt) for fmt in policy.release.formats}
     written = files.write(runtime.store, extract_id, outputs)
