@@ -21,10 +21,10 @@ from highspy import _core
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from anonymization.blocks import SUBJECTS
 from anonymization.errors import AuditFailure
 from anonymization.hierarchies import TOP
 
-SUBJECTS = "subjects"
 INF = math.inf
 
 

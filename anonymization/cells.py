@@ -15,18 +15,20 @@ from contextlib import contextmanager
 from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, Union
 
 import duckdb
-import pandas as pd
-import pyarrow as pa
 
 from anonymization.errors import DataError, HierarchyError, InvalidRequest
 from anonymization.hierarchies import TOP, ExpressionHierarchy, MappingHierarchy
-from anonymization.noise import record_keys
 from anonymization.plan import AggregatePlan, Dimension, Filter
 
-Source: TypeAlias = str | Path | pd.DataFrame | pa.Table
+if TYPE_CHECKING:
+    # Imported where used: the scan can start while the CLI is still importing pandas.
+    import pandas as pd
+    import pyarrow as pa
+
+Source: TypeAlias = Union[str, Path, "pd.DataFrame", "pa.Table"]
 
 
 def quote(name: str) -> str:
@@ -73,7 +75,7 @@ def open_source(con: duckdb.DuckDBPyConnection, source: Source, plan: AggregateP
         *(f.column for f in plan.filters),
     }
     with _engine_errors():
-        if isinstance(source, pd.DataFrame | pa.Table):
+        if not isinstance(source, str | Path):
             con.register("src_table", source)
             con.execute("CREATE VIEW src AS SELECT * FROM src_table")
         else:
@@ -118,6 +120,24 @@ def _key_sql(dimension: Dimension | Filter) -> str:
     return f"CAST({column} AS VARCHAR)"
 
 
+def _group_key_sql(dimension: Dimension) -> str:
+    """What the scan groups a dimension's rows by: the raw value for a lookup hierarchy, the
+    cheap key of an expression hierarchy (labelled later, on the few groups)."""
+    hierarchy = dimension.hierarchy
+    if isinstance(hierarchy, ExpressionHierarchy):
+        typed = f"CAST({quote(dimension.column)} AS {hierarchy.sql_type})"
+        return hierarchy.grouping(typed, dimension.level)[0]
+    return _key_sql(dimension)
+
+
+def _label_sql(dimension: Dimension, key: str) -> str:
+    """The label of an expression hierarchy's grouping key ``key``."""
+    hierarchy = dimension.hierarchy
+    assert isinstance(hierarchy, ExpressionHierarchy)
+    column = f"CAST({quote(dimension.column)} AS {hierarchy.sql_type})"
+    return hierarchy.grouping(column, dimension.level)[1].replace("{k}", key)
+
+
 def _row_filters(plan: AggregatePlan) -> tuple[list[str], list[Any]]:
     """WHERE clauses applied during the scan, with their parameters."""
     clauses: list[str] = []
@@ -156,7 +176,7 @@ def _lookup_filters(plan: AggregatePlan) -> list[Filter]:
 
 def _scan(con: duckdb.DuckDBPyConnection, plan: AggregatePlan, table: str = "contrib") -> None:
     """First pass: one row per (key, subject) in the temporary table ``table``."""
-    keys = [f"{_key_sql(d)} AS k{i}" for i, d in enumerate(plan.dimensions)]
+    keys = [f"{_group_key_sql(d)} AS k{i}" for i, d in enumerate(plan.dimensions)]
     keys += [
         f"CAST({quote(f.column)} AS VARCHAR) AS f{i}" for i, f in enumerate(_lookup_filters(plan))
     ]
@@ -199,7 +219,7 @@ def _register_lookups(
     params: list[Any] = []
     for i, dimension in enumerate(plan.dimensions):
         if dimension.by_expression:
-            labels.append(f"c.k{i} AS k{i}")
+            labels.append(f"{_label_sql(dimension, f'c.k{i}')} AS k{i}")
             continue
         labels.append(f"l{i}.label AS k{i}")
         joins.append(_lookup(con, table, f"l{i}", f"k{i}", dimension, dimension.level))
@@ -227,6 +247,8 @@ def _lookup(
     except HierarchyError as error:
         error.field = error.field or item.column
         raise
+    import pandas as pd
+
     mapping_table = pd.DataFrame(
         {"raw": list(mapping), "label": list(mapping.values())}, dtype=object
     )
@@ -276,6 +298,10 @@ def _register_record_keys(
 ) -> None:
     """The table ``record_keys``: each distinct subject's record key (computed once per subject,
     not per row)."""
+    import pyarrow as pa
+
+    from anonymization.ptable import record_keys
+
     found = con.execute(f"SELECT DISTINCT subject FROM {table}").fetchnumpy()["subject"]
     subjects = [str(s) for s in found]
     keys = pa.array(record_keys(secret, subjects), type=pa.uint64())
@@ -285,14 +311,28 @@ def _register_record_keys(
 
 
 def _additive(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> list[str]:
-    """Dimensions along which each subject has a single label (its distinct counts add up)."""
-    per_subject, params = per_subject_sql(con, plan)
-    counts = [f"count(DISTINCT (k{i}, subject))" for i in range(len(plan.dimensions))]
+    """Dimensions along which each subject has a single label (its distinct counts add up).
+
+    Read first on the scan's keys (one key per subject implies one label); only a lookup
+    dimension that fails there is checked again on its labels, where keys may merge."""
+    dims = list(plan.dimensions)
+    counts = [f"count(DISTINCT (k{i}, subject))" for i in range(len(dims))]
     row = con.execute(
-        f"SELECT {', '.join(['count(DISTINCT subject)', *counts])} FROM ({per_subject})", params
+        f"SELECT {', '.join(['count(DISTINCT subject)', *counts])} FROM contrib"
     ).fetchone()
     assert row is not None
-    return [d.column for d, n in zip(plan.dimensions, row[1:], strict=True) if n == row[0]]
+    found = {i for i in range(len(dims)) if row[i + 1] == row[0]}
+    again = [i for i in range(len(dims)) if i not in found and not dims[i].by_expression]
+    if again:
+        per_subject, params = per_subject_sql(con, plan)
+        counts = [f"count(DISTINCT (k{i}, subject))" for i in again]
+        row = con.execute(
+            f"SELECT {', '.join(['count(DISTINCT subject)', *counts])} FROM ({per_subject})",
+            params,
+        ).fetchone()
+        assert row is not None
+        found |= {i for i, n in zip(again, row[1:], strict=True) if n == row[0]}
+    return [d.column for i, d in enumerate(dims) if i in found]
 
 
 def differing_subjects(

@@ -23,11 +23,12 @@ import pandas as pd
 from scipy import sparse
 
 from anonymization.audit import Relations
+from anonymization.blocks import Block
 from anonymization.cells import Source, differing_subjects
 from anonymization.hierarchies import TOP, Hierarchy
 from anonymization.ledger import HeldRelease
 from anonymization.plan import AggregatePlan
-from anonymization.suppression import Block, System, build_system
+from anonymization.suppression import System, build_system
 
 
 def context_of(plan: AggregatePlan) -> str:

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from anonymization.blocks import Block
 from anonymization.errors import DataError
-from anonymization.suppression import Block
 
 ERROR = "error:"
 SCHEMA = """

@@ -8,14 +8,17 @@ measure and ``<m>_top``, the largest per-subject contributions to that sum, in d
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anonymization.errors import InvalidRequest
 from anonymization.noise import CellKeyNoise
+
+if TYPE_CHECKING:
+    # Imported where used: policies load without pandas, so a release can start its scan first.
+    import numpy as np
+    import pandas as pd
 
 
 class Rule(BaseModel, ABC):
@@ -46,6 +49,8 @@ class ThresholdRule(Rule):
 
 def _tops(cells: pd.DataFrame, measure: str, n: int) -> np.ndarray:
     """An (cells × n) array of the n largest per-subject contributions, zero-padded."""
+    import numpy as np
+
     column = cells[f"{measure}_top"]
     out = np.zeros((len(cells), n))
     for row, values in enumerate(column):
@@ -85,6 +90,8 @@ class DominanceRule(_MeasureRule):
         total = cells[f"{measure}_sum"].to_numpy(dtype=float)
         top = _tops(cells, measure, self.n).sum(axis=1)
         flagged = (total < 0) | ((total > 0) & (top > self.percent / 100.0 * total))
+        import pandas as pd
+
         return pd.Series(flagged, index=cells.index)
 
     def top_needed(self) -> dict[str, int]:
@@ -106,6 +113,8 @@ class PPercentRule(_MeasureRule):
         top = _tops(cells, measure, 2)
         remainder = total - top[:, 0] - top[:, 1]
         flagged = (total < 0) | (remainder < self.p / 100.0 * top[:, 0])
+        import pandas as pd
+
         return pd.Series(flagged, index=cells.index)
 
     def top_needed(self) -> dict[str, int]:
@@ -212,6 +221,8 @@ SuppressionReason = Literal["k", "dominance", "p_percent", "secondary", "differe
 
 def primary_suppression(cells: pd.DataFrame, protection: Protection) -> pd.Series:
     """The reason each cell must be suppressed (first failing rule), or None where it is safe."""
+    import pandas as pd
+
     reason = pd.Series([None] * len(cells), index=cells.index, dtype=object)
     for rule in protection.rules():
         flagged = rule.sensitive(cells) & reason.isna()

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anonymization.audit import SUBJECTS, Quantity, intervals
+from anonymization.audit import Quantity, intervals
+from anonymization.blocks import PROTECTED, SUBJECTS, Block, audited_sums, describe_key
 from anonymization.errors import AuditFailure, InvalidRequest
-from anonymization.suppression import PROTECTED, Block, audited_sums, build_system, describe_key
+from anonymization.suppression import build_system
 
 TOLERANCE = 1e-4
 

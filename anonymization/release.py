@@ -6,24 +6,25 @@ import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
 
 from anonymization import __version__
+from anonymization.blocks import Audit, Block, audit_alone, engine_block
 from anonymization.cells import Source, compute_cells
-from anonymization.differencing import context_of, joint_system
-from anonymization.ledger import HeldRelease
 from anonymization.noise import describe as describe_noise
-from anonymization.noise import perturbed
 from anonymization.plan import AggregatePlan, Measure
 from anonymization.protection import primary_suppression
-from anonymization.suppression import Audit, Block, engine_block, protect
+from anonymization.ptable import perturbed
+
+if TYPE_CHECKING:
+    from anonymization.ledger import HeldRelease
 
 OutputFormat = Literal["csv", "parquet", "json"]
 Progress = Callable[[str], None]
-Held = tuple[HeldRelease, AggregatePlan]
+Held: TypeAlias = "tuple[HeldRelease, AggregatePlan]"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class Release:
 
     def held(self, dataset: str, request: dict[str, Any]) -> HeldRelease:
         """What the ledger keeps of this release once the partner has received it."""
+        from anonymization.differencing import context_of
+        from anonymization.ledger import HeldRelease
+
         levels = {d.column: d.level for d in self.plan.dimensions}
         return HeldRelease(dataset, request, context_of(self.plan), levels, self.block)
 
@@ -104,16 +108,18 @@ def run_release(
     plan: AggregatePlan,
     progress: Progress | None = None,
     held: Sequence[Held] = (),
+    cells: pd.DataFrame | None = None,
     noise_secret: bytes | None = None,
 ) -> Release:
-    """Compute the cells of ``plan`` over ``source``, suppress every sensitive cell and every
-    complement its protection needs, jointly with the releases the partner already ``held``
-    (each with its plan, rebuilt from its request); raise AuditFailure if it cannot be proved.
-    With noise in the plan, released counts are perturbed by their cell keys (``noise_secret``
-    is the dataset's secret); the rules decide on the true counts."""
+    """Compute the cells of ``plan`` over ``source`` (unless given), suppress every sensitive
+    cell and every complement its protection needs, jointly with the releases the partner
+    already ``held`` (each with its plan, rebuilt from its request); raise AuditFailure if it
+    cannot be proved. With noise in the plan, released counts are perturbed by their cell keys
+    (``noise_secret`` is the dataset's secret); the rules decide on the true counts."""
     report = progress or (lambda _message: None)
-    report("aggregating")
-    cells = compute_cells(source, plan, noise_secret)
+    if cells is None:
+        report("aggregating")
+        cells = compute_cells(source, plan, noise_secret)
     report("protecting")
     primary = primary_suppression(cells, plan.protection)
     noise = plan.protection.noise
@@ -123,14 +129,30 @@ def run_release(
         shown = cells.assign(subjects=counts)
     else:
         block, shown = engine_block(cells, plan, primary), cells
+    protection = plan.protection
+    if not plan.totals and not held:
+        # No published relation ties the cells: no complement is needed, nothing to solve.
+        final, audit = block, audit_alone(block, protection.k, protection.interval.p)
+    else:
+        final, audit = _protect_jointly(source, plan, block, held, report)
+    reasons = final.reason
+    table = release_table(shown, plan, pd.Series(reasons, index=cells.index, dtype=object))
+    return Release(table, plan, cells, audit, final)
+
+
+def _protect_jointly(
+    source: Source, plan: AggregatePlan, block: Block, held: Sequence[Held], report: Progress
+) -> tuple[Block, Audit]:
+    """Complements and the LP audit over the release's margins and what the partner holds."""
+    from anonymization.differencing import context_of, joint_system
+    from anonymization.suppression import protect
+
     if any(entry.context != context_of(plan) for entry, _ in held):
         report("checking differences with held releases")
     system, margins = joint_system(source, plan, block, held)
     protection = plan.protection
     reasons, audit = protect(system, protection.k, protection.interval.p, margins, report)
-    final = replace(system.blocks[0], reason=reasons)
-    table = release_table(shown, plan, pd.Series(reasons, index=cells.index, dtype=object))
-    return Release(table, plan, cells, audit, final)
+    return replace(system.blocks[0], reason=reasons), audit
 
 
 def serialize(table: pd.DataFrame, fmt: OutputFormat) -> bytes:

@@ -12,12 +12,13 @@ import numpy as np
 from meters import meters_file
 
 from anonymization.audit import intervals
+from anonymization.blocks import engine_block
 from anonymization.cells import compute_cells
 from anonymization.hierarchies import CategoricalHierarchy, TimeHierarchy, builtin
 from anonymization.plan import AggregatePlan, Dimension, Measure
 from anonymization.protection import DominanceRule, Protection, primary_suppression
 from anonymization.secondary import secondary_suppression
-from anonymization.suppression import build_system, engine_block, requirement
+from anonymization.suppression import build_system, requirement
 
 
 def plan() -> AggregatePlan:

@@ -1,6 +1,6 @@
-"""Benchmark: `partage release` end to end against a bare DuckDB script doing the same read and
-aggregation (distinct meters and kWh sum by commune × month × tariff). Prints times, their ratio
-and each process's peak memory."""
+"""Benchmark: `partage release` end to end (protected table and manifest) against a bare DuckDB
+script doing the same read and aggregation (distinct meters and kWh sum by commune × month ×
+tariff). Prints times, their ratio and each process's peak memory."""
 
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def main() -> None:
             str(folder / "request.yaml"),
             "--out",
             str(folder / "out.parquet"),
+            "--manifest",
+            str(folder / "manifest.json"),
             "--quiet",
         ]
         runs = [

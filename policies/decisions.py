@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import datetime
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 
 from anonymization.hierarchies import Hierarchy
 from anonymization.protection import Protection
+from policies.microdata import MicrodataReleaseSpec, MicrodataRequest, describe
 from policies.models import DatasetSpec, ExtractRequest, Frozen, Policy, ReleaseSpec
 from policies.requests import Reason, build_plan, check_request
 
@@ -23,6 +32,22 @@ LegalBasis = Literal[
     "vital_interests",
     "public_task",
     "legitimate_interests",
+]
+
+
+def kind_of(value: Any) -> str:
+    """The ``kind`` of a release block or a request (``aggregate`` when absent)."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if kind in ("aggregate", "microdata") else "aggregate"
+
+
+AnyRelease = Annotated[
+    Annotated[ReleaseSpec, Tag("aggregate")] | Annotated[MicrodataReleaseSpec, Tag("microdata")],
+    Discriminator(kind_of),
+]
+AnyRequest = Annotated[
+    Annotated[ExtractRequest, Tag("aggregate")] | Annotated[MicrodataRequest, Tag("microdata")],
+    Discriminator(kind_of),
 ]
 
 
@@ -40,7 +65,7 @@ class AgreementTerms(Frozen):
     legal_basis: LegalBasis = Field(description="GDPR article 6(1) basis")
     valid_from: datetime.date = Field(description="first day in force")
     valid_until: datetime.date = Field(description="last day in force (inclusive)")
-    release: ReleaseSpec
+    release: AnyRelease = Field(description="`kind: aggregate` (default) or `kind: microdata`")
     limits: Limits = Field(default_factory=Limits)
     retention_days: int = Field(default=30, ge=1, le=3650)
 
@@ -112,33 +137,80 @@ def estimate_cells(request: ExtractRequest, cardinalities: dict[str, dict[str, i
     return math.prod(count + 1 for count in counts)
 
 
+def kind_reasons(release: ReleaseSpec | MicrodataReleaseSpec, request: Any) -> list[Reason]:
+    """Why a request does not fit the agreement's kind of release, if it does not."""
+    if release.kind == kind_of(request):
+        return []
+    wanted = (
+        '{"kind": "microdata", "format": ...}'
+        if release.kind == "microdata"
+        else ("grouping levels and measures, without `kind`")
+    )
+    return [
+        Reason(
+            code="wrong_kind",
+            field="kind",
+            detail=f"this agreement releases {release.kind}, not {kind_of(request)}: send {wanted}",
+        )
+    ]
+
+
+def _quota_reasons(terms: AgreementTerms, usage: Usage) -> list[Reason]:
+    limit = terms.limits.extracts_per_month
+    if limit is None or usage.extracts_this_month < limit:
+        return []
+    return [
+        Reason(
+            code="quota_reached",
+            field="agreement.limits.extracts_per_month",
+            detail=f"{usage.extracts_this_month} extracts this month, the limit is {limit}",
+        )
+    ]
+
+
+def _decide_microdata(
+    release: MicrodataReleaseSpec,
+    request: MicrodataRequest,
+    reasons: list[Reason],
+    quota: list[Reason],
+) -> Decision:
+    if request.format not in release.formats:
+        reasons.append(
+            Reason(
+                code="format_not_allowed",
+                field="format",
+                detail=f"format {request.format!r} is not allowed; allowed: "
+                f"{', '.join(release.formats)}",
+            )
+        )
+    reasons += quota
+    if reasons:
+        return Decision(permit=False, reasons=reasons)
+    return Decision(permit=True, plan=describe(release, request))
+
+
 def decide(
     dataset: DatasetSpec,
     hierarchies: dict[str, Hierarchy],
     status: AgreementStatus,
     terms: AgreementTerms,
-    request: ExtractRequest,
+    request: ExtractRequest | MicrodataRequest,
     usage: Usage,
     now: datetime.datetime,
     cardinalities: dict[str, dict[str, int]] | None = None,
     presets: dict[str, Protection] | None = None,
 ) -> Decision:
     """The decision on ``request`` under one agreement version; every reason is reported."""
-    policy = Policy(dataset=dataset, presets=presets or {}, release=terms.release)
     reasons = status_reasons(status, terms, now)
-    reasons += check_request(policy, hierarchies, request)
-    if (
-        terms.limits.extracts_per_month is not None
-        and usage.extracts_this_month >= terms.limits.extracts_per_month
-    ):
-        reasons.append(
-            Reason(
-                code="quota_reached",
-                field="agreement.limits.extracts_per_month",
-                detail=f"{usage.extracts_this_month} extracts this month, the limit "
-                f"is {terms.limits.extracts_per_month}",
-            )
-        )
+    mismatch = kind_reasons(terms.release, request)
+    if mismatch:
+        return Decision(permit=False, reasons=reasons + mismatch + _quota_reasons(terms, usage))
+    if isinstance(terms.release, MicrodataReleaseSpec):
+        assert isinstance(request, MicrodataRequest)
+        return _decide_microdata(terms.release, request, reasons, _quota_reasons(terms, usage))
+    assert isinstance(request, ExtractRequest)
+    policy = Policy(dataset=dataset, presets=presets or {}, release=terms.release)
+    reasons += check_request(policy, hierarchies, request) + _quota_reasons(terms, usage)
     estimated = estimate_cells(request, cardinalities or {})
     limit = terms.limits.max_cells or terms.release.max_cells
     if limit is not None and estimated > limit:

@@ -144,6 +144,7 @@ class FilterSpec(Frozen):
 class ExtractRequest(Frozen):
     """What a partner asks for: grouping levels, measures, filters, margins and format."""
 
+    kind: Literal["aggregate"] = Field(default="aggregate", exclude=True)
     group_by: dict[str, str] = Field(default_factory=dict, description="column → level")
     measures: list[str] = Field(
         default_factory=lambda: ["subjects"],

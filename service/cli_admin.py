@@ -12,6 +12,7 @@ from rich.console import Console
 # Map every model before a session is used outside the app.
 import service.models  # noqa: F401
 from anonymization.errors import InvalidRequest
+from service.agreements import service as agreements
 from service.audit import service as audit
 from service.auth.models import ALL_SCOPES, SCOPE_ADMIN
 from service.auth.service import create_client, get_client
@@ -101,16 +102,22 @@ def keys_rotate() -> None:
 
 @keys_app.command("rotate-storage")
 def keys_rotate_storage() -> None:
-    """Add a storage key, re-wrap every dataset's data key with it, then drop the old keys."""
+    """Add a storage key, re-wrap every dataset's data key and every agreement's pseudonym key
+    with it, then drop the old keys."""
     settings = get_settings()
     storage_keys = StorageKeys(settings.keys_dir)
     kid = storage_keys.add()
     store = EncryptedStore(settings.data_dir, storage_keys)
     with make_sessionmaker(make_engine(settings.database_url))() as session:
         count = datasets.rewrap_all(session, store)
+        pseudonyms = agreements.rewrap_pseudonym_keys(session, store)
         session.commit()
     retired = storage_keys.retire_all_but_current()
-    console.print(f"new storage key {kid}: {count} data key(s) re-wrapped, {len(retired)} retired")
+    console.print(
+        f"new storage key {kid}: {count} data key(s) re-wrapped, {pseudonyms} pseudonym "
+        f"key(s) re-wrapped, {len(retired)} retired",
+        soft_wrap=True,
+    )
 
 
 def register(app: typer.Typer) -> None:

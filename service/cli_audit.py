@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 
 from anonymization.errors import AuditFailure, InvalidRequest, PartageError
-from anonymization.reaudit import reaudit
 from service.console import fail, stderr
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -39,6 +40,8 @@ def read_table(path: Path, manifest: dict[str, Any]) -> pd.DataFrame:
         raise AuditFailure(f"{path.name} is not the table the manifest describes (SHA-256 differs)")
     fmt = manifest.get("output", {}).get("format", path.suffix.lstrip(".").lower())
     dims = dict.fromkeys(manifest.get("plan", {}).get("dimensions", {}), str)
+    import pandas as pd
+
     try:
         if fmt == "parquet":
             return pd.read_parquet(path)
@@ -56,6 +59,8 @@ def audit(
     manifest: Annotated[Path, typer.Option("--manifest", help="the release's manifest")],
 ) -> None:
     """Recompute every suppressed cell's interval from the published files alone."""
+    from anonymization.reaudit import reaudit  # the LP machinery, loaded for this command only
+
     try:
         document = read_manifest(manifest)
         result = reaudit(read_table(table, document), document)

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from anonymization.cells import compute_cells
 from anonymization.errors import InvalidRequest
 from anonymization.hierarchies import Hierarchy
-from anonymization.ledger import SQLiteLedger
-from anonymization.release import (
-    Held,
-    OutputFormat,
-    Release,
-    run_release,
-    serialize,
-    sha256_hex,
-)
+from anonymization.plan import AggregatePlan
 from policies.files import digest, parse, read_document
-from policies.models import ExtractRequest, Policy, load_hierarchies
+from policies.models import ExtractRequest, OutputFormat, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy
 from service.cli_audit import audit
 from service.cli_microdata import anonymize
 from service.console import handled, stderr, write_atomically
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from anonymization.ledger import SQLiteLedger
+    from anonymization.release import Held, Release
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -46,6 +47,11 @@ def file_digest(path: Path) -> str:
         return "sha256:" + hashlib.file_digest(stream, "sha256").hexdigest()
 
 
+def request_document(request: ExtractRequest) -> dict[str, Any]:
+    """The request as the manifest and the ledger keep it."""
+    return request.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def release_manifest(
     release: Release,
     request: ExtractRequest,
@@ -55,8 +61,10 @@ def release_manifest(
     fmt: OutputFormat,
 ) -> dict[str, Any]:
     """The manifest of an offline release."""
+    from anonymization.release import sha256_hex
+
     return {
-        "request": request.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "request": request_document(request),
         "policy_digest": digest(policy.model_dump(mode="json")),
         "input": {"file": data.name, "digest": file_digest(data)},
         **release.summary(),
@@ -74,11 +82,31 @@ def held_releases(
     """What the partner already holds of this dataset, each with its plan rebuilt."""
     if ledger is None:
         return []
-    held = []
+    held: list[Held] = []
     for entry in ledger.held(partner, dataset):
         request = parse(ExtractRequest, entry.request, prefix="ledger")
         held.append((entry, build_plan(policy, hierarchies, request)))
     return held
+
+
+def aggregate(
+    data: Path,
+    plan: AggregatePlan,
+    progress: Callable[[str], None],
+    solver: bool,
+    noise_secret: bytes | None = None,
+) -> pd.DataFrame:
+    """The cells of ``plan`` over ``data``. DuckDB scans outside the GIL, so the rest of the
+    engine (pandas; with ``solver``, SciPy and HiGHS too) is imported while the scan runs."""
+    progress("aggregating")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        cells = pool.submit(compute_cells, data, plan, noise_secret)
+        import anonymization.release
+
+        if solver:
+            import anonymization.suppression  # noqa: F401
+
+        return cells.result()
 
 
 NOISE_SECRET_BYTES = 16
@@ -144,18 +172,24 @@ def release_command(
             request = request.model_copy(update={"format": fmt})
         plan = build_plan(policy, hierarchies, request)
         secret = read_noise_secret(noise_secret_file) if plan.protection.noise else None
+        cells = aggregate(data, plan, progress, plan.totals or ledger_file is not None, secret)
+        from anonymization.ledger import SQLiteLedger
+        from anonymization.release import run_release, serialize
+
         ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
         dataset = file_digest(data) if ledger is not None else ""
         held = held_releases(ledger, partner, dataset, policy, hierarchies)
-        release = run_release(data, plan, progress, held, secret)
+        release = run_release(data, plan, progress, held, cells)
         output = serialize(release.table, request.format)
-        document = release_manifest(release, request, policy, data, output, request.format)
         progress("writing")
         if ledger is not None:
-            ledger.record(partner, release.held(dataset, document["request"]))
+            ledger.record(partner, release.held(dataset, request_document(request)))
         write_atomically(out, output)
         if manifest is not None:
-            write_atomically(manifest, json.dumps(document, indent=2, ensure_ascii=False).encode())
+            document = release_manifest(release, request, policy, data, output, request.format)
+            # One line: JSON's C encoder only runs without indentation (``jq .`` pretty-prints).
+            text = json.dumps(document, ensure_ascii=False) + "\n"
+            write_atomically(manifest, text.encode())
     if not quiet:
         counts = release.counts()
         reasons = (

@@ -7,20 +7,16 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 import yaml
 
 from anonymization.errors import DataError, InvalidRequest, PartageError
-from anonymization.microdata import (
-    agreement_key,
-    anonymize_microdata,
-    load_hierarchies,
-    parse_policy,
-)
 from service.console import fail, write_atomically
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _read_policy(path: Path) -> Any:
@@ -37,6 +33,8 @@ def _read_policy(path: Path) -> Any:
 
 
 def _read_data(path: Path, delimiter: str | None) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         if delimiter is None:
             with path.open(encoding="utf-8", newline="") as handle:
@@ -60,6 +58,8 @@ def _key(key_file: Path | None, agreement: str | None) -> bytes | None:
             field="pseudonym_key",
             code="key_file",
         ) from None
+    from anonymization.microdata import agreement_key
+
     return agreement_key(secret, agreement or "")
 
 
@@ -81,6 +81,9 @@ def anonymize(
     ] = None,
 ) -> None:
     """Release DATA as k-anonymous (l-diverse, t-close) microdata under POLICY."""
+    # The engine (pandas, the lattice search) is loaded for this command only.
+    from anonymization.microdata import anonymize_microdata, load_hierarchies, parse_policy
+
     try:
         started = time.perf_counter()
         parsed = parse_policy(_read_policy(policy))

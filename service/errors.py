@@ -126,10 +126,20 @@ def _body(code: str, detail: str, field: str | None) -> dict[str, str | None]:
     return {"error": code, "detail": detail, "field": field}
 
 
+# Tags of the `kind` unions (a release block, a request body): pydantic puts the tag chosen in
+# the error's location, where it names no field.
+KIND_TAGS = ("aggregate", "microdata")
+
+
 def _field_of(location: Sequence[Any]) -> str | None:
     parts = [str(part) for part in location]
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
         parts = parts[1:]
+    parts = [
+        part
+        for index, part in enumerate(parts)
+        if not (part in KIND_TAGS and (index == 0 or parts[index - 1] == "release"))
+    ]
     return ".".join(parts) or None
 
 

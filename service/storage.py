@@ -87,26 +87,27 @@ class EncryptedStore:
         path.unlink(missing_ok=True)
         path.with_suffix(".partial").unlink(missing_ok=True)
 
-    def rewrap(self, kind: str, name: str, key: WrappedKey, what: str = "data-key") -> WrappedKey:
-        """The same data key (or small secret ``what``) wrapped by the newest service key."""
-        return self._wrap(kind, name, self._unwrap(kind, name, key, what), what)
+    def wrap_secret(self, kind: str, name: str, secret: bytes) -> WrappedKey:
+        """A secret kept in the database (not a file), wrapped like a data key and bound to
+        ``kind`` and ``name``; :meth:`rewrap` re-wraps it on rotation."""
+        return self._wrap(kind, name, secret)
 
-    def wrap_secret(self, kind: str, name: str, what: str, secret: bytes) -> WrappedKey:
-        """A small secret of an item (not a file), sealed like its data key."""
-        return self._wrap(kind, name, secret, what)
+    def unwrap_secret(self, kind: str, name: str, key: WrappedKey) -> bytes:
+        """The secret :meth:`wrap_secret` wrapped."""
+        return self._unwrap(kind, name, key)
 
-    def unwrap_secret(self, kind: str, name: str, what: str, key: WrappedKey) -> bytes:
-        """A small secret sealed by :meth:`wrap_secret`."""
-        return self._unwrap(kind, name, key, what)
+    def rewrap(self, kind: str, name: str, key: WrappedKey) -> WrappedKey:
+        """The same data key wrapped by the newest service key."""
+        return self._wrap(kind, name, self._unwrap(kind, name, key))
 
-    def _wrap(self, kind: str, name: str, data_key: bytes, what: str = "data-key") -> WrappedKey:
+    def _wrap(self, kind: str, name: str, data_key: bytes) -> WrappedKey:
         key_id, service_key = self.keys.current()
-        sealed = _seal(service_key, data_key, self._associated(kind, name, what))
+        sealed = _seal(service_key, data_key, self._associated(kind, name, "data-key"))
         return WrappedKey(key_id, sealed)
 
-    def _unwrap(self, kind: str, name: str, key: WrappedKey, what: str = "data-key") -> bytes:
+    def _unwrap(self, kind: str, name: str, key: WrappedKey) -> bytes:
         try:
             service_key = self.keys.get(key.key_id)
         except KeyError:
             raise StorageError(f"service key {key.key_id} is gone") from None
-        return _open(service_key, key.wrapped, self._associated(kind, name, what))
+        return _open(service_key, key.wrapped, self._associated(kind, name, "data-key"))

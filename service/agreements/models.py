@@ -1,8 +1,8 @@
 """Agreements and their versions: every change writes a new, immutable version.
 
-The ``agreement`` row is the head (who, on what, current status and version number, which
-SQLAlchemy checks on every update: optimistic locking); ``agreement_version`` rows keep each
-version's full terms, so a release can always name the version it was made under.
+The ``agreement`` row is the head (who, on what, its kind, current status and version number,
+which SQLAlchemy checks on every update: optimistic locking); ``agreement_version`` rows keep
+each version's full terms, so a release can always name the version it was made under.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import datetime
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, IdMixin, utcnow
@@ -28,6 +28,12 @@ class Agreement(IdMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    # `aggregate` or `microdata`, fixed at creation.
+    kind: Mapped[str] = mapped_column(String(16), default="aggregate")
+    # Microdata only: the secret the subject's pseudonyms are keyed with, wrapped by the storage
+    # key like a data key; kept across versions (stable pseudonyms), never returned.
+    pseudonym_key_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    pseudonym_key: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 

@@ -17,16 +17,16 @@ from service.agreements.schemas import (
     StatusChange,
 )
 from service.auth.deps import AdminCaller, ReaderCaller
-from service.deps import SessionDep
+from service.deps import SessionDep, StoreDep
 
 router = APIRouter(prefix="/agreements", tags=["agreements"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create an agreement (version 1)")
 def create_agreement(
-    body: AgreementCreate, session: SessionDep, caller: AdminCaller
+    body: AgreementCreate, session: SessionDep, store: StoreDep, caller: AdminCaller
 ) -> AgreementOut:
-    return service.to_out(session, service.create(session, caller, body))
+    return service.to_out(session, service.create(session, store, caller, body))
 
 
 @router.get("", summary="Agreements the caller may see (a partner: its own), filterable")

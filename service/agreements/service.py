@@ -6,6 +6,7 @@ SQLAlchemy checks on update (a concurrent change fails with 409).
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any, cast
 
@@ -13,7 +14,14 @@ from sqlalchemy import Select, false, select
 from sqlalchemy.orm import Session
 
 from anonymization.errors import InvalidRequest, PartageError
+from anonymization.hierarchies import Hierarchy
 from policies.decisions import AgreementStatus, AgreementTerms, status_reasons
+from policies.microdata import (
+    MicrodataReleaseSpec,
+    at_stored_levels,
+    check_microdata,
+    released_columns,
+)
 from policies.models import Policy
 from policies.requests import check_policy
 from service.agreements.models import ACTIVE, REVOKED, SUSPENDED, Agreement, AgreementVersion
@@ -27,9 +35,15 @@ from service.audit import service as audit
 from service.auth.deps import Caller
 from service.datasets import service as datasets
 from service.datasets.models import Dataset
+from service.datasets.reading import resolve_hierarchies
+from service.datasets.schemas import DatasetPolicy
 from service.db import utcnow
 from service.errors import Conflict, NotFound
 from service.partners.models import Partner
+from service.storage import EncryptedStore, WrappedKey
+
+PSEUDONYM_KEYS = "pseudonym-keys"
+PSEUDONYM_SECRET_BYTES = 32
 
 # action → (statuses it applies to, status it leads to)
 TRANSITIONS = {
@@ -89,20 +103,44 @@ def _referenced(
         raise InvalidRequest(f"no {model.__tablename__} {object_id}", field=field, code="unknown")
 
 
+def microdata_hierarchies(dataset: Dataset, release: MicrodataReleaseSpec) -> dict[str, Hierarchy]:
+    """Each released column's hierarchy (by column), from its stored level up."""
+    dataset_policy = datasets.policy_of(dataset)
+    spec = released_columns(dataset_policy.dataset, release)
+    named = DatasetPolicy(dataset=spec, hierarchies=dataset_policy.hierarchies)
+    built = resolve_hierarchies(named, dataset.hierarchy_files)
+    return at_stored_levels(spec, built, release)
+
+
+def _check_microdata(dataset: Dataset, terms: AgreementTerms) -> None:
+    assert isinstance(terms.release, MicrodataReleaseSpec)
+    if terms.limits.max_cells is not None:
+        raise InvalidRequest(
+            "max_cells limits aggregate releases; a microdata release has no cells",
+            field="limits.max_cells",
+            code="not_applicable",
+        )
+    dataset_policy = datasets.policy_of(dataset)
+    check_microdata(dataset_policy.dataset, dataset_policy.hierarchies, terms.release)
+    microdata_hierarchies(dataset, terms.release)
+
+
 def check_release(session: Session, dataset_id: uuid.UUID, terms: AgreementTerms) -> None:
     """Raise (422, naming the field) unless the release block fits the dataset's policy."""
     dataset = session.get_one(Dataset, dataset_id)
-    dataset_policy = datasets.policy_of(dataset)
-    hierarchies = datasets.hierarchies_of(dataset)
-    policy = Policy(
-        dataset=dataset_policy.dataset,
-        hierarchies=dataset_policy.hierarchies,
-        release=terms.release,
-    )
     try:
-        check_policy(policy, hierarchies)
+        if isinstance(terms.release, MicrodataReleaseSpec):
+            _check_microdata(dataset, terms)
+            return
+        dataset_policy = datasets.policy_of(dataset)
+        policy = Policy(
+            dataset=dataset_policy.dataset,
+            hierarchies=dataset_policy.hierarchies,
+            release=terms.release,
+        )
+        check_policy(policy, datasets.hierarchies_of(dataset))
     except PartageError as error:
-        if error.field and not error.field.startswith("release"):
+        if error.field and not error.field.startswith(("release", "limits")):
             error.field = f"release.{error.field}"
         raise
 
@@ -152,11 +190,23 @@ def _terms(body: AgreementTerms) -> dict[str, Any]:
     return terms
 
 
-def create(session: Session, caller: Caller, body: AgreementCreate) -> Agreement:
+def create(
+    session: Session, store: EncryptedStore, caller: Caller, body: AgreementCreate
+) -> Agreement:
+    """Version 1 of a new agreement; a microdata agreement gets its own random pseudonym key."""
     _referenced(session, Partner, body.partner_id, "partner_id")
     _referenced(session, Dataset, body.dataset_id, "dataset_id")
     check_release(session, body.dataset_id, body)
-    agreement = Agreement(id=uuid.uuid4(), partner_id=body.partner_id, dataset_id=body.dataset_id)
+    agreement = Agreement(
+        id=uuid.uuid4(),
+        partner_id=body.partner_id,
+        dataset_id=body.dataset_id,
+        kind=body.release.kind,
+    )
+    if agreement.kind == "microdata":
+        secret = secrets.token_bytes(PSEUDONYM_SECRET_BYTES)
+        wrapped = store.wrap_secret(PSEUDONYM_KEYS, str(agreement.id), secret)
+        agreement.pseudonym_key_id, agreement.pseudonym_key = wrapped.key_id, wrapped.wrapped
     session.add(agreement)
     session.flush()
     _add_version(session, agreement, _terms(body), "create", caller)
@@ -179,6 +229,13 @@ def update(
     _expect(agreement, body.version)
     if agreement.status == REVOKED:
         raise Conflict("a revoked agreement cannot change", field="status", code="revoked")
+    if body.release.kind != agreement.kind:
+        raise InvalidRequest(
+            f"this agreement releases {agreement.kind}; its kind cannot change "
+            "(create another agreement)",
+            field="release.kind",
+            code="kind_changed",
+        )
     check_release(session, agreement.dataset_id, body)
     agreement.updated_at = utcnow()
     session.flush()
@@ -222,6 +279,26 @@ def search(
     if status is not None:
         statement = statement.where(Agreement.status == status)
     return list(session.scalars(statement))
+
+
+def _pseudonym_wrapped(agreement: Agreement) -> WrappedKey:
+    assert agreement.pseudonym_key_id is not None and agreement.pseudonym_key is not None
+    return WrappedKey(agreement.pseudonym_key_id, agreement.pseudonym_key)
+
+
+def pseudonym_secret(store: EncryptedStore, agreement: Agreement) -> bytes:
+    """The microdata agreement's pseudonym secret, unwrapped (for the release job only)."""
+    return store.unwrap_secret(PSEUDONYM_KEYS, str(agreement.id), _pseudonym_wrapped(agreement))
+
+
+def rewrap_pseudonym_keys(session: Session, store: EncryptedStore) -> int:
+    """Wrap every pseudonym secret with the newest storage key; the number re-wrapped."""
+    found = session.scalars(select(Agreement).where(Agreement.pseudonym_key.is_not(None))).all()
+    for agreement in found:
+        key = store.rewrap(PSEUDONYM_KEYS, str(agreement.id), _pseudonym_wrapped(agreement))
+        agreement.pseudonym_key_id, agreement.pseudonym_key = key.key_id, key.wrapped
+    session.flush()
+    return len(found)
 
 
 def terms_of(version: AgreementVersion) -> AgreementTerms:

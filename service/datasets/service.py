@@ -31,7 +31,8 @@ from service.errors import Conflict, NotFound
 from service.storage import EncryptedStore, WrappedKey
 
 KIND = "datasets"
-NOISE = "noise-secret"
+# The noise secret is wrapped bound to its own kind, so it can never pass for the data key.
+NOISE = "dataset-noise"
 
 
 def parse_policy(text: str) -> DatasetPolicy:
@@ -99,7 +100,7 @@ def create(
     )
     key = store.write(KIND, str(dataset.id), content)
     dataset.key_id, dataset.wrapped_key = key.key_id, key.wrapped
-    noise = store.wrap_secret(KIND, str(dataset.id), NOISE, new_noise_secret())
+    noise = store.wrap_secret(NOISE, str(dataset.id), new_noise_secret())
     dataset.noise_key_id, dataset.wrapped_noise_secret = noise.key_id, noise.wrapped
     session.add(dataset)
     session.flush()
@@ -186,7 +187,7 @@ def noise_secret(session: Session, store: EncryptedStore, dataset_id: uuid.UUID)
     existed: a conditional update, so two jobs racing to create it end up with the same one."""
     dataset = get(session, dataset_id)
     if dataset.wrapped_noise_secret is None:
-        key = store.wrap_secret(KIND, str(dataset.id), NOISE, new_noise_secret())
+        key = store.wrap_secret(NOISE, str(dataset.id), new_noise_secret())
         session.execute(
             update(Dataset)
             .where(Dataset.id == dataset.id, Dataset.wrapped_noise_secret.is_(None))
@@ -196,7 +197,7 @@ def noise_secret(session: Session, store: EncryptedStore, dataset_id: uuid.UUID)
         session.refresh(dataset)
     assert dataset.noise_key_id is not None and dataset.wrapped_noise_secret is not None
     wrapped = WrappedKey(dataset.noise_key_id, dataset.wrapped_noise_secret)
-    return store.unwrap_secret(KIND, str(dataset.id), NOISE, wrapped)
+    return store.unwrap_secret(NOISE, str(dataset.id), wrapped)
 
 
 def rewrap_all(session: Session, store: EncryptedStore) -> int:
@@ -208,7 +209,7 @@ def rewrap_all(session: Session, store: EncryptedStore) -> int:
         dataset.key_id, dataset.wrapped_key = key.key_id, key.wrapped
         if dataset.noise_key_id is not None and dataset.wrapped_noise_secret is not None:
             old = WrappedKey(dataset.noise_key_id, dataset.wrapped_noise_secret)
-            noise = store.rewrap(KIND, str(dataset.id), old, NOISE)
+            noise = store.rewrap(NOISE, str(dataset.id), old)
             dataset.noise_key_id, dataset.wrapped_noise_secret = noise.key_id, noise.wrapped
     session.flush()
     return len(datasets)

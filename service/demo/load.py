@@ -112,7 +112,9 @@ def _partner(session: Session, share: DemoShare, saved: dict[str, str]) -> tuple
     return found, client.client_id, rotate_secret(session, client)
 
 
-def _agreement(session: Session, share: DemoShare, partner: Partner, dataset: Dataset) -> Agreement:
+def _agreement(
+    session: Session, store: EncryptedStore, share: DemoShare, partner: Partner, dataset: Dataset
+) -> Agreement:
     found = session.scalars(
         select(Agreement).where(
             Agreement.partner_id == partner.id, Agreement.dataset_id == dataset.id
@@ -134,7 +136,7 @@ def _agreement(session: Session, share: DemoShare, partner: Partner, dataset: Da
             "retention_days": 30,
         }
     )
-    return agreements.create(session, LOADER, body)
+    return agreements.create(session, store, LOADER, body)
 
 
 def read_saved(path: Path) -> dict[str, str]:
@@ -169,7 +171,7 @@ def load(
     for share in SHARES:
         dataset = _dataset(session, store, share, data_dir)
         partner, client_id, secret = _partner(session, share, saved)
-        agreement = _agreement(session, share, partner, dataset)
+        agreement = _agreement(session, store, share, partner, dataset)
         loaded.append(
             LoadedShare(share.partner, client_id, secret, str(agreement.id), str(dataset.id))
         )

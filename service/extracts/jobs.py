@@ -14,6 +14,7 @@ import datetime
 import logging
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import select, update
@@ -22,15 +23,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from anonymization.errors import PartageError, PolicyViolation
 from anonymization.release import Held, Release, run_release, serialize
 from policies.decisions import AgreementStatus, status_reasons
-from policies.models import ExtractRequest, Policy
+from policies.microdata import MicrodataReleaseSpec
+from policies.models import ExtractRequest, OutputFormat, Policy
 from policies.requests import build_plan
+from service.agreements import service as agreements
 from service.agreements.models import Agreement
 from service.audit import service as audit
 from service.config import Settings
 from service.datasets import service as datasets
 from service.datasets.reading import release_source
 from service.db import utcnow
-from service.extracts import files, manifest
+from service.extracts import files, manifest, microdata
 from service.extracts.models import EXPIRED, FAILED, QUEUED, RUNNING, SUCCEEDED, Extract
 from service.extracts.service import Context, context
 from service.keys import SigningKeys
@@ -54,14 +57,16 @@ class Runtime:
 @dataclass(frozen=True)
 class Produced:
     """A release computed and written, waiting to be committed; ``held`` is how many releases
-    of the same data the partner held when it was protected."""
+    of the same data the partner held when it was protected. ``release`` is the aggregate
+    release that goes to the ledger (None for microdata); ``counts`` go to the audit event."""
 
-    release: Release
+    release: Release | None
     files: dict[str, dict[str, Any]]
     manifest: dict[str, Any]
     expires_at: datetime.datetime
     dataset: str
     held: int
+    counts: dict[str, Any]
 
 
 def claim(runtime: Runtime, limit: int) -> list[uuid.UUID]:
@@ -161,6 +166,48 @@ def _noise_secret(runtime: Runtime, dataset_id: uuid.UUID) -> bytes:
     return secret
 
 
+def _written(
+    runtime: Runtime,
+    extract: Extract,
+    found: Context,
+    outputs: dict[OutputFormat, bytes],
+    summary: dict[str, Any],
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], datetime.datetime]:
+    """Write every format encrypted; their records, the signed manifest and the expiry."""
+    _progress(runtime, extract.id, "writing")
+    written = files.write(runtime.store, extract.id, outputs)
+    expires_at = utcnow() + datetime.timedelta(days=found.terms.retention_days)
+    document = manifest.build(
+        extract,
+        {"id": str(found.dataset.id), "fingerprint": found.dataset.fingerprint},
+        summary,
+        written,
+        runtime.settings.token_issuer,
+        expires_at,
+    )
+    return written, manifest.signed(runtime.keys, document), expires_at
+
+
+def _produce_microdata(
+    runtime: Runtime, extract: Extract, found: Context, secret: bytes, held: int
+) -> Produced:
+    release = found.terms.release
+    assert isinstance(release, MicrodataReleaseSpec)
+    _progress(runtime, extract.id, "generalizing")
+    content = datasets.read_content(runtime.store, found.dataset)
+    result = microdata.release(
+        content, found.dataset, found.spec, release, str(found.agreement.id), secret
+    )
+    outputs = {fmt: serialize(result.table, fmt) for fmt in release.formats}
+    summary = microdata.summary(result, release)
+    written, signed, expires_at = _written(runtime, extract, found, outputs, summary)
+    counts = {
+        "records": result.manifest["records_released"],
+        "suppressed": result.manifest["records_suppressed"],
+    }
+    return Produced(None, written, signed, expires_at, found.dataset.fingerprint, held, counts)
+
+
 def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
     """Compute the release (jointly protected with what the partner holds) and write its
     files; nothing is committed here."""
@@ -169,30 +216,28 @@ def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
         assert extract is not None
         found = _load(session, extract)
         held = _held(session, extract, found.dataset.fingerprint)
+        is_microdata = isinstance(found.terms.release, MicrodataReleaseSpec)
+        secret = (
+            agreements.pseudonym_secret(runtime.store, found.agreement) if is_microdata else b""
+        )
         session.expunge_all()
+    if is_microdata:
+        return _produce_microdata(runtime, extract, found, secret, len(held))
     content = datasets.read_content(runtime.store, found.dataset)
     source = release_source(content, found.dataset.file_format, datasets.policy_of(found.dataset))
+    assert not isinstance(found.terms.release, MicrodataReleaseSpec)
     policy = Policy(dataset=found.spec, release=found.terms.release)
     request = ExtractRequest.model_validate(extract.request)
     plan = build_plan(policy, found.hierarchies, request)
-    secret = _noise_secret(runtime, found.dataset.id) if plan.protection.noise else None
-    release = run_release(
-        source, plan, lambda step: _progress(runtime, extract_id, step), held, secret
-    )
-    _progress(runtime, extract_id, "writing")
+    noise = _noise_secret(runtime, found.dataset.id) if plan.protection.noise else None
+    report = partial(_progress, runtime, extract_id)
+    release = run_release(source, plan, report, held, noise_secret=noise)
     outputs = {fmt: serialize(release.table, fmt) for fmt in policy.release.formats}
-    written = files.write(runtime.store, extract_id, outputs)
-    expires_at = utcnow() + datetime.timedelta(days=found.terms.retention_days)
-    document = manifest.build(
-        extract,
-        {"id": str(found.dataset.id), "fingerprint": found.dataset.fingerprint},
-        release,
-        written,
-        runtime.settings.token_issuer,
-        expires_at,
+    written, signed, expires_at = _written(runtime, extract, found, outputs, release.summary())
+    counts = {name: release.counts()[name] for name in ("cells", "suppressed")}
+    return Produced(
+        release, written, signed, expires_at, found.dataset.fingerprint, len(held), counts
     )
-    signed = manifest.signed(runtime.keys, document)
-    return Produced(release, written, signed, expires_at, found.dataset.fingerprint, len(held))
 
 
 def commit_release(runtime: Runtime, extract_id: uuid.UUID, produced: Produced) -> None:
@@ -207,12 +252,12 @@ def commit_release(runtime: Runtime, extract_id: uuid.UUID, produced: Produced) 
                 "another release to this partner was committed meanwhile; request again",
                 code="ledger_changed",
             )
-        held = produced.release.held(produced.dataset, extract.request)
-        ledger.DatabaseLedger(session, extract.id).record(str(extract.partner_id), held)
+        if produced.release is not None:
+            held = produced.release.held(produced.dataset, extract.request)
+            ledger.DatabaseLedger(session, extract.id).record(str(extract.partner_id), held)
         extract.status, extract.progress = SUCCEEDED, "done"
         extract.files, extract.manifest = produced.files, produced.manifest
         extract.finished_at, extract.expires_at = utcnow(), produced.expires_at
-        counts = produced.release.counts()
         audit.append(
             session,
             SERVICE,
@@ -222,8 +267,7 @@ def commit_release(runtime: Runtime, extract_id: uuid.UUID, produced: Produced) 
                 "requested_by": extract.client_id,
                 "agreement_id": str(extract.agreement_id),
                 "version": extract.agreement_version,
-                "cells": counts["cells"],
-                "suppressed": counts["suppressed"],
+                **produced.counts,
                 "sha256": {fmt: record["sha256"] for fmt, record in produced.files.items()},
             },
         )

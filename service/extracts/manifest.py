@@ -11,7 +11,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from anonymization.release import Release
 from service.extracts.models import Extract
 from service.keys import SigningKeys
 from service.signatures import SignatureError, sign, verify
@@ -23,12 +22,12 @@ HASHED_BLOCK = 1 << 20
 def build(
     extract: Extract,
     dataset: dict[str, str],
-    release: Release,
+    summary: dict[str, Any],
     outputs: dict[str, dict[str, Any]],
     issuer: str,
     expires_at: datetime.datetime,
 ) -> dict[str, Any]:
-    """The manifest's content (unsigned)."""
+    """The manifest's content (unsigned); ``summary`` says how the release was protected."""
     return {
         "manifest_version": MANIFEST_VERSION,
         "issuer": issuer,
@@ -37,7 +36,7 @@ def build(
         "agreement": {"id": str(extract.agreement_id), "version": extract.agreement_version},
         "dataset": dataset,
         "request": extract.request,
-        **release.summary(),
+        **summary,
         "outputs": {
             fmt: {"sha256": record["sha256"], "bytes": record["bytes"]}
             for fmt, record in sorted(outputs.items())

@@ -16,7 +16,7 @@ from service.deps import SessionDep, StoreDep
 from service.errors import DeniedBody, ErrorBody, error_response
 from service.extracts import service
 from service.extracts.models import Extract
-from service.extracts.schemas import ExtractOut, ExtractRequestBody, ExtractStatus, ManifestOut
+from service.extracts.schemas import ExtractOut, ExtractStatus, ManifestOut, RequestBody
 
 router = APIRouter(tags=["extracts"])
 
@@ -37,7 +37,7 @@ DENIED: dict[int | str, dict[str, Any]] = {
     summary="Dry run: the policy's decision on a request, nothing released",
 )
 def dry_run(
-    agreement_id: uuid.UUID, body: ExtractRequestBody, session: SessionDep, caller: RequesterCaller
+    agreement_id: uuid.UUID, body: RequestBody, session: SessionDep, caller: RequesterCaller
 ) -> Decision:
     return service.dry_run(session, caller, agreement_id, body)
 
@@ -51,7 +51,7 @@ def dry_run(
 )
 def request_extract(
     agreement_id: uuid.UUID,
-    body: ExtractRequestBody,
+    body: RequestBody,
     session: SessionDep,
     caller: RequesterCaller,
     request: Request,

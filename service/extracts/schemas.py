@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from policies.decisions import kind_of
+from policies.microdata import MicrodataRequest
 from policies.models import ExtractRequest
 
 ExtractStatus = Literal["queued", "running", "succeeded", "failed", "expired"]
@@ -25,6 +27,19 @@ class ExtractRequestBody(ExtractRequest):
     """The engine's request format: grouping levels, measures, filters, margins, format."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [REQUEST_EXAMPLE]})
+
+
+class MicrodataRequestBody(MicrodataRequest):
+    """A microdata agreement's request: ``kind: microdata`` and the format."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "microdata"}]})
+
+
+RequestBody = Annotated[
+    Annotated[ExtractRequestBody, Tag("aggregate")]
+    | Annotated[MicrodataRequestBody, Tag("microdata")],
+    Discriminator(kind_of),
+]
 
 
 class ExtractOut(BaseModel):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from anonymization.hierarchies import Hierarchy
 from policies.decisions import AgreementStatus, AgreementTerms, Decision, Usage, decide
 from policies.files import digest
+from policies.microdata import MicrodataRequest
 from policies.models import DatasetSpec, ExtractRequest, OutputFormat
 from service.agreements import service as agreements
 from service.agreements.models import Agreement
@@ -123,7 +124,9 @@ def usage(session: Session, agreement_id: uuid.UUID, now: datetime.datetime) -> 
     return Usage(extracts_this_month=int(count or 0))
 
 
-def evaluate(session: Session, found: Context, request: ExtractRequest) -> Decision:
+def evaluate(
+    session: Session, found: Context, request: ExtractRequest | MicrodataRequest
+) -> Decision:
     """The policy's decision on ``request`` now, under the agreement's current version."""
     now = utcnow()
     return decide(
@@ -166,7 +169,10 @@ def _deny(
 
 
 def dry_run(
-    session: Session, caller: Caller, agreement_id: uuid.UUID, request: ExtractRequest
+    session: Session,
+    caller: Caller,
+    agreement_id: uuid.UUID,
+    request: ExtractRequest | MicrodataRequest,
 ) -> Decision:
     """The decision without releasing anything; a denial is audited."""
     found = context(session, agreements.get(session, caller, agreement_id))
@@ -176,7 +182,7 @@ def dry_run(
     return decision
 
 
-def _request_digest(agreement_id: uuid.UUID, request: ExtractRequest) -> str:
+def _request_digest(agreement_id: uuid.UUID, request: ExtractRequest | MicrodataRequest) -> str:
     return digest(
         {
             "agreement_id": str(agreement_id),
@@ -203,7 +209,7 @@ def request_extract(
     session: Session,
     caller: Caller,
     agreement_id: uuid.UUID,
-    request: ExtractRequest,
+    request: ExtractRequest | MicrodataRequest,
     idempotency_key: str | None,
 ) -> Extract | Denied | TooManyRequests:
     """A queued extract for a permitted request, or the denial to answer with.

@@ -107,3 +107,46 @@ def test_categorical_is_identity_then_top() -> None:
 def test_geo_fr_checks_codes_against_the_insee_reference(code: str, level: str) -> None:
     with pytest.raises(HierarchyError, match=repr(code)):
         GeoFrHierarchy().generalize_labels([code], level, "*")
+
+
+@pytest.mark.parametrize(
+    ("hierarchy", "column", "values"),
+    [
+        (
+            TimeHierarchy(),
+            "when",
+            ["2024-12-30", "2025-01-01 23:59", "2025-03-31", "2025-06-14 10:00", "2026-01-04"],
+        ),
+        (BandHierarchy("age", [5, 10, 20]), "age", [0.0, 4.99, 5.0, 37.5, -3.0, 119.0]),
+        (BandHierarchy("kwh", [0.5, 1.5]), "kwh", [0.0, 0.49, 0.5, 1.74, -0.2]),
+    ],
+)
+def test_engine_groups_on_keys_and_labels_like_the_row_expression(
+    hierarchy: TimeHierarchy | BandHierarchy, column: str, values: list[object]
+) -> None:
+    """The scan groups on a cheap key and labels it afterwards: the labels are those the
+    row-wise expression gives, at every level."""
+    import pandas as pd
+
+    from anonymization.cells import compute_cells
+    from anonymization.plan import AggregatePlan, Dimension, Measure
+    from anonymization.protection import Protection
+
+    table = pd.DataFrame({"who": [f"s{i}" for i in range(len(values))], column: values})
+    con = duckdb.connect()
+    con.register("t", table)
+    for level in (*hierarchy.levels, "*"):
+        typed = f'CAST("{column}" AS {hierarchy.sql_type})'
+        expected = sorted(
+            row[0]
+            for row in con.execute(
+                f"SELECT DISTINCT {hierarchy.expression(typed, level)} FROM t"
+            ).fetchall()
+        )
+        plan = AggregatePlan(
+            subject="who",
+            dimensions=(Dimension(column, hierarchy, hierarchy.levels[0], level),),
+            measures=(Measure(None, "subjects"),),
+            protection=Protection(k=2),
+        )
+        assert sorted(compute_cells(table, plan)[column]) == expected, level

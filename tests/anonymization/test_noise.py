@@ -19,9 +19,10 @@ from scipy.optimize import linprog
 from anonymization.errors import InvalidRequest
 from anonymization.hierarchies import CategoricalHierarchy, builtin
 from anonymization.ledger import SQLiteLedger
-from anonymization.noise import CellKeyNoise, perturbation_table
+from anonymization.noise import CellKeyNoise
 from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
 from anonymization.protection import Protection, primary_suppression
+from anonymization.ptable import perturbation_table
 from anonymization.reaudit import reaudit
 from anonymization.release import Release, run_release
 from policies.files import parse, read_document

@@ -120,3 +120,38 @@ def test_released_cells_are_protected_and_exact(
         else:
             assert row["subjects"] == row["subjects_ref"] >= protection.k
             assert np.isclose(row["x_sum"], row["x_sum_ref"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table=tables(), coarse=st.booleans(), filtered=st.booleans())
+def test_additive_dimensions_match_a_pandas_reference(
+    table: pd.DataFrame, coarse: bool, filtered: bool
+) -> None:
+    """A dimension is additive when each subject has one label there: read on the scan's keys,
+    and again on the labels where a lookup hierarchy merges keys (a0 and a1 into one group)."""
+    from anonymization.cells import compute_cells
+    from anonymization.hierarchies import TableHierarchy
+    from anonymization.plan import Filter
+
+    merge = TableHierarchy(
+        "merge", [["a0", "A", "*"], ["a1", "A", "*"], ["a2", "B", "*"], ["06", "B", "*"]]
+    )
+    level = merge.levels[1] if coarse else merge.levels[0]
+    # A value filter at the coarse level of a lookup hierarchy is applied after the lookup.
+    filters = (Filter("a", merge, merge.levels[0], merge.levels[1], values=("A",)),)
+    plan = AggregatePlan(
+        subject="subject",
+        dimensions=(
+            Dimension("a", merge, merge.levels[0], level),
+            Dimension("b", CategoricalHierarchy("b"), "value", "value"),
+        ),
+        measures=(Measure(None, "subjects"),),
+        protection=Protection(k=2),
+        filters=filters if filtered else (),
+    )
+    kept = table[table["a"].isin(["a0", "a1"])] if filtered else table
+    if kept.empty:
+        return
+    labelled = kept.assign(a=kept["a"].map(merge.generalize(list(kept["a"]), level)))
+    expected = [d for d in ("a", "b") if labelled.groupby("subject")[d].nunique().max() == 1]
+    assert compute_cells(table, plan).attrs["additive"] == expected

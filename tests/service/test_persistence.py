@@ -110,7 +110,7 @@ def test_the_noise_secret_migration_goes_down_and_up(database_url: str) -> None:
             return {column["name"] for column in inspect(connection).get_columns("dataset")}
 
     try:
-        command.downgrade(config, "0004")
+        command.downgrade(config, "0005")
         assert not {"noise_key_id", "wrapped_noise_secret"} & columns()
         command.upgrade(config, "head")
         assert {"noise_key_id", "wrapped_noise_secret"} <= columns()

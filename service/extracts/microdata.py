@@ -1,0 +1,65 @@
+"""A microdata release job's computation: the dataset's records, generalized and suppressed by
+the engine under the agreement's release block, the subject pseudonymized with the agreement's key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from anonymization.errors import DataError, PolicyViolation
+from anonymization.microdata import MicrodataResult, agreement_key, anonymize_microdata
+from policies.microdata import MicrodataReleaseSpec, engine_policy
+from policies.models import DatasetSpec
+from service.agreements import service as agreements
+from service.datasets.models import Dataset
+from service.datasets.reading import read_table
+
+
+def _records(
+    content: bytes, dataset: Dataset, spec: DatasetSpec, columns: list[str]
+) -> pd.DataFrame:
+    """The columns the release reads, as text; one record per subject, no value missing."""
+    frame = read_table(content, dataset.file_format)[columns]
+    repeated = int(frame[spec.subject].duplicated().sum())
+    if repeated:
+        raise PolicyViolation(
+            f"microdata needs one record per subject: {repeated} records repeat a "
+            f"{spec.subject!r} already seen (k would count records, not subjects)",
+            field="dataset.subject",
+            code="subject_repeated",
+        )
+    for column in columns:
+        missing = frame[column].isna()
+        if missing.any():
+            raise DataError(
+                f"{int(missing.sum())} records have no {column!r}", field=f"dataset.{column}"
+            )
+    return frame.astype(str)
+
+
+def release(
+    content: bytes,
+    dataset: Dataset,
+    spec: DatasetSpec,
+    release: MicrodataReleaseSpec,
+    agreement_id: str,
+    secret: bytes,
+) -> MicrodataResult:
+    """The released records and the engine's manifest (node, suppression, utility, risk)."""
+    policy = engine_policy(spec, release)
+    hierarchies = agreements.microdata_hierarchies(dataset, release)
+    columns = [spec.subject, *release.quasi_identifiers, *release.sensitive]
+    frame = _records(content, dataset, spec, columns)
+    return anonymize_microdata(frame, policy, hierarchies, agreement_key(secret, agreement_id))
+
+
+def summary(result: MicrodataResult, release_spec: MicrodataReleaseSpec) -> dict[str, Any]:
+    """The manifest's account of the protection: the engine's report and the pseudonyms."""
+    return {
+        "kind": "microdata",
+        "protection": release_spec.protection.model_dump(mode="json", exclude_none=True),
+        "pseudonym": f"{release_spec.pseudonym}, keyed per agreement",
+        **result.manifest,
+    }
