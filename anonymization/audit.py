@@ -145,6 +145,62 @@ def components(relations: Relations, suppressed: np.ndarray) -> tuple[int, np.nd
     return int(count), out
 
 
+def propagate(
+    rows: sparse.csr_matrix,
+    row_low: np.ndarray,
+    row_high: np.ndarray,
+    floor: np.ndarray,
+    rounds: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds every feasible solution of ``row_low <= rows @ x <= row_high, x >= floor`` obeys,
+    by propagation: each row bounds each of its cells by its bound minus the extreme of the
+    others. Valid after any number of rounds (an outer box); an LP can only be tighter, so a
+    feasible solution reaching one of these bounds proves it is the LP's optimum too."""
+    coo = rows.tocoo()
+    row, col, a = coo.row, coo.col, coo.data
+    count = rows.shape[0]
+    low, high = floor.astype(float), np.full(rows.shape[1], INF)
+    with np.errstate(invalid="ignore"):  # infinite bounds are handled explicitly
+        for _ in range(rounds):
+            least = np.where(a > 0, a * low[col], a * high[col])
+            most = np.where(a > 0, a * high[col], a * low[col])
+            upper_ax = row_high[row] - _others(row, least, count)  # a * x <= this
+            lower_ax = row_low[row] - _others(row, most, count)  # a * x >= this
+            upper_ax[np.isnan(upper_ax)] = INF
+            lower_ax[np.isnan(lower_ax)] = -INF
+            next_high, next_low = high.copy(), low.copy()
+            np.minimum.at(next_high, col, np.where(a > 0, upper_ax / a, lower_ax / a))
+            np.maximum.at(next_low, col, np.where(a > 0, lower_ax / a, upper_ax / a))
+            moved = _moved(high, next_high) | _moved(low, next_low)
+            low, high = next_low, next_high
+            if not moved.any():
+                break
+    return low, high
+
+
+def _moved(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Where a bound changed by more than rounding (from or to infinity counts)."""
+    finite = np.isfinite(before) & np.isfinite(after)
+    gap = np.abs(np.where(finite, after - before, 0.0))
+    moved: np.ndarray = (np.isfinite(before) != np.isfinite(after)) | (
+        gap > 1e-9 * (1 + np.abs(np.where(finite, before, 0.0)))
+    )
+    return moved
+
+
+def _others(row: np.ndarray, terms: np.ndarray, count: int) -> np.ndarray:
+    """Per term, the sum of the other terms of its row (infinite if any other is)."""
+    infinite = np.isinf(terms)
+    finite_sum = np.bincount(row, weights=np.where(infinite, 0.0, terms), minlength=count)
+    plus = np.bincount(row, weights=terms == INF, minlength=count)
+    minus = np.bincount(row, weights=terms == -INF, minlength=count)
+    rest = finite_sum[row] - np.where(infinite, 0.0, terms)
+    rest_plus = plus[row] - (terms == INF)
+    rest_minus = minus[row] - (terms == -INF)
+    rest = np.where(rest_plus > 0, INF, rest)
+    return np.where(rest_minus > 0, np.where(rest_plus > 0, np.nan, -INF), rest)
+
+
 class _Solver:
     """One HiGHS model per group of suppressed cells, re-solved for each bound (warm start).
 
@@ -165,18 +221,28 @@ class _Solver:
             dominance = relations.dominance()
             blocks.append((dominance, np.zeros(dominance.shape[0], bool)))
         known = np.where(suppressed, 0.0, np.nan_to_num(quantity.values.astype(float)))
-        matrices, lowers, uppers = [], [], []
+        matrices, lowers, uppers, exact_rows, rhss, errors = [], [], [], [], [], []
         for matrix, is_exact in blocks:
             touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
             part = matrix[touching]
             rhs = -(part @ known)
-            tolerance = 1e-6 * (np.diff(part.indptr) + 1) + 1e-9 * (abs(part) @ abs(known))
+            # Published values may be off by rounding (numeric slack) or by design (``error``).
+            error = np.zeros(len(touching))
             if quantity.error is not None:
-                tolerance += abs(part) @ np.where(suppressed, 0.0, quantity.error)
+                error = abs(part) @ np.where(suppressed, 0.0, quantity.error)
+            tolerance = 1e-6 * (np.diff(part.indptr) + 1) + 1e-9 * (abs(part) @ abs(known))
             matrices.append(part[:, cells])
-            uppers.append(rhs + tolerance)
-            lowers.append(np.where(is_exact[touching], rhs - tolerance, -highspy.kHighsInf))
+            uppers.append(rhs + error + tolerance)
+            lowers.append(np.where(is_exact[touching], rhs - error - tolerance, -highspy.kHighsInf))
+            exact_rows.append(is_exact[touching])
+            rhss.append(rhs)
+            errors.append(error)
         matrix = sparse.vstack(matrices, format="csc")
+        rhs, error, exact = np.concatenate(rhss), np.concatenate(errors), np.concatenate(exact_rows)
+        # The rows without numeric slack: what bound propagation reads (see ``outer``).
+        self.rows = matrix.tocsr()
+        self.row_low = np.where(exact, rhs - error, -INF)
+        self.row_high = rhs + error
         self.highs = _core._Highs()
         self.highs.setOptionValue("output_flag", False)
         lp = highspy.HighsLp()
@@ -198,14 +264,50 @@ class _Solver:
         self.floor = 0.0 if quantity.nonnegative else -INF
         self.low = np.full(len(cells), INF)
         self.high = np.full(len(cells), -INF)
+        self.outer_low, self.outer_high = propagate(
+            self.rows, self.row_low, self.row_high, np.full(len(cells), self.floor)
+        )
+
+    def reached(self, sense: float) -> np.ndarray:
+        """Mask of the cells whose minimum (sense 1) or maximum (sense -1) is settled: a
+        witness reaches the bound that propagation proves, so no LP can go further."""
+        outer, seen = (self.outer_low, self.low) if sense > 0 else (self.outer_high, self.high)
+        finite = np.isfinite(outer)
+        gap = sense * (seen - np.where(finite, outer, 0.0))
+        reached: np.ndarray = finite & (gap <= 1e-7 * (1 + np.abs(np.where(finite, outer, 0.0))))
+        return reached
 
     def bound(self, position: int, sense: float) -> float:
         """The minimum (sense 1) or maximum (sense -1) of the cell at ``position``. Every
         solution found is kept as a witness: a value a cell can take (``low``, ``high``)."""
-        if sense > 0 and self.low[position] <= self.floor:
-            return self.floor
+        outer = self.outer_low if sense > 0 else self.outer_high
+        if self.reached(sense)[position]:
+            return float(outer[position])
         self.cost[:] = 0.0
         self.cost[position] = sense
+        if self._solve():
+            return float(sense * self.highs.getInfo().objective_function_value)
+        return -sense * INF
+
+    def spread(self, positions: np.ndarray, rounds: int = 12) -> None:
+        """Witnesses for many cells at once: minimise, then maximise, the sum of the cells at
+        ``positions`` whose bound is not yet settled, while a round settles enough of them
+        (one LP for many instead of one per cell)."""
+        for sense in (1.0, -1.0):
+            outer = self.outer_low if sense > 0 else self.outer_high
+            for _ in range(rounds):
+                open_ = positions[~self.reached(sense)[positions] & np.isfinite(outer[positions])]
+                if len(open_) < 4:
+                    break
+                self.cost[:] = 0.0
+                self.cost[open_] = sense
+                if not self._solve():
+                    break
+                if len(open_) - int((~self.reached(sense)[open_]).sum()) < len(open_) // 10:
+                    break
+
+    def _solve(self) -> bool:
+        """Solve for the current cost; keep the solution as a witness. False if unbounded."""
         self.highs.changeColsCost(len(self.cells), self.positions, self.cost)
         self.highs.run()
         status = self.highs.getModelStatus()
@@ -213,12 +315,12 @@ class _Solver:
             values = np.asarray(self.highs.getSolution().col_value)
             np.minimum(self.low, np.maximum(values, self.floor), out=self.low)
             np.maximum(self.high, values, out=self.high)
-            return float(sense * self.highs.getInfo().objective_function_value)
+            return True
         if status in (
             highspy.HighsModelStatus.kUnbounded,
             highspy.HighsModelStatus.kUnboundedOrInfeasible,
         ):
-            return -sense * INF
+            return False
         raise AuditFailure(
             "the published cells are inconsistent: their relations have no solution",
             code="audit_inconsistent",
@@ -270,12 +372,15 @@ def intervals(
             for quantity in quantities:
                 out[quantity.name][chosen] = (0.0 if quantity.nonnegative else -INF, INF)
             continue
-        position = {int(cell): i for i, cell in enumerate(cells)}
+        at = np.searchsorted(cells, targets[chosen])
         for quantity in quantities:
             solver = _Solver(relations, quantity, suppressed, cells)
-            for index in chosen:
-                at = position[int(targets[index])]
-                out[quantity.name][index] = (solver.bound(at, 1.0), solver.bound(at, -1.0))
+            solver.spread(at)
+            for index, position in zip(chosen, at, strict=True):
+                out[quantity.name][index] = (
+                    solver.bound(position, 1.0),
+                    solver.bound(position, -1.0),
+                )
     return out
 
 
@@ -316,11 +421,11 @@ def certify(
     (a feasible solution already found) when one reaches far enough, else by its own LP."""
     failing = np.zeros(len(requirement.cells), dtype=bool)
     for cells, chosen in _groups(relations, suppressed, requirement.cells, alone=False):
-        position = {int(cell): i for i, cell in enumerate(cells)}
+        positions = np.searchsorted(cells, requirement.cells[chosen])
         for quantity in quantities:
             solver = _Solver(relations, quantity, suppressed, cells)
-            for index in chosen:
-                at = position[int(requirement.cells[index])]
+            solver.spread(positions)
+            for index, at in zip(chosen, positions, strict=True):
                 if quantity.name == SUBJECTS:
                     width = requirement.width[index] - 1e-6
                     if solver.high[at] - solver.low[at] < width:
