@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,7 +45,8 @@ def audited_sums(measures: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Block:
-    """One table of cells: labels (``*`` on margins), values per quantity, reasons."""
+    """One table of cells: labels (``*`` on margins), values per quantity, reasons, and per
+    quantity how far each published value may be from the true one (``errors``: the noise)."""
 
     labels: pd.DataFrame
     values: dict[str, np.ndarray]
@@ -53,9 +54,14 @@ class Block:
     totals: bool
     additive: frozenset[str]
     nonnegative: frozenset[str]
+    errors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def published_errors(self) -> dict[str, float]:
+        """Per perturbed quantity, the largest distance of a published value from the truth."""
+        return {name: float(error.max()) for name, error in self.errors.items() if len(error)}
 
     def relations(self) -> Relations:
         """The margin relations inside this table (none without totals)."""
@@ -82,12 +88,20 @@ def additive_dimensions(labels: pd.DataFrame, subjects: np.ndarray) -> frozenset
     return frozenset(found)
 
 
-def engine_block(cells: pd.DataFrame, plan: AggregatePlan, reason: pd.Series) -> Block:
-    """The block of a release computed by the engine: true values, published rounding."""
+def engine_block(
+    cells: pd.DataFrame,
+    plan: AggregatePlan,
+    reason: pd.Series,
+    published_subjects: np.ndarray | None = None,
+    noise: float = 0.0,
+) -> Block:
+    """The block of a release computed by the engine: true values, published rounding; with
+    noise, the published (perturbed) ``subjects``, each within ``noise`` of the true count."""
     dims = [d.column for d in plan.dimensions]
     labels = cells[dims].astype(str).reset_index(drop=True)
     subjects = cells["subjects"].to_numpy(dtype=float)
-    values = {SUBJECTS: subjects}
+    values = {SUBJECTS: subjects if published_subjects is None else published_subjects * 1.0}
+    errors = {SUBJECTS: np.full(len(cells), noise)} if published_subjects is not None else {}
     nonnegative = {SUBJECTS}
     for column in audited_sums([m.name for m in plan.measures]):
         sums = np.round(np.nan_to_num(cells[f"{column}_sum"].to_numpy(dtype=float)), 6)
@@ -100,7 +114,13 @@ def engine_block(cells: pd.DataFrame, plan: AggregatePlan, reason: pd.Series) ->
         else frozenset(cells.attrs.get("additive", ()))
     )
     return Block(
-        labels, values, reason.to_numpy(dtype=object), plan.totals, additive, frozenset(nonnegative)
+        labels,
+        values,
+        reason.to_numpy(dtype=object),
+        plan.totals,
+        additive,
+        frozenset(nonnegative),
+        errors,
     )
 
 
@@ -121,6 +141,7 @@ class Audit:
     additive: list[str]
     nonnegative: list[str]
     method: str = "linear programming (HiGHS) over the published cells' relations"
+    errors: dict[str, float] = field(default_factory=dict)
 
     def to_manifest(self) -> dict[str, Any]:
         """The manifest's ``audit`` block (an unbounded side is ``null``)."""
@@ -141,6 +162,7 @@ class Audit:
             "requirement": {"subjects_width": self.k, "sum_percent": self.p},
             "additive_dimensions": self.additive,
             "nonnegative": self.nonnegative,
+            **({"published_error": self.errors} if self.errors else {}),
             "passed": True,
             "cells": cells,
         }
@@ -171,4 +193,5 @@ def audit_alone(block: Block, k: int, p: float) -> Audit:
         sorted(block.additive),
         sorted(block.nonnegative),
         method="none needed: no published relation ties the cells (no margins, no held release)",
+        errors=block.published_errors(),
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, Union
 
 import duckdb
 
-from anonymization.errors import DataError, HierarchyError
+from anonymization.errors import DataError, HierarchyError, InvalidRequest
 from anonymization.hierarchies import TOP, ExpressionHierarchy, MappingHierarchy
 from anonymization.plan import AggregatePlan, Dimension, Filter
 
@@ -264,22 +264,50 @@ def grouping_sets(count: int, totals: bool) -> list[tuple[int, ...]]:
     return [combo for size in range(count, -1, -1) for combo in combinations(full, size)]
 
 
-def compute_cells(source: Source, plan: AggregatePlan) -> pd.DataFrame:
+def compute_cells(
+    source: Source, plan: AggregatePlan, noise_secret: bytes | None = None
+) -> pd.DataFrame:
     """The cell table: dimension labels (``*`` on margins), ``subjects``, ``rows`` and, per
     summed measure ``m``: ``m_sum``, ``m_n`` (non-empty values) and ``m_top`` (largest
-    per-subject contributions, descending)."""
+    per-subject contributions, descending). With noise in the plan, also ``cell_key``: the sum
+    of the record keys of the cell's distinct subjects modulo 2^64 (margins included)."""
+    keyed = plan.protection.noise is not None
+    if keyed and not noise_secret:
+        raise InvalidRequest(
+            "the policy adds noise: give the dataset's noise secret", field="noise_secret"
+        )
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     try:
         open_source(con, source, plan)
         with _engine_errors():
             _scan(con, plan)
-            cells = _roll_up(con, plan)
+            if keyed:
+                assert noise_secret is not None
+                _register_record_keys(con, noise_secret)
+            cells = _roll_up(con, plan, keyed)
             if not plan.totals:
                 cells.attrs["additive"] = _additive(con, plan)
             return cells
     finally:
         con.close()
+
+
+def _register_record_keys(
+    con: duckdb.DuckDBPyConnection, secret: bytes, table: str = "contrib"
+) -> None:
+    """The table ``record_keys``: each distinct subject's record key (computed once per subject,
+    not per row)."""
+    import pyarrow as pa
+
+    from anonymization.ptable import record_keys
+
+    found = con.execute(f"SELECT DISTINCT subject FROM {table}").fetchnumpy()["subject"]
+    subjects = [str(s) for s in found]
+    keys = pa.array(record_keys(secret, subjects), type=pa.uint64())
+    con.register(
+        "record_keys", pa.table({"subject": pa.array(subjects, pa.string()), "rkey": keys})
+    )
 
 
 def _additive(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> list[str]:
@@ -342,11 +370,18 @@ def differing_subjects(
 
 
 def per_subject_sql(
-    con: duckdb.DuckDBPyConnection, plan: AggregatePlan, table: str = "contrib"
+    con: duckdb.DuckDBPyConnection,
+    plan: AggregatePlan,
+    table: str = "contrib",
+    keyed: bool = False,
 ) -> tuple[str, list[Any]]:
     """SQL of one row per (published cell, subject): the cell's labels ``k0..`` (NULL on
-    margins), ``gid``, the subject, its rows and per-measure sums ``m0..`` and counts ``n0..``."""
+    margins), ``gid``, the subject, its rows and per-measure sums ``m0..`` and counts ``n0..``;
+    with ``keyed``, the subject's record key ``rkey`` (from the table ``record_keys``)."""
     labels, joins, params = _register_lookups(con, plan, table)
+    if keyed:
+        labels.append("r.rkey")
+        joins.append("JOIN record_keys r ON c.subject = r.subject")
     dims = [f"k{i}" for i in range(len(plan.dimensions))]
     summed = range(len(plan.summed))
     sets = ", ".join(
@@ -360,14 +395,15 @@ def per_subject_sql(
     )
     sql = (
         f"SELECT {', '.join([*dims, ''])}{grouping} AS gid, subject, sum(nrows) AS nrows"
-        f"{''.join(f', sum(m{i}) AS m{i}, sum(n{i}) AS n{i}' for i in summed)} "
+        f"{''.join(f', sum(m{i}) AS m{i}, sum(n{i}) AS n{i}' for i in summed)}"
+        f"{', min(rkey) AS rkey' if keyed else ''} "
         f"FROM ({inner}) GROUP BY GROUPING SETS ({sets})"
     )
     return sql, params
 
 
-def _roll_up(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> pd.DataFrame:
-    per_subject, params = per_subject_sql(con, plan)
+def _roll_up(con: duckdb.DuckDBPyConnection, plan: AggregatePlan, keyed: bool) -> pd.DataFrame:
+    per_subject, params = per_subject_sql(con, plan, keyed=keyed)
     dims = [f"k{i}" for i in range(len(plan.dimensions))]
     tops = plan.protection.top_needed()
     outputs = [f"coalesce({d}, '{TOP}') AS {d}" for d in dims]
@@ -375,6 +411,9 @@ def _roll_up(con: duckdb.DuckDBPyConnection, plan: AggregatePlan) -> pd.DataFram
     for i, measure in enumerate(plan.summed):
         outputs += [f"sum(m{i}) AS m{i}_sum", f"sum(n{i}) AS m{i}_n"]
         outputs.append(f"max(m{i}, {tops.get(measure, 1)}) AS m{i}_top")
+    if keyed:
+        # Exact integer sum (HUGEINT), so the same subjects give the same key in any order.
+        outputs.append(f"CAST(sum(rkey) % {2**64} AS UBIGINT) AS cell_key")
     group = ", ".join([*dims, "gid"])
     sql = f"SELECT {', '.join(outputs)} FROM ({per_subject}) GROUP BY {group} ORDER BY gid, {group}"
     cells = con.execute(sql, params).df()

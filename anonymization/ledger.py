@@ -5,7 +5,8 @@ The engine needs only the small :class:`Ledger` protocol; :class:`SQLiteLedger` 
 SQLite file for the CLI, and the service can back the same protocol with its database. A held
 release keeps its request (to rebuild its population filters), its dimensions with their levels,
 and every cell with its true values and why it was suppressed (None where released): the ledger
-belongs to the data holder, never to the partner.
+belongs to the data holder, never to the partner. With noise, a cell's ``subjects`` is kept as
+published (what the partner holds), with how far it may be from the truth.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from anonymization.blocks import Block
 from anonymization.errors import DataError
 
+ERROR = "error:"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -51,10 +53,14 @@ class HeldRelease:
     block: Block = field(repr=False)
 
     def cells_json(self) -> str:
-        """The cells as JSON records: labels, true values, reason."""
+        """The cells as JSON records: labels, values, reason, and ``error:<quantity>`` where a
+        published value is known only within that distance (noisy counts are kept as
+        published, so later releases are protected against what the partner actually holds)."""
         frame = self.block.labels.copy()
         for name, values in self.block.values.items():
             frame[name] = values
+        for name, error in self.block.errors.items():
+            frame[ERROR + name] = error
         frame["reason"] = self.block.reason
         return frame.to_json(orient="records", force_ascii=False)
 
@@ -63,7 +69,9 @@ class HeldRelease:
         """A held release read back from its stored row."""
         dimensions = json.loads(row["dimensions"])
         frame = pd.DataFrame(json.loads(row["cells"]), columns=None)
-        values = [c for c in frame.columns if c not in dimensions and c != "reason"]
+        rest = [c for c in frame.columns if c not in dimensions and c != "reason"]
+        values = [c for c in rest if not c.startswith(ERROR)]
+        errors = [c for c in rest if c.startswith(ERROR)]
         block = Block(
             frame[list(dimensions)].astype(str),
             {name: frame[name].to_numpy(dtype=float) for name in values},
@@ -71,6 +79,7 @@ class HeldRelease:
             bool(row["totals"]),
             frozenset(json.loads(row["additive"])),
             frozenset(json.loads(row["nonnegative"])),
+            {name[len(ERROR) :]: frame[name].to_numpy(dtype=float) for name in errors},
         )
         return HeldRelease(
             row["dataset"], json.loads(row["request"]), row["context"], dimensions, block

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anonymization.errors import InvalidRequest
+from anonymization.noise import CellKeyNoise
 
 if TYPE_CHECKING:
     # Imported where used: policies load without pandas, so a release can start its scan first.
@@ -130,14 +131,16 @@ class IntervalRequirement(BaseModel):
 
 
 class Protection(BaseModel):
-    """How a release is protected: a k threshold plus optional dominance and p% rules, and the
-    interval the audit requires of every protected cell."""
+    """How a release is protected: a k threshold plus optional dominance and p% rules, the
+    interval the audit requires of every protected cell, and optional consistent noise on the
+    released counts (decided after the rules, which read the true values)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     k: int = Field(ge=2)
     dominance: DominanceRule | None = None
     p_percent: PPercentRule | None = None
     interval: IntervalRequirement = IntervalRequirement()
+    noise: CellKeyNoise | None = None
 
     def with_measure(self, measure: str | None) -> Protection:
         """This protection with every measure rule bound to a measure (its own or ``measure``)."""
@@ -178,6 +181,7 @@ class ProtectionSpec(BaseModel):
     dominance: DominanceRule | None = None
     p_percent: PPercentRule | float | None = None
     interval: IntervalRequirement | None = None
+    noise: CellKeyNoise | None = None
 
     @model_validator(mode="after")
     def _needs_k(self) -> ProtectionSpec:
@@ -206,6 +210,7 @@ class ProtectionSpec(BaseModel):
             "dominance": self.dominance,
             "p_percent": p_rule,
             "interval": self.interval,
+            "noise": self.noise,
         }
         base.update({key: value for key, value in explicit.items() if value is not None})
         return Protection.model_validate(base)

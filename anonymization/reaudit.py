@@ -35,7 +35,7 @@ class ReauditResult:
 
 def _plan(
     manifest: dict[str, Any],
-) -> tuple[list[str], list[str], bool, int, float, dict[str, Any]]:
+) -> tuple[list[str], list[str], bool, int, float, float, dict[str, Any]]:
     try:
         plan = manifest["plan"]
         dims = list(plan["dimensions"])
@@ -43,16 +43,23 @@ def _plan(
         totals = bool(plan["totals"])
         k = int(plan["protection"]["k"])
         p = float(plan["protection"].get("interval", {}).get("p", 15.0))
+        noise = float((plan["protection"].get("noise") or {}).get("max", 0))
         audit = manifest["audit"]
-    except (KeyError, TypeError, ValueError) as error:
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise InvalidRequest(f"the manifest has no valid {error}", field="manifest") from None
-    return dims, measures, totals, k, p, audit
+    return dims, measures, totals, k, p, noise, audit
 
 
 def published_block(
-    table: pd.DataFrame, dims: list[str], measures: list[str], totals: bool, audit: dict[str, Any]
+    table: pd.DataFrame,
+    dims: list[str],
+    measures: list[str],
+    totals: bool,
+    audit: dict[str, Any],
+    noise: float = 0.0,
 ) -> Block:
-    """The block of a published table: values of released cells, NaN where suppressed."""
+    """The block of a published table: values of released cells, NaN where suppressed; with
+    ``noise``, each published ``subjects`` is known only within that distance of the truth."""
     missing = [c for c in [*dims, *measures, "status", "reason"] if c not in table.columns]
     if missing:
         raise InvalidRequest(f"the table has no column {missing[0]!r}", field="table")
@@ -73,6 +80,7 @@ def published_block(
         totals,
         frozenset(audit.get("additive_dimensions", [])),
         frozenset(audit.get("nonnegative", [])),
+        {SUBJECTS: np.full(len(table), noise)} if noise else {},
     )
 
 
@@ -100,15 +108,15 @@ def _sum_error(table: pd.DataFrame, column: str, measures: list[str]) -> np.ndar
 def reaudit(table: pd.DataFrame, manifest: dict[str, Any]) -> ReauditResult:
     """Recompute every suppressed cell's interval from ``table`` and check it against the
     manifest and the requirement; raise AuditFailure naming the first cell that fails."""
-    dims, measures, totals, k, p, audit = _plan(manifest)
-    block = published_block(table, dims, measures, totals, audit)
+    dims, measures, totals, k, p, noise, audit = _plan(manifest)
+    block = published_block(table, dims, measures, totals, audit, noise)
     system = build_system([block])
     quantities = [
         Quantity(
             q.name,
             q.values,
             q.nonnegative,
-            None if q.name == SUBJECTS else _sum_error(table, q.name[:-4], measures),
+            q.error if q.name == SUBJECTS else _sum_error(table, q.name[:-4], measures),
         )
         for q in system.quantities
     ]

@@ -14,8 +14,10 @@ import pandas as pd
 from anonymization import __version__
 from anonymization.blocks import Audit, Block, audit_alone, engine_block
 from anonymization.cells import Source, compute_cells
+from anonymization.noise import describe as describe_noise
 from anonymization.plan import AggregatePlan, Measure
 from anonymization.protection import primary_suppression
+from anonymization.ptable import perturbed
 
 if TYPE_CHECKING:
     from anonymization.ledger import HeldRelease
@@ -57,10 +59,12 @@ class Release:
 
     def summary(self) -> dict[str, Any]:
         """What a manifest says of this release (without the output's hash)."""
+        noise = self.plan.protection.noise
         return {
             "engine": f"partage-anonymization {__version__}",
             "plan": self.plan.describe(),
             **self.counts(),
+            **({"noise": describe_noise(noise)} if noise is not None else {}),
             "audit": self.audit.to_manifest(),
         }
 
@@ -105,17 +109,26 @@ def run_release(
     progress: Progress | None = None,
     held: Sequence[Held] = (),
     cells: pd.DataFrame | None = None,
+    noise_secret: bytes | None = None,
 ) -> Release:
     """Compute the cells of ``plan`` over ``source`` (unless given), suppress every sensitive
     cell and every complement its protection needs, jointly with the releases the partner
     already ``held`` (each with its plan, rebuilt from its request); raise AuditFailure if it
-    cannot be proved."""
+    cannot be proved. With noise in the plan, released counts are perturbed by their cell keys
+    (``noise_secret`` is the dataset's secret); the rules decide on the true counts."""
     report = progress or (lambda _message: None)
     if cells is None:
         report("aggregating")
-        cells = compute_cells(source, plan)
+        cells = compute_cells(source, plan, noise_secret)
     report("protecting")
-    block = engine_block(cells, plan, primary_suppression(cells, plan.protection))
+    primary = primary_suppression(cells, plan.protection)
+    noise = plan.protection.noise
+    if noise is not None:
+        counts = perturbed(cells["subjects"].to_numpy(), cells["cell_key"].to_numpy(), noise)
+        block = engine_block(cells, plan, primary, counts, float(noise.max))
+        shown = cells.assign(subjects=counts)
+    else:
+        block, shown = engine_block(cells, plan, primary), cells
     protection = plan.protection
     if not plan.totals and not held:
         # No published relation ties the cells: no complement is needed, nothing to solve.
@@ -123,7 +136,7 @@ def run_release(
     else:
         final, audit = _protect_jointly(source, plan, block, held, report)
     reasons = final.reason
-    table = release_table(cells, plan, pd.Series(reasons, index=cells.index, dtype=object))
+    table = release_table(shown, plan, pd.Series(reasons, index=cells.index, dtype=object))
     return Release(table, plan, cells, audit, final)
 
 

@@ -70,10 +70,19 @@ def build_system(blocks: list[Block], cross: Sequence[Relations] = ()) -> System
             name,
             np.concatenate([b.values[name] for b in blocks]),
             name in first.nonnegative,
+            _errors(blocks, name),
         )
         for name in first.values
     ]
     return System(blocks, relations, quantities, offsets)
+
+
+def _errors(blocks: list[Block], name: str) -> np.ndarray | None:
+    """Per cell, how far a published ``name`` may be from the value the relations hold for
+    (None when every block publishes it exactly)."""
+    if not any(name in b.errors for b in blocks):
+        return None
+    return np.concatenate([b.errors.get(name, np.zeros(len(b))) for b in blocks])
 
 
 def _shift(coo: sparse.coo_matrix, offset: int, total: int) -> sparse.csr_matrix:
@@ -139,6 +148,7 @@ def protect(
         p,
         sorted(release.additive),
         sorted(release.nonnegative),
+        errors=release.published_errors(),
     )
     return reason[:size], audit
 

@@ -107,8 +107,9 @@ def keys_rotate() -> None:
 
 @keys_app.command("rotate-storage")
 def keys_rotate_storage() -> None:
-    """Add a storage key and re-wrap every wrapped key with it (datasets, pseudonym keys,
-    release files) in one transaction, then delete the old keys nothing uses any more."""
+    """Add a storage key and re-wrap every wrapped key with it (datasets' data keys and noise
+    secrets, pseudonym keys, release files) in one transaction, then delete the old keys
+    nothing uses any more."""
     settings = get_settings()
     upcoming = NextStorageKeys(settings.keys_dir)
     store = EncryptedStore(settings.data_dir, upcoming)
@@ -150,6 +151,7 @@ def _still_needed(session: Session, keys: StorageKeys) -> frozenset[str]:
     if files.job_running(session):
         return frozenset(key.kid for key in keys.directory.load())
     in_use = set(session.scalars(select(Dataset.key_id)))
+    in_use.update(session.scalars(select(Dataset.noise_key_id)))
     in_use.update(session.scalars(select(Agreement.pseudonym_key_id)))
     in_use.discard(None)
     return frozenset(str(kid) for kid in in_use) | files.key_ids_in_use(session)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from anonymization.cells import compute_cells
+from anonymization.errors import InvalidRequest
 from anonymization.hierarchies import Hierarchy
 from anonymization.plan import AggregatePlan
 from policies.files import digest, parse, read_document
@@ -89,19 +90,47 @@ def held_releases(
 
 
 def aggregate(
-    data: Path, plan: AggregatePlan, progress: Callable[[str], None], solver: bool
+    data: Path,
+    plan: AggregatePlan,
+    progress: Callable[[str], None],
+    solver: bool,
+    noise_secret: bytes | None = None,
 ) -> pd.DataFrame:
     """The cells of ``plan`` over ``data``. DuckDB scans outside the GIL, so the rest of the
     engine (pandas; with ``solver``, SciPy and HiGHS too) is imported while the scan runs."""
     progress("aggregating")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        cells = pool.submit(compute_cells, data, plan)
+        cells = pool.submit(compute_cells, data, plan, noise_secret)
         import anonymization.release
 
         if solver:
             import anonymization.suppression  # noqa: F401
 
         return cells.result()
+
+
+NOISE_SECRET_BYTES = 16
+
+
+def read_noise_secret(path: Path | None) -> bytes:
+    """The dataset's noise secret: the file's bytes (surrounding whitespace stripped), at least
+    16 of them; the secret keys the subjects' record keys and is never written anywhere."""
+    field = "--noise-secret-file"
+    if path is None:
+        raise InvalidRequest(
+            "the policy adds noise (protection.noise): give its secret", field=field
+        )
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as error:
+        raise InvalidRequest(f"cannot read {path}: {error.strerror}", field=field) from None
+    if len(secret) < NOISE_SECRET_BYTES:
+        raise InvalidRequest(
+            f"{path} holds {len(secret)} bytes: a noise secret needs at least "
+            f"{NOISE_SECRET_BYTES} (e.g. `head -c 32 /dev/urandom > {path.name}`)",
+            field=field,
+        )
+    return secret
 
 
 @app.command("release")
@@ -124,6 +153,13 @@ def release_command(
     partner: Annotated[
         str, typer.Option("--partner", help="who receives the release (ledger key)")
     ] = "default",
+    noise_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--noise-secret-file",
+            help="the dataset's secret for consistent noise (needed when the policy adds noise)",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Release a protected aggregated extract of DATA under a policy."""
@@ -135,7 +171,8 @@ def release_command(
         if fmt is not None:
             request = request.model_copy(update={"format": fmt})
         plan = build_plan(policy, hierarchies, request)
-        cells = aggregate(data, plan, progress, plan.totals or ledger_file is not None)
+        secret = read_noise_secret(noise_secret_file) if plan.protection.noise else None
+        cells = aggregate(data, plan, progress, plan.totals or ledger_file is not None, secret)
         from anonymization.ledger import SQLiteLedger
         from anonymization.release import run_release, serialize
 

@@ -1,4 +1,5 @@
-"""Registered datasets: the policy's ``dataset`` block, what the file holds, and its wrapped key."""
+"""Registered datasets: the policy's ``dataset`` block, what the file holds, its wrapped key and
+noise secret."""
 
 from __future__ import annotations
 
@@ -30,4 +31,8 @@ class Dataset(IdMixin, Base):
     cardinalities: Mapped[dict[str, dict[str, int]]] = mapped_column(JSON, default=dict)
     key_id: Mapped[str | None] = mapped_column(String(64))
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The secret keying the subjects' record keys (consistent noise), wrapped like the data key;
+    # datasets registered before it existed get one on first use. Never returned by the API.
+    noise_key_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    wrapped_noise_secret: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     deleted_at: Mapped[datetime.datetime | None] = mapped_column(default=None)

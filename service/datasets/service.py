@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
 from pathlib import PurePath
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from anonymization.errors import InvalidRequest
@@ -30,6 +31,8 @@ from service.errors import Conflict, NotFound
 from service.storage import EncryptedStore, WrappedKey
 
 KIND = "datasets"
+# The noise secret is wrapped bound to its own kind, so it can never pass for the data key.
+NOISE = "dataset-noise"
 
 
 def parse_policy(text: str) -> DatasetPolicy:
@@ -97,6 +100,8 @@ def create(
     )
     key = store.write(KIND, str(dataset.id), content)
     dataset.key_id, dataset.wrapped_key = key.key_id, key.wrapped
+    noise = store.wrap_secret(NOISE, str(dataset.id), new_noise_secret())
+    dataset.noise_key_id, dataset.wrapped_noise_secret = noise.key_id, noise.wrapped
     session.add(dataset)
     session.flush()
     audit.append(
@@ -141,6 +146,7 @@ def delete(session: Session, actor: str, dataset_id: uuid.UUID) -> None:
         )
     dataset.deleted_at = utcnow()
     dataset.key_id, dataset.wrapped_key = None, None
+    dataset.noise_key_id, dataset.wrapped_noise_secret = None, None
     session.flush()
     audit.append(session, actor, "dataset.deleted", f"dataset:{dataset.id}", {"name": dataset.name})
 
@@ -171,11 +177,39 @@ def read_content(store: EncryptedStore, dataset: Dataset) -> bytes:
     return store.read(KIND, str(dataset.id), _wrapped_key(dataset))
 
 
+def new_noise_secret() -> bytes:
+    """A fresh noise secret (256 random bits)."""
+    return secrets.token_bytes(32)
+
+
+def noise_secret(session: Session, store: EncryptedStore, dataset_id: uuid.UUID) -> bytes:
+    """The dataset's noise secret, created on first use for a dataset registered before noise
+    existed: a conditional update, so two jobs racing to create it end up with the same one."""
+    dataset = get(session, dataset_id)
+    if dataset.wrapped_noise_secret is None:
+        key = store.wrap_secret(NOISE, str(dataset.id), new_noise_secret())
+        session.execute(
+            update(Dataset)
+            .where(Dataset.id == dataset.id, Dataset.wrapped_noise_secret.is_(None))
+            .values(noise_key_id=key.key_id, wrapped_noise_secret=key.wrapped)
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(dataset)
+    assert dataset.noise_key_id is not None and dataset.wrapped_noise_secret is not None
+    wrapped = WrappedKey(dataset.noise_key_id, dataset.wrapped_noise_secret)
+    return store.unwrap_secret(NOISE, str(dataset.id), wrapped)
+
+
 def rewrap_all(session: Session, store: EncryptedStore) -> int:
-    """Wrap every dataset's data key with the newest service key; the number re-wrapped."""
+    """Wrap every dataset's data key (and noise secret) with the newest service key; the number
+    of datasets re-wrapped."""
     datasets = session.scalars(select(Dataset).where(Dataset.wrapped_key.is_not(None))).all()
     for dataset in datasets:
         key = store.rewrap(KIND, str(dataset.id), _wrapped_key(dataset))
         dataset.key_id, dataset.wrapped_key = key.key_id, key.wrapped
+        if dataset.noise_key_id is not None and dataset.wrapped_noise_secret is not None:
+            old = WrappedKey(dataset.noise_key_id, dataset.wrapped_noise_secret)
+            noise = store.rewrap(NOISE, str(dataset.id), old)
+            dataset.noise_key_id, dataset.wrapped_noise_secret = noise.key_id, noise.wrapped
     session.flush()
     return len(datasets)

@@ -179,6 +179,14 @@ def _held(session: Session, extract: Extract, dataset: str) -> list[Held]:
     return held
 
 
+def _noise_secret(runtime: Runtime, dataset_id: uuid.UUID) -> bytes:
+    """The dataset's noise secret (committed at once if this is its first use)."""
+    with runtime.sessions() as session:
+        secret = datasets.noise_secret(session, runtime.store, dataset_id)
+        session.commit()
+    return secret
+
+
 def _written(
     runtime: Runtime,
     extract: Extract,
@@ -242,7 +250,9 @@ def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
     policy = Policy(dataset=found.spec, release=found.terms.release)
     request = ExtractRequest.model_validate(extract.request)
     plan = build_plan(policy, found.hierarchies, request)
-    release = run_release(source, plan, _timed_progress(runtime, extract_id), held)
+    noise = _noise_secret(runtime, found.dataset.id) if plan.protection.noise else None
+    report = _timed_progress(runtime, extract_id)
+    release = run_release(source, plan, report, held, noise_secret=noise)
     outputs = {fmt: serialize(release.table, fmt) for fmt in policy.release.formats}
     written, signed, expires_at = _written(runtime, extract, found, outputs, release.summary())
     counts = {name: release.counts()[name] for name in ("cells", "suppressed")}

@@ -9,22 +9,29 @@ from scipy.optimize import linprog
 
 
 def reference_intervals(
-    table: pd.DataFrame, dims: list[str], column: str, additive: set[str], nonnegative: bool
+    table: pd.DataFrame,
+    dims: list[str],
+    column: str,
+    additive: set[str],
+    nonnegative: bool,
+    error: float = 0.0,
 ) -> dict[int, tuple[float, float]]:
-    """Bounds of ``column`` in every suppressed row of ``table`` (a release with totals)."""
+    """Bounds of ``column`` in every suppressed row of ``table`` (a release with totals); with
+    ``error``, each published value is only known within that distance (noise)."""
     hidden = [i for i in range(len(table)) if table["status"].iloc[i] == "suppressed"]
     position = {row: n for n, row in enumerate(hidden)}
     keys = {tuple(table[dims].iloc[i]): i for i in range(len(table))}
     eq_rows, eq_rhs, ub_rows, ub_rhs = [], [], [], []
 
-    def row_of(terms: list[tuple[int, float]]) -> tuple[np.ndarray, float]:
-        coefs, rhs = np.zeros(len(hidden)), 0.0
+    def row_of(terms: list[tuple[int, float]]) -> tuple[np.ndarray, float, float]:
+        coefs, rhs, slack = np.zeros(len(hidden)), 0.0, 0.0
         for cell, sign in terms:
             if cell in position:
                 coefs[position[cell]] += sign
             else:
                 rhs -= sign * float(table[column].iloc[cell])
-        return coefs, rhs
+                slack += error
+        return coefs, rhs, slack
 
     for parent_key, parent in keys.items():
         for d, dim in enumerate(dims):
@@ -37,17 +44,21 @@ def reference_intervals(
                 and all(key[o] == parent_key[o] for o in range(len(dims)) if o != d)
             ]
             terms = [(parent, 1.0)] + [(c, -1.0) for c in children]
-            coefs, rhs = row_of(terms)
-            if column != "subjects" or dim in additive:
+            coefs, rhs, slack = row_of(terms)
+            if (column != "subjects" or dim in additive) and not slack:
                 eq_rows.append(coefs)
                 eq_rhs.append(rhs)
                 continue
             ub_rows.append(coefs)
-            ub_rhs.append(rhs)
+            ub_rhs.append(rhs + slack)
+            if column != "subjects" or dim in additive:
+                ub_rows.append(-coefs)
+                ub_rhs.append(-rhs + slack)
+                continue
             for child in children:
-                coefs, rhs = row_of([(child, 1.0), (parent, -1.0)])
+                coefs, rhs, slack = row_of([(child, 1.0), (parent, -1.0)])
                 ub_rows.append(coefs)
-                ub_rhs.append(rhs)
+                ub_rhs.append(rhs + slack)
     bounds = [(0, None) if nonnegative else (None, None)] * len(hidden)
     out = {}
     for row, n in position.items():

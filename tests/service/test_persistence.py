@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -99,3 +99,21 @@ def test_concurrent_edits_of_one_agreement_conflict(
         with pytest.raises(StaleDataError):  # ...and second's write, from version 1, fails.
             agreements.transition(second, caller, agreement_id, "revoke", None)
     assert error_response(StaleDataError()).status_code == 409
+
+
+def test_the_noise_secret_migration_goes_down_and_up(database_url: str) -> None:
+    config = alembic_config(database_url)
+    engine = make_engine(database_url)
+
+    def columns() -> set[str]:
+        with engine.connect() as connection:
+            return {column["name"] for column in inspect(connection).get_columns("dataset")}
+
+    try:
+        command.downgrade(config, "0005")
+        assert not {"noise_key_id", "wrapped_noise_secret"} & columns()
+        command.upgrade(config, "head")
+        assert {"noise_key_id", "wrapped_noise_secret"} <= columns()
+    finally:
+        command.upgrade(config, "head")
+        engine.dispose()
