@@ -150,13 +150,13 @@ class Audit:
         keys = [dict(zip(columns, row, strict=True)) for row in labels]
         if not columns:  # a table without dimensions: its one cell is the grand total
             keys = [{} for _ in self.reasons]
-        sides = {name: (_finite(b[:, 0]), _finite(b[:, 1])) for name, b in self.bounds.items()}
-        cells = []
-        for row, key in enumerate(keys):
-            entry: dict[str, Any] = {"key": key, "reason": self.reasons[row]}
-            for name, (lower, upper) in sides.items():
-                entry[name] = {"lower": lower[row], "upper": upper[row]}
-            cells.append(entry)
+        cells: list[dict[str, Any]] = [
+            {"key": key, "reason": reason} for key, reason in zip(keys, self.reasons, strict=True)
+        ]
+        for name, bound in self.bounds.items():
+            sides = zip(_finite(bound[:, 0]), _finite(bound[:, 1]), strict=True)
+            for entry, (lower, upper) in zip(cells, sides, strict=True):
+                entry[name] = {"lower": lower, "upper": upper}
         return {
             "method": self.method,
             "requirement": {"subjects_width": self.k, "sum_percent": self.p},
@@ -169,6 +169,8 @@ class Audit:
 
 
 def _finite(values: np.ndarray) -> list[float | None]:
+    if np.isinf(values).all():  # a side no relation bounds (every cell of a table alone)
+        return [None] * len(values)
     return [None if math.isinf(v) else round(v, 6) for v in values.tolist()]
 
 

@@ -51,11 +51,15 @@ def _tops(cells: pd.DataFrame, measure: str, n: int) -> np.ndarray:
     """An (cells × n) array of the n largest per-subject contributions, zero-padded."""
     import numpy as np
 
-    column = cells[f"{measure}_top"]
+    heads = [() if v is None else v[:n] for v in cells[f"{measure}_top"].tolist()]
+    lengths = np.fromiter(map(len, heads), dtype=np.int64, count=len(heads))
     out = np.zeros((len(cells), n))
-    for row, values in enumerate(column):
-        head = list(values)[:n] if values is not None else []
-        out[row, : len(head)] = head
+    if lengths.sum():
+        rows = np.repeat(np.arange(len(heads)), lengths)
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[rows, np.arange(len(rows)) - starts] = np.concatenate(
+            [np.asarray(h, dtype=float) for h in heads]
+        )
     return out
 
 

@@ -94,15 +94,19 @@ def aggregate(
     plan: AggregatePlan,
     progress: Callable[[str], None],
     solver: bool,
+    fmt: OutputFormat,
     noise_secret: bytes | None = None,
 ) -> pd.DataFrame:
     """The cells of ``plan`` over ``data``. DuckDB scans outside the GIL, so the rest of the
-    engine (pandas; with ``solver``, SciPy and HiGHS too) is imported while the scan runs."""
+    engine (pandas, the ``fmt`` writer; with ``solver``, SciPy and HiGHS too) is imported
+    while the scan runs."""
     progress("aggregating")
     with ThreadPoolExecutor(max_workers=1) as pool:
         cells = pool.submit(compute_cells, data, plan, noise_secret)
         import anonymization.release
 
+        if fmt == "parquet":
+            import pyarrow.parquet  # noqa: F401
         if solver:
             import anonymization.suppression  # noqa: F401
 
@@ -172,7 +176,8 @@ def release_command(
             request = request.model_copy(update={"format": fmt})
         plan = build_plan(policy, hierarchies, request)
         secret = read_noise_secret(noise_secret_file) if plan.protection.noise else None
-        cells = aggregate(data, plan, progress, plan.totals or ledger_file is not None, secret)
+        solver = plan.totals or ledger_file is not None
+        cells = aggregate(data, plan, progress, solver, request.format, secret)
         from anonymization.ledger import SQLiteLedger
         from anonymization.release import run_release, serialize
 
