@@ -29,6 +29,7 @@ from anonymization.hierarchies import TOP
 
 INF = math.inf
 REPORT_EVERY = 1.0  # seconds between two progress reports of a long audit
+SIMPLEX_STRATEGY = 0  # HiGHS chooses: dual simplex from scratch, primal after a new objective
 
 
 @dataclass(frozen=True)
@@ -289,13 +290,14 @@ class _Solver:
         lp.a_matrix_.start_ = matrix.indptr
         lp.a_matrix_.index_ = matrix.indices
         lp.a_matrix_.value_ = matrix.data
-        self.highs.setOptionValue("simplex_strategy", 4)
+        self.highs.setOptionValue("simplex_strategy", SIMPLEX_STRATEGY)
         self.highs.passModel(lp)
         self.cost = np.zeros(len(cells))
         self.positions = np.arange(len(cells), dtype=np.int32)
         self.floor = 0.0 if quantity.nonnegative else -INF
         self.low = np.full(len(cells), INF)
         self.high = np.full(len(cells), -INF)
+        self.equations: sparse.csc_matrix | None = None
         self.outer_low, self.outer_high = propagate(
             self.rows, self.row_low, self.row_high, np.full(len(cells), self.floor)
         )
@@ -321,22 +323,50 @@ class _Solver:
             return float(sense * self.highs.getInfo().objective_function_value)
         return -sense * INF
 
-    def spread(self, positions: np.ndarray, rounds: int = 12) -> None:
-        """Witnesses for many cells at once: minimise, then maximise, the sum of the cells at
-        ``positions`` whose bound is not yet settled, while a round settles enough of them
-        (one LP for many instead of one per cell)."""
+    def spread(self, positions: np.ndarray, rounds: int = 400) -> None:
+        """Witnesses for many cells at once (one LP for many instead of one per cell). The sum
+        of every open cell at ``positions`` (bound not yet settled) is minimised, then
+        maximised; then the sum of open cells no two of which share an equation (the cells of
+        one equation compete for its value, so at most one of them can reach its bound in a
+        solution), for as long as such a round settles cells faster than one LP per cell."""
         for sense in (1.0, -1.0):
             outer = self.outer_low if sense > 0 else self.outer_high
-            for _ in range(rounds):
+            tried = np.zeros(len(self.cells), dtype=np.int64)
+            single = INF  # seconds per cell when solved one by one, measured below
+            for round_ in range(rounds):
                 open_ = positions[~self.reached(sense)[positions] & np.isfinite(outer[positions])]
                 if len(open_) < 4:
                     break
+                if round_ == 1:
+                    started = time.perf_counter()
+                    for position in open_[:3]:
+                        self.bound(int(position), sense)
+                    single = (time.perf_counter() - started) / 3
+                    continue
+                chosen = open_ if round_ == 0 else self._apart(open_, tried)
+                tried[chosen] += 1
                 self.cost[:] = 0.0
-                self.cost[open_] = sense
+                self.cost[chosen] = sense
+                started = time.perf_counter()
                 if not self._solve():
                     break
-                if len(open_) - int((~self.reached(sense)[open_]).sum()) < len(open_) // 10:
+                settled = len(open_) - int((~self.reached(sense)[open_]).sum())
+                if round_ and (time.perf_counter() - started) > settled * single:
                     break
+
+    def _apart(self, open_: np.ndarray, tried: np.ndarray) -> np.ndarray:
+        """Open cells no two of which share an equation, the least tried first (greedy)."""
+        if self.equations is None:
+            self.equations = self.rows[np.isfinite(self.row_low)].tocsc()
+        starts, rows = self.equations.indptr, self.equations.indices
+        used = np.zeros(self.equations.shape[0], dtype=bool)
+        chosen = []
+        for cell in open_[np.argsort(tried[open_], kind="stable")]:
+            mine = rows[starts[cell] : starts[cell + 1]]
+            if not used[mine].any():
+                used[mine] = True
+                chosen.append(cell)
+        return np.asarray(chosen, dtype=np.int64)
 
     def _solve(self) -> bool:
         """Solve for the current cost; keep the solution as a witness. False if unbounded."""
