@@ -94,10 +94,8 @@ def release_table(cells: pd.DataFrame, plan: AggregatePlan, reason: pd.Series) -
         values = measure_values(cells, measure).astype(object)
         values[suppressed] = None
         integral = measure.aggregate in ("subjects", "count")
-        column = pd.Series(values, dtype=object)
-        table[measure.name] = (
-            column.astype("Int64") if integral else column.astype("Float64")
-        ).to_numpy()
+        # A nullable array (not numpy): counts stay integers next to suppressed (empty) cells.
+        table[measure.name] = pd.array(values, dtype="Int64" if integral else "Float64")
     table["status"] = np.where(suppressed, "suppressed", "released")
     table["reason"] = reason.astype("string").to_numpy()
     return table.reset_index(drop=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def test_release_writes_the_table_and_its_manifest(workdir: Path) -> None:
         and suppressed[["amount_sum", "amount_mean", "subjects"]].isna().all().all()
     )
     assert (table.loc[table["status"] == "released", "subjects"] >= 10).all()
+    counts = [row.split(",")[4] for row in (workdir / "out.csv").read_text().splitlines()[1:]]
+    assert all(value == "" or value.isdigit() for value in counts), "counts are integers"
     manifest = json.loads((workdir / "manifest.json").read_text())
     assert manifest["suppressed"] == len(suppressed)
     assert (
@@ -91,6 +94,11 @@ def test_other_formats_keep_codes_as_text(workdir: Path, fmt: str) -> None:
         pd.read_parquet(out) if fmt == "parquet" else pd.read_json(out, dtype={"departement": str})
     )
     assert "06" in set(table["departement"])
+    if fmt == "parquet":
+        assert pd.api.types.is_integer_dtype(table["subjects"].dtype)
+    else:
+        assert re.search(r'"subjects":\d+[,}]', out.read_text())
+        assert not re.search(r'"subjects":\d+\.', out.read_text())
 
 
 @pytest.mark.parametrize(
