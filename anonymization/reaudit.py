@@ -10,6 +10,7 @@ away from both ends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,9 +106,14 @@ def _sum_error(table: pd.DataFrame, column: str, measures: list[str]) -> np.ndar
     return np.asarray(5e-7 * np.nan_to_num(count) + 1e-9)
 
 
-def reaudit(table: pd.DataFrame, manifest: dict[str, Any]) -> ReauditResult:
+def reaudit(
+    table: pd.DataFrame,
+    manifest: dict[str, Any],
+    progress: Callable[[str], None] | None = None,
+) -> ReauditResult:
     """Recompute every suppressed cell's interval from ``table`` and check it against the
-    manifest and the requirement; raise AuditFailure naming the first cell that fails."""
+    manifest and the requirement; raise AuditFailure naming the first cell that fails.
+    ``progress`` hears how far a long audit is."""
     dims, measures, totals, k, p, noise, audit = _plan(manifest)
     block = published_block(table, dims, measures, totals, audit, noise)
     system = build_system([block])
@@ -121,7 +127,8 @@ def reaudit(table: pd.DataFrame, manifest: dict[str, Any]) -> ReauditResult:
         for q in system.quantities
     ]
     hidden = np.flatnonzero((table["status"] == "suppressed").to_numpy())
-    bounds = intervals(system.relations, quantities, np.isin(np.arange(len(table)), hidden), hidden)
+    suppressed = np.isin(np.arange(len(table)), hidden)
+    bounds = intervals(system.relations, quantities, suppressed, hidden, progress)
     stated = {_key(entry["key"], dims): entry for entry in audit.get("cells", [])}
     protected = 0
     for position, row in enumerate(hidden):

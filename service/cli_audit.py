@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from anonymization.errors import AuditFailure, InvalidRequest, PartageError
-from service.console import fail, stderr
+from anonymization.errors import AuditFailure, InvalidRequest
+from service.console import handled, stderr
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,15 +57,14 @@ def read_table(path: Path, manifest: dict[str, Any]) -> pd.DataFrame:
 def audit(
     table: Annotated[Path, typer.Argument(help="the published table (CSV, Parquet or JSON)")],
     manifest: Annotated[Path, typer.Option("--manifest", help="the release's manifest")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Recompute every suppressed cell's interval from the published files alone."""
     from anonymization.reaudit import reaudit  # the LP machinery, loaded for this command only
 
-    try:
+    with handled(quiet, "audit") as progress:
         document = read_manifest(manifest)
-        result = reaudit(read_table(table, document), document)
-    except PartageError as error:
-        raise fail(error) from None
+        result = reaudit(read_table(table, document), document, progress)
     stderr.print(
         f"audit passed: {result.cells} cells, {result.suppressed} suppressed, "
         f"{result.protected} protected cells hold their required interval",
