@@ -9,6 +9,7 @@ declares). The subject is always replaced by a keyed pseudonym (HMAC-SHA256).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -17,7 +18,15 @@ from anonymization.errors import InvalidRequest
 from anonymization.hierarchies import Hierarchy, TableHierarchy, TimeHierarchy, builtin
 from anonymization.microdata.config import DatasetSpec as EngineDataset
 from anonymization.microdata.config import MicrodataPolicy, MicrodataRelease, QuasiIdentifierSpec
-from policies.models import FORMATS, ColumnSpec, DatasetSpec, Frozen, OutputFormat
+from policies.models import (
+    FORMATS,
+    ColumnSpec,
+    DatasetSpec,
+    Frozen,
+    HierarchySpec,
+    OutputFormat,
+    load_hierarchies,
+)
 
 PLAIN_HASHES = {"sha256", "sha-256", "sha1", "md5", "hash", "plain"}
 
@@ -191,3 +200,27 @@ def describe(release: MicrodataReleaseSpec, request: MicrodataRequest) -> dict[s
         "pseudonym": release.pseudonym,
         "format": request.format,
     }
+
+
+class MicrodataPolicyFile(Frozen):
+    """A microdata policy in the service's shape (a dataset block with stored levels and column
+    roles, its hierarchies, the release), as a file read offline."""
+
+    dataset: DatasetSpec
+    hierarchies: dict[str, HierarchySpec] = Field(default_factory=dict)
+    release: MicrodataReleaseSpec
+
+
+def offline_policy(
+    policy: MicrodataPolicyFile, base_dir: Path
+) -> tuple[MicrodataPolicy, dict[str, Hierarchy], list[str]]:
+    """What the engine needs to release ``policy`` from a local file: its policy, each released
+    column's hierarchy from the column's stored level (files read from ``base_dir``), and the
+    columns to give it (the subject and the released ones: identifiers never reach it)."""
+    release = policy.release
+    check_microdata(policy.dataset, policy.hierarchies, release)
+    spec = released_columns(policy.dataset, release)
+    named = MicrodataPolicyFile(dataset=spec, hierarchies=policy.hierarchies, release=release)
+    hierarchies = at_stored_levels(spec, load_hierarchies(named, base_dir), release)
+    columns = [policy.dataset.subject, *release.quasi_identifiers, *release.sensitive]
+    return engine_policy(policy.dataset, release), hierarchies, columns

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -156,7 +156,17 @@ class ExtractRequest(Frozen):
     format: OutputFormat = "csv"
 
 
-def load_hierarchies(policy: Policy, base_dir: Path) -> dict[str, Hierarchy]:
+class DeclaresHierarchies(Protocol):
+    """A policy file's dataset block and the custom hierarchies it declares."""
+
+    @property
+    def dataset(self) -> DatasetSpec: ...
+
+    @property
+    def hierarchies(self) -> dict[str, HierarchySpec]: ...
+
+
+def load_hierarchies(policy: DeclaresHierarchies, base_dir: Path) -> dict[str, Hierarchy]:
     """Every hierarchy the dataset's columns name, keyed by column (files read from base_dir)."""
     resolved: dict[str, Hierarchy] = {}
     for column, spec in policy.dataset.columns.items():
@@ -168,7 +178,9 @@ def load_hierarchies(policy: Policy, base_dir: Path) -> dict[str, Hierarchy]:
     return resolved
 
 
-def _hierarchy_for(column: str, spec: ColumnSpec, policy: Policy, base_dir: Path) -> Hierarchy:
+def _hierarchy_for(
+    column: str, spec: ColumnSpec, policy: DeclaresHierarchies, base_dir: Path
+) -> Hierarchy:
     name = spec.hierarchy
     if name is None:
         return TimeHierarchy() if spec.role == "time" else CategoricalHierarchy(column)

@@ -32,6 +32,28 @@ def _read_policy(path: Path) -> Any:
         ) from None
 
 
+def _policy(document: Any, base_dir: Path) -> tuple[Any, dict[str, Any], list[str] | None]:
+    """The engine's policy, hierarchies by column, and the columns to keep (None: all) from a
+    policy in the offline shape, or else in the service's (dataset columns with stored levels
+    and roles): the error shown is that of the shape the document uses."""
+    from anonymization.microdata import load_hierarchies, parse_policy
+    from policies.files import parse
+    from policies.microdata import MicrodataPolicyFile, offline_policy
+
+    try:
+        parsed = parse_policy(document)
+    except PartageError:
+        dataset = document.get("dataset") if isinstance(document, dict) else None
+        columns = dataset.get("columns") if isinstance(dataset, dict) else None
+        service_shape = isinstance(columns, dict) and any(
+            isinstance(spec, dict) and ({"level", "type"} & set(spec)) for spec in columns.values()
+        )
+        if not service_shape:
+            raise
+        return offline_policy(parse(MicrodataPolicyFile, document), base_dir)
+    return parsed, load_hierarchies(parsed, base_dir), None
+
+
 def _read_data(path: Path, delimiter: str | None) -> pd.DataFrame:
     import pandas as pd
 
@@ -80,15 +102,20 @@ def anonymize(
         str | None, typer.Option(help="CSV delimiter (sniffed if omitted).")
     ] = None,
 ) -> None:
-    """Release DATA as k-anonymous (l-diverse, t-close) microdata under POLICY."""
+    """Release DATA as k-anonymous (l-diverse, t-close) microdata under POLICY (in the shape
+    shown in the README, or in the service's shape of a microdata agreement)."""
     # The engine (pandas, the lattice search) is loaded for this command only.
-    from anonymization.microdata import anonymize_microdata, load_hierarchies, parse_policy
+    from anonymization.microdata import anonymize_microdata
 
     try:
         started = time.perf_counter()
-        parsed = parse_policy(_read_policy(policy))
-        hierarchies = load_hierarchies(parsed, policy.resolve().parent)
+        parsed, hierarchies, columns = _policy(_read_policy(policy), policy.resolve().parent)
         table = _read_data(data, delimiter)
+        if columns is not None:
+            missing = [c for c in columns if c not in table.columns]
+            if missing:
+                raise DataError(f"the data has no column(s) {', '.join(missing)}", field=missing[0])
+            table = table[columns]
         result = anonymize_microdata(
             table, parsed, hierarchies, _key(pseudonym_key_file, agreement)
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -115,4 +116,57 @@ def test_value_not_covered_by_hierarchy_exits_2(workspace):
     result = _run(workspace, "--pseudonym-key-file", str(workspace / "key"), "--agreement", "a")
     assert result.exit_code == 2
     assert "does not cover" in result.output
+    assert not (workspace / "out.csv").exists()
+
+
+def _service_shape(folder: Path, level: str = "level") -> Path:
+    """A microdata policy in the service's shape: stored levels and roles on the dataset."""
+    document = {
+        "dataset": {
+            "subject": "meter",
+            "identifiers": ["name"],
+            "columns": {
+                "commune": {"hierarchy": "geo_fr", level: "commune"},
+                "age": {"hierarchy": "age_bands"},
+                "zone": {"hierarchy": "zone"},
+                "kwh": {"type": "sensitive"},
+            },
+        },
+        "hierarchies": {"age_bands": {"bands": [10, 20]}, "zone": "zone.csv"},
+        "release": {
+            "kind": "microdata",
+            "quasi_identifiers": {"commune": {}, "age": {}, "zone": {}},
+            "sensitive": ["kwh"],
+            "protection": {"k": 4},
+        },
+    }
+    path = folder / "service-policy.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _anonymize(workspace: Path, policy: Path) -> Any:
+    data, out, key = (str(workspace / name) for name in ("data.csv", "out.csv", "key"))
+    arguments = ["anonymize", data, "--policy", str(policy), "--out", out]
+    return runner.invoke(app, [*arguments, "--pseudonym-key-file", key, "--agreement", "lab"])
+
+
+def test_a_policy_in_the_service_shape_runs_offline(workspace: Path) -> None:
+    data = pd.read_csv(workspace / "data.csv", dtype=str)
+    data["commune"] = ["74001", "74002", "74003", "01001"] * 10
+    data.to_csv(workspace / "data.csv", index=False)
+    policy = _service_shape(workspace)
+    result = _anonymize(workspace, policy)
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(workspace / "out.csv", dtype=str)
+    assert sorted(out.columns) == ["age", "commune", "kwh", "meter", "zone"]  # no identifier
+    assert not set(out["meter"]) & set(data["meter"])  # pseudonyms only
+    assert out.groupby(["commune", "age", "zone"]).size().min() >= 4
+
+
+def test_a_service_shape_policy_error_names_its_field(workspace: Path) -> None:
+    policy = _service_shape(workspace, level="levl")
+    result = _anonymize(workspace, policy)
+    assert result.exit_code == 2
+    assert "dataset.columns.commune.levl" in result.output
     assert not (workspace / "out.csv").exists()
