@@ -29,6 +29,8 @@ from anonymization.hierarchies import TOP
 
 INF = math.inf
 REPORT_EVERY = 1.0  # seconds between two progress reports of a long audit
+LOCAL_FROM = 300  # cells in a group from which local witnesses are tried first
+LOCAL_BREADTHS = (3, 12)  # other labels per dimension in the sub-tables tried, in turn
 SIMPLEX_STRATEGY = 0  # HiGHS chooses: dual simplex from scratch, primal after a new objective
 
 
@@ -298,9 +300,67 @@ class _Solver:
         self.low = np.full(len(cells), INF)
         self.high = np.full(len(cells), -INF)
         self.equations: sparse.csc_matrix | None = None
+        self.by_cell: sparse.csc_matrix | None = None
+        self.lp_low = np.asarray(lp.row_lower_, dtype=float)
+        self.lp_high = np.asarray(lp.row_upper_, dtype=float)
+        self.base = self._base(np.nan_to_num(quantity.values[cells].astype(float)))
+        if self.base is not None:
+            np.minimum(self.low, np.maximum(self.base, self.floor), out=self.low)
+            np.maximum(self.high, self.base, out=self.high)
         self.outer_low, self.outer_high = propagate(
             self.rows, self.row_low, self.row_high, np.full(len(cells), self.floor)
         )
+
+    def _base(self, values: np.ndarray) -> np.ndarray | None:
+        """The cells' own values (the true table, where the caller has it) if they satisfy every
+        relation: a solution that local witnesses start from; None otherwise."""
+        if not np.isfinite(values).all() or (values < self.floor).any():
+            return None
+        level = self.rows @ values
+        slack = 1e-9 * (1 + np.abs(level))
+        if ((level < self.lp_low - slack) | (level > self.lp_high + slack)).any():
+            return None
+        return values
+
+    def local(self, position: int, members: np.ndarray) -> None:
+        """Witnesses for the cell at ``position`` from one small LP over ``members`` (positions
+        in this group, ``position`` first): every other cell keeps its base value, so each
+        solution, completed by the base, is a solution of the whole group."""
+        if self.base is None:
+            return
+        if self.by_cell is None:
+            self.by_cell = self.rows.tocsc()
+        starts, indices = self.by_cell.indptr, self.by_cell.indices
+        touched = np.unique(np.concatenate([indices[starts[c] : starts[c + 1]] for c in members]))
+        part = self.rows[touched]
+        inside = part[:, members].tocsc()
+        fixed = part @ self.base - inside @ self.base[members]
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = len(members), len(touched)
+        lp.col_cost_ = np.zeros(len(members))
+        lp.col_lower_ = np.full(len(members), self.floor)
+        lp.col_upper_ = np.full(len(members), highspy.kHighsInf)
+        lp.row_lower_ = self.lp_low[touched] - fixed
+        lp.row_upper_ = self.lp_high[touched] - fixed
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = inside.indptr
+        lp.a_matrix_.index_ = inside.indices
+        lp.a_matrix_.value_ = inside.data
+        highs = _core._Highs()
+        highs.setOptionValue("output_flag", False)
+        highs.passModel(lp)
+        order = np.arange(len(members), dtype=np.int32)
+        for sense in (1.0, -1.0):
+            cost = np.zeros(len(members))
+            cost[0] = sense
+            highs.changeColsCost(len(members), order, cost)
+            highs.run()
+            if highs.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+                values = np.asarray(highs.getSolution().col_value)
+                self.low[members] = np.minimum(self.low[members], np.maximum(values, self.floor))
+                self.high[members] = np.maximum(self.high[members], values)
+        if self.ticker is not None:
+            self.ticker.beat()
 
     def reached(self, sense: float) -> np.ndarray:
         """Mask of the cells whose minimum (sense 1) or maximum (sense -1) is settled: a
@@ -479,35 +539,74 @@ def shortfalls(
     return out
 
 
+Nearby = Callable[[int, np.ndarray, int], np.ndarray]
+"""Given a cell, the suppression mask and a breadth: the suppressed cells of a small sub-table
+around the cell (the cell first), where local witnesses are looked for."""
+
+
 def certify(
     relations: Relations,
     quantities: list[Quantity],
     suppressed: np.ndarray,
     requirement: Requirement,
     progress: Callable[[str], None] | None = None,
+    nearby: Nearby | None = None,
 ) -> np.ndarray:
     """Mask of the protected cells whose interval is too narrow. A side is proved by a witness
-    (a feasible solution already found) when one reaches far enough, else by its own LP."""
+    (a feasible solution found so far) when one reaches far enough: in a large group, first from
+    small LPs over a sub-table around the cell (``nearby``), then from LPs over the group's open
+    cells, else by the cell's own LP."""
     failing = np.zeros(len(requirement.cells), dtype=bool)
     ticker = Ticker(progress, "checking", len(requirement.cells) * len(quantities))
     for cells, chosen in _groups(relations, suppressed, requirement.cells, alone=False):
         positions = np.searchsorted(cells, requirement.cells[chosen])
         for quantity in quantities:
             solver = _Solver(relations, quantity, suppressed, cells, ticker)
-            solver.spread(positions)
-            for index, at in zip(chosen, positions, strict=True):
+            need = _Needs(requirement, quantity, chosen)
+            if nearby is not None and solver.base is not None and len(cells) >= LOCAL_FROM:
+                for row, at in enumerate(positions):
+                    for breadth in LOCAL_BREADTHS:
+                        if not any(need.open(solver, row, int(at))):
+                            break
+                        members = nearby(int(cells[at]), suppressed, breadth)
+                        found = np.minimum(np.searchsorted(cells, members), len(cells) - 1)
+                        solver.local(int(at), found[cells[found] == members])
+            still = [any(need.open(solver, r, int(a))) for r, a in enumerate(positions)]
+            solver.spread(positions[np.asarray(still, dtype=bool)])
+            for row, (index, at) in enumerate(zip(chosen, positions, strict=True)):
                 ticker.advance()
+                below, above = need.open(solver, row, int(at))
                 if quantity.name == SUBJECTS:
-                    width = requirement.width[index] - 1e-6
-                    if solver.high[at] - solver.low[at] < width:
+                    if below or above:
                         high, low = solver.bound(at, -1.0), solver.bound(at, 1.0)
-                        failing[index] |= high - low < width
+                        failing[index] |= high - low < need.width[row]
                     continue
-                truth = float(np.nan_to_num(quantity.values[requirement.cells[index]]))
-                margin = requirement.margins[quantity.name][index]
-                slack = 1e-6 * (1 + abs(truth))
-                if solver.low[at] > truth - margin + slack:
-                    failing[index] |= solver.bound(at, 1.0) > truth - margin + slack
-                if solver.high[at] < truth + margin - slack:
-                    failing[index] |= solver.bound(at, -1.0) < truth + margin - slack
+                if below:
+                    failing[index] |= solver.bound(at, 1.0) > need.low_target[row]
+                if above:
+                    failing[index] |= solver.bound(at, -1.0) < need.high_target[row]
     return failing
+
+
+class _Needs:
+    """What each protected cell of a group needs for one quantity, and whether the witnesses
+    found so far prove it."""
+
+    def __init__(self, requirement: Requirement, quantity: Quantity, chosen: np.ndarray) -> None:
+        self.subjects = quantity.name == SUBJECTS
+        self.width = requirement.width[chosen] - 1e-6
+        if not self.subjects:
+            truth = np.nan_to_num(quantity.values[requirement.cells[chosen]].astype(float))
+            margin = requirement.margins[quantity.name][chosen]
+            slack = 1e-6 * (1 + np.abs(truth))
+            self.low_target = truth - margin + slack
+            self.high_target = truth + margin - slack
+
+    def open(self, solver: _Solver, row: int, at: int) -> tuple[bool, bool]:
+        """(below, above): whether the lower / upper side still lacks a witness."""
+        if self.subjects:
+            short = bool(solver.high[at] - solver.low[at] < self.width[row])
+            return short, short
+        return bool(solver.low[at] > self.low_target[row]), bool(
+            solver.high[at] < self.high_target[row]
+        )

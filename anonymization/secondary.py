@@ -16,6 +16,7 @@ import numpy as np
 from scipy import sparse
 
 from anonymization.audit import (
+    Nearby,
     Quantity,
     Relations,
     Requirement,
@@ -81,6 +82,7 @@ def secondary_suppression(
     requirement: Requirement,
     free: np.ndarray,
     progress: Progress | None = None,
+    nearby: Nearby | None = None,
 ) -> np.ndarray:
     """The suppression mask after adding complements until every protected cell's interval
     meets its requirement; ``free`` marks the cells that may become complements. When no free
@@ -101,7 +103,7 @@ def secondary_suppression(
             requirement.width[pending],
             {name: margin[pending] for name, margin in requirement.margins.items()},
         )
-        failing = certify(relations, quantities, mask, subset, progress)
+        failing = certify(relations, quantities, mask, subset, progress, nearby)
         if not failing.any():
             return mask
         before = mask.copy()

@@ -9,10 +9,12 @@ least k wide, and each sum's interval reaching ``p`` percent below and above the
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 
 from anonymization.audit import (
@@ -31,6 +33,7 @@ from anonymization.blocks import (
     unrelated_bounds,
 )
 from anonymization.errors import AuditFailure
+from anonymization.hierarchies import TOP
 from anonymization.secondary import secondary_suppression
 
 Progress = Callable[[str], None]
@@ -107,6 +110,36 @@ def requirement(system: System, k: int, p: float, margins: dict[str, np.ndarray]
     return Requirement(cells, np.full(len(cells), float(k)), out)
 
 
+class SubTables:
+    """Sub-tables of the release around a cell, for local witnesses: along each dimension the
+    cell's own label, ``*`` and up to ``breadth`` other labels whose cell (the same elsewhere)
+    is suppressed; the suppressed cells of that product, the cell first."""
+
+    def __init__(self, labels: pd.DataFrame) -> None:
+        self.keys = [tuple(row) for row in labels.itertuples(index=False, name=None)]
+        self.index = {key: cell for cell, key in enumerate(self.keys)}
+        self.lines: dict[tuple[int, tuple[str, ...]], list[tuple[str, int]]] = {}
+        for cell, key in enumerate(self.keys):
+            for dim in range(len(key)):
+                rest = key[:dim] + key[dim + 1 :]
+                self.lines.setdefault((dim, rest), []).append((key[dim], cell))
+
+    def __call__(self, cell: int, suppressed: np.ndarray, breadth: int) -> np.ndarray:
+        if cell >= len(self.keys):  # a held release's cell: no sub-table of its own here
+            return np.array([cell])
+        key = self.keys[cell]
+        choices = []
+        for dim in range(len(key)):
+            own = [key[dim]] if key[dim] == TOP else [key[dim], TOP]
+            line = self.lines[(dim, key[:dim] + key[dim + 1 :])]
+            others = [label for label, other in line if suppressed[other] and label not in own]
+            choices.append(own + others[:breadth])
+        found = (self.index.get(combo) for combo in itertools.product(*choices))
+        members = [other for other in found if other is not None and suppressed[other]]
+        members.remove(cell)
+        return np.array([cell, *members])
+
+
 def protect(
     system: System,
     k: int,
@@ -130,8 +163,9 @@ def protect(
         targets = np.flatnonzero(suppressed)
         bounds = {q.name: unrelated_bounds(q.nonnegative, len(targets)) for q in system.quantities}
     else:
+        nearby = SubTables(release.labels)
         mask = secondary_suppression(
-            system.relations, system.quantities, suppressed, needs, free, progress
+            system.relations, system.quantities, suppressed, needs, free, progress, nearby
         )
         reason[mask & ~suppressed] = "secondary"
         if progress is not None:

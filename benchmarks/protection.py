@@ -19,7 +19,7 @@ from anonymization.hierarchies import CategoricalHierarchy, TimeHierarchy, built
 from anonymization.plan import AggregatePlan, Dimension, Measure
 from anonymization.protection import DominanceRule, Protection, primary_suppression
 from anonymization.secondary import secondary_suppression
-from anonymization.suppression import build_system, requirement
+from anonymization.suppression import SubTables, build_system, requirement
 
 
 def plan() -> AggregatePlan:
@@ -77,8 +77,9 @@ def run(rows: int, seconds: float) -> None:
     seen: list[str] = []
     start = time.perf_counter()
     try:
+        nearby = SubTables(block.labels)
         mask = secondary_suppression(
-            system.relations, system.quantities, primary, needs, free, budget(seconds, seen)
+            system.relations, system.quantities, primary, needs, free, budget(seconds, seen), nearby
         )
     except OutOfTime as stop:
         print(f"secondary suppression:  stopped after {seconds:.0f} s (at: {stop})", flush=True)
