@@ -49,26 +49,26 @@ def protected_release(table: pd.DataFrame, dims: list[str], k: int, p: float) ->
     return run_release(table, plan)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
+# Random tables with totals, k, p and dimensions, for the properties below.
+RANDOM_RELEASES = given(
     table=tables(),
     k=st.integers(2, 6),
     p=st.integers(5, 40).map(float),
     dims=st.sampled_from([["a", "b"], ["b", "c"], ["a", "b", "c"]]),
 )
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@RANDOM_RELEASES
 def test_no_protected_cell_can_be_narrowed(
     table: pd.DataFrame, k: int, p: float, dims: list[str]
 ) -> None:
     check_protected(table, k, p, dims)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    table=tables(),
-    k=st.integers(2, 6),
-    p=st.integers(5, 40).map(float),
-    dims=st.sampled_from([["a", "b"], ["b", "c"], ["a", "b", "c"]]),
-)
+@SETTINGS
+@RANDOM_RELEASES
 def test_local_witnesses_keep_every_protected_cell_wide(
     table: pd.DataFrame, k: int, p: float, dims: list[str]
 ) -> None:
