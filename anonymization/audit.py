@@ -207,6 +207,30 @@ def _others(row: np.ndarray, terms: np.ndarray, count: int) -> np.ndarray:
     return np.where(rest_minus > 0, np.where(rest_plus > 0, np.nan, -INF), rest)
 
 
+def _model(
+    matrix: sparse.spmatrix, floor: float, row_low: np.ndarray, row_high: np.ndarray
+) -> _core._Highs:
+    """A silent HiGHS model of ``row_low <= matrix @ x <= row_high``, ``x >= floor``, no cost
+    yet (the bare binding: the Python wrapper prints a banner and adds callbacks)."""
+    columns = sparse.csc_matrix(matrix)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = columns.shape[1], columns.shape[0]
+    lp.col_cost_ = np.zeros(columns.shape[1])
+    lp.col_lower_ = np.full(columns.shape[1], floor)
+    lp.col_upper_ = np.full(columns.shape[1], highspy.kHighsInf)
+    lp.row_lower_ = row_low
+    lp.row_upper_ = row_high
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = columns.indptr
+    lp.a_matrix_.index_ = columns.indices
+    lp.a_matrix_.value_ = columns.data
+    highs = _core._Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("simplex_strategy", SIMPLEX_STRATEGY)
+    highs.passModel(lp)
+    return highs
+
+
 class Ticker:
     """Progress of a long audit: ``label: done/total cells`` through ``progress``, at most once
     a second and at every LP in between checks. A caller's ``progress`` may raise to stop the
@@ -278,35 +302,19 @@ class _Solver:
         self.rows = matrix.tocsr()
         self.row_low = np.where(exact, rhs - error, -INF)
         self.row_high = rhs + error
-        self.highs = _core._Highs()
-        self.highs.setOptionValue("output_flag", False)
-        lp = highspy.HighsLp()
-        lp.num_col_ = len(cells)
-        lp.num_row_ = matrix.shape[0]
-        lp.col_cost_ = np.zeros(len(cells))
-        lp.col_lower_ = np.full(len(cells), 0.0 if quantity.nonnegative else -highspy.kHighsInf)
-        lp.col_upper_ = np.full(len(cells), highspy.kHighsInf)
-        lp.row_lower_ = np.concatenate(lowers)
-        lp.row_upper_ = np.concatenate(uppers)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = matrix.indptr
-        lp.a_matrix_.index_ = matrix.indices
-        lp.a_matrix_.value_ = matrix.data
-        self.highs.setOptionValue("simplex_strategy", SIMPLEX_STRATEGY)
-        self.highs.passModel(lp)
+        self.floor = 0.0 if quantity.nonnegative else -INF
+        self.lp_low = np.concatenate(lowers)
+        self.lp_high = np.concatenate(uppers)
+        self.highs = _model(matrix, self.floor, self.lp_low, self.lp_high)
         self.cost = np.zeros(len(cells))
         self.positions = np.arange(len(cells), dtype=np.int32)
-        self.floor = 0.0 if quantity.nonnegative else -INF
         self.low = np.full(len(cells), INF)
         self.high = np.full(len(cells), -INF)
         self.equations: sparse.csc_matrix | None = None
         self.by_cell: sparse.csc_matrix | None = None
-        self.lp_low = np.asarray(lp.row_lower_, dtype=float)
-        self.lp_high = np.asarray(lp.row_upper_, dtype=float)
         self.base = self._base(np.nan_to_num(quantity.values[cells].astype(float)))
         if self.base is not None:
-            np.minimum(self.low, np.maximum(self.base, self.floor), out=self.low)
-            np.maximum(self.high, self.base, out=self.high)
+            self._witness(self.positions, self.base)
         self.outer_low, self.outer_high = propagate(
             self.rows, self.row_low, self.row_high, np.full(len(cells), self.floor)
         )
@@ -333,22 +341,10 @@ class _Solver:
         starts, indices = self.by_cell.indptr, self.by_cell.indices
         touched = np.unique(np.concatenate([indices[starts[c] : starts[c + 1]] for c in members]))
         part = self.rows[touched]
-        inside = part[:, members].tocsc()
+        inside = part[:, members]
         fixed = part @ self.base - inside @ self.base[members]
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = len(members), len(touched)
-        lp.col_cost_ = np.zeros(len(members))
-        lp.col_lower_ = np.full(len(members), self.floor)
-        lp.col_upper_ = np.full(len(members), highspy.kHighsInf)
-        lp.row_lower_ = self.lp_low[touched] - fixed
-        lp.row_upper_ = self.lp_high[touched] - fixed
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = inside.indptr
-        lp.a_matrix_.index_ = inside.indices
-        lp.a_matrix_.value_ = inside.data
-        highs = _core._Highs()
-        highs.setOptionValue("output_flag", False)
-        highs.passModel(lp)
+        low, high = self.lp_low[touched] - fixed, self.lp_high[touched] - fixed
+        highs = _model(inside, self.floor, low, high)
         order = np.arange(len(members), dtype=np.int32)
         for sense in (1.0, -1.0):
             cost = np.zeros(len(members))
@@ -356,11 +352,15 @@ class _Solver:
             highs.changeColsCost(len(members), order, cost)
             highs.run()
             if highs.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-                values = np.asarray(highs.getSolution().col_value)
-                self.low[members] = np.minimum(self.low[members], np.maximum(values, self.floor))
-                self.high[members] = np.maximum(self.high[members], values)
+                self._witness(members, np.asarray(highs.getSolution().col_value))
         if self.ticker is not None:
             self.ticker.beat()
+
+    def _witness(self, positions: np.ndarray, values: np.ndarray) -> None:
+        """Values the cells at ``positions`` take together in one solution: widen what each
+        cell is known to reach."""
+        self.low[positions] = np.minimum(self.low[positions], np.maximum(values, self.floor))
+        self.high[positions] = np.maximum(self.high[positions], values)
 
     def reached(self, sense: float) -> np.ndarray:
         """Mask of the cells whose minimum (sense 1) or maximum (sense -1) is settled: a
@@ -436,9 +436,7 @@ class _Solver:
         self.highs.run()
         status = self.highs.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
-            values = np.asarray(self.highs.getSolution().col_value)
-            np.minimum(self.low, np.maximum(values, self.floor), out=self.low)
-            np.maximum(self.high, values, out=self.high)
+            self._witness(self.positions, np.asarray(self.highs.getSolution().col_value))
             return True
         if status in (
             highspy.HighsModelStatus.kUnbounded,
