@@ -120,22 +120,24 @@ def _key_sql(dimension: Dimension | Filter) -> str:
     return f"CAST({column} AS VARCHAR)"
 
 
+def _grouping(dimension: Dimension) -> tuple[str, str]:
+    """An expression hierarchy's cheap grouping key over the typed column, and its label as an
+    expression of ``{k}`` (the key)."""
+    hierarchy = dimension.hierarchy
+    assert isinstance(hierarchy, ExpressionHierarchy)
+    typed = f"CAST({quote(dimension.column)} AS {hierarchy.sql_type})"
+    return hierarchy.grouping(typed, dimension.level)
+
+
 def _group_key_sql(dimension: Dimension) -> str:
     """What the scan groups a dimension's rows by: the raw value for a lookup hierarchy, the
     cheap key of an expression hierarchy (labelled later, on the few groups)."""
-    hierarchy = dimension.hierarchy
-    if isinstance(hierarchy, ExpressionHierarchy):
-        typed = f"CAST({quote(dimension.column)} AS {hierarchy.sql_type})"
-        return hierarchy.grouping(typed, dimension.level)[0]
-    return _key_sql(dimension)
+    return _grouping(dimension)[0] if dimension.by_expression else _key_sql(dimension)
 
 
 def _label_sql(dimension: Dimension, key: str) -> str:
     """The label of an expression hierarchy's grouping key ``key``."""
-    hierarchy = dimension.hierarchy
-    assert isinstance(hierarchy, ExpressionHierarchy)
-    column = f"CAST({quote(dimension.column)} AS {hierarchy.sql_type})"
-    return hierarchy.grouping(column, dimension.level)[1].replace("{k}", key)
+    return _grouping(dimension)[1].replace("{k}", key)
 
 
 def _row_filters(plan: AggregatePlan) -> tuple[list[str], list[Any]]:
