@@ -20,6 +20,7 @@ from policies.requests import build_plan, check_policy
 from service.cli_audit import audit
 from service.cli_microdata import anonymize
 from service.console import handled, stderr, write_atomically
+from service.secret_files import read_secret_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,17 +118,14 @@ NOISE_SECRET_BYTES = 16
 
 
 def read_noise_secret(path: Path | None) -> bytes:
-    """The dataset's noise secret: the file's bytes (surrounding whitespace stripped), at least
+    """The dataset's noise secret: the file's bytes (less a trailing line ending), at least
     16 of them; the secret keys the subjects' record keys and is never written anywhere."""
     field = "--noise-secret-file"
     if path is None:
         raise InvalidRequest(
             "the policy adds noise (protection.noise): give its secret", field=field
         )
-    try:
-        secret = path.read_bytes().strip()
-    except OSError as error:
-        raise InvalidRequest(f"cannot read {path}: {error.strerror}", field=field) from None
+    secret = read_secret_file(path, field)
     if len(secret) < NOISE_SECRET_BYTES:
         raise InvalidRequest(
             f"{path} holds {len(secret)} bytes: a noise secret needs at least "

@@ -14,6 +14,7 @@ import yaml
 
 from anonymization.errors import DataError, InvalidRequest, PartageError
 from service.console import fail, write_atomically
+from service.secret_files import read_secret_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,14 +73,7 @@ def _read_data(path: Path, delimiter: str | None) -> pd.DataFrame:
 def _key(key_file: Path | None, agreement: str | None) -> bytes | None:
     if key_file is None:
         return None
-    try:
-        secret = key_file.read_bytes().strip()
-    except OSError as error:
-        raise InvalidRequest(
-            f"cannot read key file {key_file}: {error.strerror}",
-            field="pseudonym_key",
-            code="key_file",
-        ) from None
+    secret = read_secret_file(key_file, "pseudonym_key", what="key file ", code="key_file")
     from anonymization.microdata import agreement_key
 
     return agreement_key(secret, agreement or "")
