@@ -15,6 +15,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property, partial
+from typing import Protocol
 
 import highspy
 import numpy as np
@@ -31,6 +33,9 @@ INF = math.inf
 REPORT_EVERY = 1.0  # seconds between two progress reports of a long audit
 LOCAL_FROM = 300  # cells in a group from which local witnesses are tried first
 LOCAL_BREADTHS = (3, 12)  # other labels per dimension in the sub-tables tried, in turn
+TILE_SIZE = 400  # suppressed cells in a tile of a large group, about
+TILE_TURNS = 2  # tilings tried (labels grouped differently in each)
+TILE_ROUNDS = 12  # LPs per sense over a tile, at most
 SIMPLEX_STRATEGY = 0  # HiGHS chooses: dual simplex from scratch, primal after a new objective
 
 
@@ -44,6 +49,11 @@ class Relations:
     matrix: sparse.csr_matrix
     parents: np.ndarray
     exact: np.ndarray
+
+    @cached_property
+    def entries(self) -> sparse.coo_matrix:
+        """The matrix's entries as (row, column, value) triplets, kept once built."""
+        return self.matrix.tocoo()
 
     @property
     def size(self) -> int:
@@ -140,15 +150,21 @@ class Quantity:
 
 
 def components(relations: Relations, suppressed: np.ndarray) -> tuple[int, np.ndarray]:
-    """Groups of suppressed cells linked by some relation (label -1 for published cells)."""
+    """Groups of suppressed cells linked by some relation (label -1 for published cells): the
+    connected parts of the graph of suppressed cells and the relations they appear in."""
+    entries = relations.entries
+    keep = suppressed[entries.col]
+    size, count = relations.size, relations.matrix.shape[0]
+    graph = sparse.coo_matrix(
+        (np.ones(int(keep.sum())), (entries.col[keep], size + entries.row[keep])),
+        shape=(size + count, size + count),
+    )
+    _, labels = connected_components(graph, directed=False)
     hidden = np.flatnonzero(suppressed)
-    sub = relations.matrix[:, hidden]
-    sub.data = np.ones_like(sub.data)
-    adjacency = (sub.T @ sub).tocsr()
-    count, labels = connected_components(adjacency, directed=False)
-    out = np.full(relations.size, -1)
-    out[hidden] = labels
-    return int(count), out
+    groups, numbered = np.unique(labels[hidden], return_inverse=True)
+    out = np.full(size, -1)
+    out[hidden] = numbered
+    return len(groups), out
 
 
 def propagate(
@@ -330,12 +346,10 @@ class _Solver:
             return None
         return values
 
-    def local(self, position: int, members: np.ndarray) -> None:
-        """Witnesses for the cell at ``position`` from one small LP over ``members`` (positions
-        in this group, ``position`` first): every other cell keeps its base value, so each
-        solution, completed by the base, is a solution of the whole group."""
-        if self.base is None:
-            return
+    def _submodel(self, members: np.ndarray) -> _core._Highs:
+        """The LP of the cells at ``members`` (positions in this group) with every other cell
+        at its base value: each of its solutions, completed by the base, solves the group."""
+        assert self.base is not None
         if self.by_cell is None:
             self.by_cell = self.rows.tocsc()
         starts, indices = self.by_cell.indptr, self.by_cell.indices
@@ -344,17 +358,75 @@ class _Solver:
         inside = part[:, members]
         fixed = part @ self.base - inside @ self.base[members]
         low, high = self.lp_low[touched] - fixed, self.lp_high[touched] - fixed
-        highs = _model(inside, self.floor, low, high)
-        order = np.arange(len(members), dtype=np.int32)
-        for sense in (1.0, -1.0):
-            cost = np.zeros(len(members))
-            cost[0] = sense
-            highs.changeColsCost(len(members), order, cost)
-            highs.run()
-            if highs.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-                self._witness(members, np.asarray(highs.getSolution().col_value))
+        return _model(inside, self.floor, low, high)
+
+    def _run_local(self, highs: _core._Highs, members: np.ndarray, cost: np.ndarray) -> None:
+        highs.changeColsCost(len(members), np.arange(len(members), dtype=np.int32), cost)
+        highs.run()
+        if highs.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            self._witness(members, np.asarray(highs.getSolution().col_value))
         if self.ticker is not None:
             self.ticker.beat()
+
+    def local(
+        self, position: int, members: np.ndarray, senses: tuple[float, ...] = (1.0, -1.0)
+    ) -> None:
+        """Witnesses for the cell at ``position`` from one small LP over ``members`` (positions
+        in this group, ``position`` first), the rest of the group at its base values."""
+        if self.base is None:
+            return
+        highs = self._submodel(members)
+        for sense in senses:
+            cost = np.zeros(len(members))
+            cost[0] = sense
+            self._run_local(highs, members, cost)
+
+    def tile(self, members: np.ndarray, wanted: Wanted, rounds: int = TILE_ROUNDS) -> None:
+        """Witnesses for many cells of a tile (``members``, positions in this group) from LPs
+        over the tile alone, the rest of the group at its base values: the sum of the cells
+        still ``wanted`` minimised (then maximised), then sums of such cells sharing no
+        equation (as :meth:`spread` does over the whole group), while rounds bring witnesses."""
+        if self.base is None or not len(members):
+            return
+        highs: _core._Highs | None = None
+        tried = np.zeros(len(self.cells), dtype=np.int64)
+        for sense in (1.0, -1.0):
+            for round_ in range(rounds):
+                open_ = wanted(sense)[members]
+                if not open_.any():
+                    break
+                chosen = members[open_]
+                if round_:
+                    chosen = self._apart(chosen, tried)
+                tried[chosen] += 1
+                highs = highs or self._submodel(members)
+                self._run_local(highs, members, sense * np.isin(members, chosen))
+                if round_ and (open_ == wanted(sense)[members]).all():
+                    break
+
+    def tiled(self, nearby: Nearby, wanted: Wanted, turns: int = TILE_TURNS) -> None:
+        """Witnesses from LPs over the tiles of this group (:meth:`tile`), ``turns`` tilings."""
+        if self.base is None:
+            return
+        for turn in range(turns):
+            for tile in nearby.tiles(self.cells, TILE_SIZE, turn):
+                self.tile(np.searchsorted(self.cells, tile), wanted)
+
+    def ensure_base(self) -> None:
+        """Without the true table (an audit from the files alone), a base for local witnesses:
+        any solution of the group, found by one LP."""
+        if self.base is not None:
+            return
+        self.cost[:] = 0.0
+        if self._solve():
+            self.base = np.maximum(np.asarray(self.highs.getSolution().col_value), self.floor)
+
+    def unsettled(self, sense: float) -> np.ndarray:
+        """Mask of the cells whose bound (sense 1: minimum, -1: maximum) a witness has not
+        settled yet and might (propagation proves a finite bound)."""
+        outer = self.outer_low if sense > 0 else self.outer_high
+        unsettled: np.ndarray = ~self.reached(sense) & np.isfinite(outer)
+        return unsettled
 
     def _witness(self, positions: np.ndarray, values: np.ndarray) -> None:
         """Values the cells at ``positions`` take together in one solution: widen what each
@@ -484,9 +556,11 @@ def intervals(
     suppressed: np.ndarray,
     targets: np.ndarray,
     progress: Callable[[str], None] | None = None,
+    nearby: Nearby | None = None,
 ) -> dict[str, np.ndarray]:
     """Per quantity, a (len(targets) × 2) array of the lower and upper bound of each target
-    (a suppressed cell) derivable from the published cells alone."""
+    (a suppressed cell) derivable from the published cells alone. In a large group, witnesses
+    are first looked for in sub-tables (``nearby``) by small LPs."""
     out = {q.name: np.empty((len(targets), 2)) for q in quantities}
     related = _related(relations)
     ticker = Ticker(progress, "auditing", len(targets) * len(quantities))
@@ -500,13 +574,16 @@ def intervals(
         at = np.searchsorted(cells, targets[chosen])
         for quantity in quantities:
             solver = _Solver(relations, quantity, suppressed, cells, ticker)
+            if nearby is not None and len(cells) >= LOCAL_FROM:
+                # Witnesses from small LPs over tiles first.
+                solver.ensure_base()
+                solver.tiled(nearby, solver.unsettled)
             solver.spread(at)
-            for index, position in zip(chosen, at, strict=True):
-                out[quantity.name][index] = (
-                    solver.bound(position, 1.0),
-                    solver.bound(position, -1.0),
-                )
-                ticker.advance()
+            # All minima, then all maxima: each LP starts from the basis of a like one.
+            for side, sense in enumerate((1.0, -1.0)):
+                for index, position in zip(chosen, at, strict=True):
+                    out[quantity.name][index, side] = solver.bound(position, sense)
+                    ticker.advance(side)  # a cell is done with its maximum
     return out
 
 
@@ -537,9 +614,20 @@ def shortfalls(
     return out
 
 
-Nearby = Callable[[int, np.ndarray, int], np.ndarray]
-"""Given a cell, the suppression mask and a breadth: the suppressed cells of a small sub-table
-around the cell (the cell first), where local witnesses are looked for."""
+Wanted = Callable[[float], np.ndarray]
+"""Given a sense (1: minimum, -1: maximum), the mask of a group's cells still wanting a witness
+that far."""
+
+
+class Nearby(Protocol):
+    """Sub-tables of the release where local witnesses are looked for."""
+
+    def __call__(self, cell: int, suppressed: np.ndarray, breadth: int) -> np.ndarray:
+        """The suppressed cells of a small sub-table around ``cell`` (first), with ``breadth``
+        other labels per dimension."""
+
+    def tiles(self, cells: np.ndarray, size: int, turn: int) -> list[np.ndarray]:
+        """``cells`` in tiles of about ``size``, grouped differently on each ``turn``."""
 
 
 def certify(
@@ -562,6 +650,7 @@ def certify(
             solver = _Solver(relations, quantity, suppressed, cells, ticker)
             need = _Needs(requirement, quantity, chosen)
             if nearby is not None and solver.base is not None and len(cells) >= LOCAL_FROM:
+                solver.tiled(nearby, partial(need.wanted, solver, positions))
                 for row, at in enumerate(positions):
                     for breadth in LOCAL_BREADTHS:
                         if not any(need.open(solver, row, int(at))):
@@ -599,6 +688,18 @@ class _Needs:
             slack = 1e-6 * (1 + np.abs(truth))
             self.low_target = truth - margin + slack
             self.high_target = truth + margin - slack
+
+    def wanted(self, solver: _Solver, positions: np.ndarray, sense: float) -> np.ndarray:
+        """Mask of the group's cells (at ``positions``: the protected ones) still lacking a
+        witness below (sense 1) or above (sense -1)."""
+        mask = np.zeros(len(solver.cells), dtype=bool)
+        if self.subjects:
+            mask[positions] = solver.high[positions] - solver.low[positions] < self.width
+        elif sense > 0:
+            mask[positions] = solver.low[positions] > self.low_target
+        else:
+            mask[positions] = solver.high[positions] < self.high_target
+        return mask
 
     def open(self, solver: _Solver, row: int, at: int) -> tuple[bool, bool]:
         """(below, above): whether the lower / upper side still lacks a witness."""

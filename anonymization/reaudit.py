@@ -20,7 +20,7 @@ import pandas as pd
 from anonymization.audit import Quantity, intervals
 from anonymization.blocks import PROTECTED, SUBJECTS, Block, audited_sums, describe_key
 from anonymization.errors import AuditFailure, InvalidRequest
-from anonymization.suppression import build_system
+from anonymization.suppression import SubTables, build_system
 
 TOLERANCE = 1e-4
 
@@ -128,7 +128,8 @@ def reaudit(
     ]
     hidden = np.flatnonzero((table["status"] == "suppressed").to_numpy())
     suppressed = np.isin(np.arange(len(table)), hidden)
-    bounds = intervals(system.relations, quantities, suppressed, hidden, progress)
+    nearby = SubTables(block.labels)
+    bounds = intervals(system.relations, quantities, suppressed, hidden, progress, nearby)
     stated = {_key(entry["key"], dims): entry for entry in audit.get("cells", [])}
     protected = 0
     for position, row in enumerate(hidden):

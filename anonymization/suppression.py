@@ -123,6 +123,35 @@ class SubTables:
             for dim in range(len(key)):
                 rest = key[:dim] + key[dim + 1 :]
                 self.lines.setdefault((dim, rest), []).append((key[dim], cell))
+        self.codes = [pd.factorize(labels[dim])[0] for dim in labels.columns]
+        self.top = [(labels[dim] == TOP).to_numpy() for dim in labels.columns]
+
+    def tiles(self, cells: np.ndarray, size: int, turn: int) -> list[np.ndarray]:
+        """``cells`` (of the release) in tiles of about ``size`` cells: along the dimension with
+        the most labels among them, runs of labels (in label order on turn 0, shuffled by
+        ``turn`` after), each with the cells at ``*`` there."""
+        mine = cells[cells < len(self.keys)]
+        if not len(mine) or not self.codes:
+            return []
+        widths = [len(np.unique(codes[mine])) for codes in self.codes]
+        dim = int(np.argmax(widths))
+        top = self.top[dim][mine]
+        shared, inner = mine[top], mine[~top]
+        labels, where, counts = np.unique(
+            self.codes[dim][inner], return_inverse=True, return_counts=True
+        )
+        order = (
+            np.arange(len(labels))
+            if turn == 0
+            else np.random.default_rng(turn).permutation(len(labels))
+        )
+        before = np.cumsum(counts[order]) - counts[order]
+        run = np.empty(len(labels), dtype=np.int64)
+        run[order] = before // max(1, size - len(shared))
+        of_cell = run[where]
+        sorted_cells = inner[np.argsort(of_cell, kind="stable")]
+        splits = np.flatnonzero(np.diff(np.sort(of_cell))) + 1
+        return [np.concatenate([part, shared]) for part in np.split(sorted_cells, splits)]
 
     def __call__(self, cell: int, suppressed: np.ndarray, breadth: int) -> np.ndarray:
         if cell >= len(self.keys):  # a held release's cell: no sub-table of its own here
@@ -171,7 +200,7 @@ def protect(
         if progress is not None:
             progress("auditing")
         targets = np.flatnonzero(mask)
-        bounds = intervals(system.relations, system.quantities, mask, targets, progress)
+        bounds = intervals(system.relations, system.quantities, mask, targets, progress, nearby)
     _check(system, needs, targets, bounds)
     mine = targets < size
     audit = Audit(

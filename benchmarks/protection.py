@@ -94,7 +94,7 @@ def run(rows: int, seconds: float) -> None:
     start = time.perf_counter()
     targets = np.flatnonzero(mask)
     try:
-        intervals(system.relations, system.quantities, mask, targets, budget(seconds, seen))
+        intervals(system.relations, system.quantities, mask, targets, budget(seconds, seen), nearby)
     except OutOfTime as stop:
         print(f"audit: stopped after {seconds:.0f} s (at: {stop})", flush=True)
         return

@@ -4,6 +4,8 @@ manifest's audit gives the same bounds."""
 
 from __future__ import annotations
 
+import itertools
+import json
 from unittest.mock import patch
 
 import numpy as np
@@ -12,10 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anonymization import audit
-from anonymization.hierarchies import CategoricalHierarchy
+from anonymization.hierarchies import TOP, CategoricalHierarchy
 from anonymization.plan import AggregatePlan, Dimension, Measure
 from anonymization.protection import IntervalRequirement, Protection
+from anonymization.reaudit import reaudit
 from anonymization.release import Release, run_release
+from anonymization.suppression import SubTables
 from tests.anonymization.reference_audit import reference_intervals
 
 
@@ -72,14 +76,16 @@ def test_no_protected_cell_can_be_narrowed(
 def test_local_witnesses_keep_every_protected_cell_wide(
     table: pd.DataFrame, k: int, p: float, dims: list[str]
 ) -> None:
-    """The complement search's local witnesses (small LPs over a sub-table, the rest at its true
-    values), used on large groups, forced on every group: the result still passes the
-    independent LP."""
-    with patch.object(audit, "LOCAL_FROM", 0):
-        check_protected(table, k, p, dims)
+    """Witnesses from small LPs (over tiles and sub-tables, the rest of the group at a base
+    solution), used on large groups, forced on every group with tiles of a few cells: the
+    complements still pass the independent LP, the audit's bounds are still exact, and the
+    audit from the files alone (its base found by an LP) gives the same bounds."""
+    with patch.object(audit, "LOCAL_FROM", 0), patch.object(audit, "TILE_SIZE", 6):
+        release = check_protected(table, k, p, dims)
+        reaudit(release.table, json.loads(json.dumps(release.summary())))
 
 
-def check_protected(table: pd.DataFrame, k: int, p: float, dims: list[str]) -> None:
+def check_protected(table: pd.DataFrame, k: int, p: float, dims: list[str]) -> Release:
     """Every protected cell's interval, by an independent LP over the published table, is as
     wide as required, and the manifest's audit gives the same bounds."""
     release = protected_release(table, dims, k, p)
@@ -103,6 +109,7 @@ def check_protected(table: pd.DataFrame, k: int, p: float, dims: list[str]) -> N
         sum_low, sum_high = sums[row]
         assert sum_low <= value * (1 - p / 100) + 1e-6
         assert sum_high >= value * (1 + p / 100) - 1e-6
+    return release
 
 
 def test_a_margin_never_gives_away_its_single_suppressed_cell() -> None:
@@ -115,3 +122,33 @@ def test_a_margin_never_gives_away_its_single_suppressed_cell() -> None:
     assert status["a0"] == "suppressed"
     assert sum(s == "suppressed" for s in status.values()) >= 2
     assert release.counts()["complements"] >= 1
+
+
+@given(
+    widths=st.lists(st.integers(1, 8), min_size=1, max_size=3),
+    share=st.floats(0.05, 1.0),
+    size=st.integers(1, 40),
+    turn=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_tiles_split_the_cells_along_the_widest_dimension(
+    widths: list[int], share: float, size: int, turn: int, seed: int
+) -> None:
+    """Every cell lies in exactly one tile, except the cells at ``*`` of the dimension split,
+    which lie in every tile (they tie the tiles' labels together)."""
+    grids = [[f"d{d}_{i}" for i in range(w)] + [TOP] for d, w in enumerate(widths)]
+    keys = list(itertools.product(*grids))
+    labels = pd.DataFrame(keys, columns=[f"d{d}" for d in range(len(widths))])
+    rng = np.random.default_rng(seed)
+    cells = np.flatnonzero(rng.random(len(labels)) < share)
+    tiles = SubTables(labels).tiles(cells, size, turn)
+    if not len(cells):
+        assert tiles == []
+        return
+    counts = pd.Series(np.concatenate(tiles)).value_counts()
+    assert set(counts.index) == set(cells.tolist())
+    picked = labels.iloc[cells]
+    split = max(labels.columns, key=lambda d: picked[d].nunique())
+    for cell in cells:
+        expected = len(tiles) if labels[split].iloc[cell] == TOP else 1
+        assert counts[cell] == expected
