@@ -579,11 +579,12 @@ def intervals(
                 solver.ensure_base()
                 solver.tiled(nearby, solver.unsettled)
             solver.spread(at)
-            # All minima, then all maxima: each LP starts from the basis of a like one.
-            for side, sense in enumerate((1.0, -1.0)):
-                for index, position in zip(chosen, at, strict=True):
-                    out[quantity.name][index, side] = solver.bound(position, sense)
-                    ticker.advance(side)  # a cell is done with its maximum
+            for index, position in zip(chosen, at, strict=True):
+                out[quantity.name][index] = (
+                    solver.bound(position, 1.0),
+                    solver.bound(position, -1.0),
+                )
+                ticker.advance()
     return out
 
 
