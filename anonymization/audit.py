@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import highspy
 import numpy as np
@@ -399,7 +399,8 @@ class _Solver:
                 if round_:
                     chosen = self._apart(chosen, tried)
                 tried[chosen] += 1
-                highs = highs or self._submodel(members)
+                if highs is None:
+                    highs = self._submodel(members)
                 self._run_local(highs, members, sense * np.isin(members, chosen))
                 if round_ and (open_ == wanted(sense)[members]).all():
                     break
@@ -462,11 +463,10 @@ class _Solver:
         one equation compete for its value, so at most one of them can reach its bound in a
         solution), for as long as such a round settles cells faster than one LP per cell."""
         for sense in (1.0, -1.0):
-            outer = self.outer_low if sense > 0 else self.outer_high
             tried = np.zeros(len(self.cells), dtype=np.int64)
             single = INF  # seconds per cell when solved one by one, measured below
             for round_ in range(rounds):
-                open_ = positions[~self.reached(sense)[positions] & np.isfinite(outer[positions])]
+                open_ = positions[self.unsettled(sense)[positions]]
                 if len(open_) < 4:
                     break
                 if round_ == 1:
@@ -659,8 +659,8 @@ def certify(
                         members = nearby(int(cells[at]), suppressed, breadth)
                         found = np.minimum(np.searchsorted(cells, members), len(cells) - 1)
                         solver.local(int(at), found[cells[found] == members])
-            still = [any(need.open(solver, r, int(a))) for r, a in enumerate(positions)]
-            solver.spread(positions[np.asarray(still, dtype=bool)])
+            still = need.wanted(solver, positions, 1.0) | need.wanted(solver, positions, -1.0)
+            solver.spread(positions[still[positions]])
             for row, (index, at) in enumerate(zip(chosen, positions, strict=True)):
                 ticker.advance()
                 below, above = need.open(solver, row, int(at))
@@ -690,23 +690,24 @@ class _Needs:
             self.low_target = truth - margin + slack
             self.high_target = truth + margin - slack
 
+    def _sides(self, solver: _Solver, rows: Any, at: Any) -> tuple[Any, Any]:
+        """(below, above) for the protected cells ``rows`` (at group positions ``at``): whether
+        their lower / upper side still lacks a witness."""
+        if self.subjects:
+            short = solver.high[at] - solver.low[at] < self.width[rows]
+            return short, short
+        return solver.low[at] > self.low_target[rows], solver.high[at] < self.high_target[rows]
+
     def wanted(self, solver: _Solver, positions: np.ndarray, sense: float) -> np.ndarray:
         """Mask of the group's cells (at ``positions``: the protected ones) still lacking a
         witness below (sense 1) or above (sense -1)."""
+        below, above = self._sides(solver, slice(None), positions)
         mask = np.zeros(len(solver.cells), dtype=bool)
-        if self.subjects:
-            mask[positions] = solver.high[positions] - solver.low[positions] < self.width
-        elif sense > 0:
-            mask[positions] = solver.low[positions] > self.low_target
-        else:
-            mask[positions] = solver.high[positions] < self.high_target
+        mask[positions] = below if sense > 0 else above
         return mask
 
     def open(self, solver: _Solver, row: int, at: int) -> tuple[bool, bool]:
-        """(below, above): whether the lower / upper side still lacks a witness."""
-        if self.subjects:
-            short = bool(solver.high[at] - solver.low[at] < self.width[row])
-            return short, short
-        return bool(solver.low[at] > self.low_target[row]), bool(
-            solver.high[at] < self.high_target[row]
-        )
+        """(below, above): whether the lower / upper side of one protected cell still lacks a
+        witness."""
+        below, above = self._sides(solver, row, at)
+        return bool(below), bool(above)
