@@ -36,6 +36,8 @@ LOCAL_BREADTHS = (3, 12)  # other labels per dimension in the sub-tables tried, 
 TILE_SIZE = 400  # suppressed cells in a tile of a large group, about
 TILE_TURNS = 2  # tilings tried (labels grouped differently in each)
 TILE_ROUNDS = 12  # LPs per sense over a tile, at most
+IMPLICIT_ROUNDS = 20  # LPs at most to find the inequalities every solution meets with equality
+IMPLICIT_SLACK = 1e-6  # slack below which a row counts as met with equality (counts are integers)
 SIMPLEX_STRATEGY = 0  # HiGHS chooses: dual simplex from scratch, primal after a new objective
 
 
@@ -247,6 +249,49 @@ def _model(
     return highs
 
 
+def _implicit_equalities(
+    rows: sparse.csr_matrix, row_low: np.ndarray, row_high: np.ndarray, floor: float
+) -> np.ndarray:
+    """Mask of the inequality rows (``row_low`` infinite) that every solution of ``row_low <=
+    rows @ x <= row_high``, ``x >= floor`` meets with equality. One LP maximises the slacks of
+    the rows not yet shown loose, each counted up to 1: the rows it gives some slack are loose;
+    when it gives none, every row left is tight (a solution with slack in one of them, averaged
+    with the optimum, would do better). Nothing is claimed if the LPs do not settle it."""
+    left = np.flatnonzero(~np.isfinite(row_low))
+    tight = np.zeros(len(row_low), dtype=bool)
+    count = rows.shape[1]
+    for _ in range(IMPLICIT_ROUNDS):
+        if not len(left):
+            return tight
+        slack = sparse.hstack([rows[left], sparse.identity(len(left))])  # a x + t <= high
+        matrix = sparse.vstack(
+            [sparse.hstack([rows, sparse.csr_matrix((rows.shape[0], len(left)))]), slack]
+        )
+        highs = _model(
+            matrix,
+            floor,
+            np.concatenate(
+                [
+                    np.where(np.isfinite(row_low), row_low, -highspy.kHighsInf),
+                    np.full(len(left), -highspy.kHighsInf),
+                ]
+            ),
+            np.concatenate([row_high, row_high[left]]),
+        )
+        extra = np.arange(count, count + len(left), dtype=np.int32)
+        highs.changeColsBounds(len(left), extra, np.zeros(len(left)), np.ones(len(left)))
+        highs.changeColsCost(len(left), extra, -np.ones(len(left)))
+        highs.run()
+        if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return np.zeros(len(row_low), dtype=bool)
+        loose = np.asarray(highs.getSolution().col_value)[count:] > IMPLICIT_SLACK
+        if not loose.any():
+            tight[left] = True
+            return tight
+        left = left[~loose]
+    return np.zeros(len(row_low), dtype=bool)
+
+
 class Ticker:
     """Progress of a long audit: ``label: done/total cells`` through ``progress``, at most once
     a second and at every LP in between checks. A caller's ``progress`` may raise to stop the
@@ -321,7 +366,14 @@ class _Solver:
         self.floor = 0.0 if quantity.nonnegative else -INF
         self.lp_low = np.concatenate(lowers)
         self.lp_high = np.concatenate(uppers)
-        self.highs = _model(matrix, self.floor, self.lp_low, self.lp_high)
+        # Position in this solver of each cell of the group (several cells share one when every
+        # solution keeps them equal: see ``_merge``).
+        self.group = cells
+        self.of_cell = np.arange(len(cells))
+        if not exact.all():
+            self._merge()
+        cells = self.cells
+        self.highs = _model(self.rows, self.floor, self.lp_low, self.lp_high)
         self.cost = np.zeros(len(cells))
         self.positions = np.arange(len(cells), dtype=np.int32)
         self.low = np.full(len(cells), INF)
@@ -334,6 +386,74 @@ class _Solver:
         self.outer_low, self.outer_high = propagate(
             self.rows, self.row_low, self.row_high, np.full(len(cells), self.floor)
         )
+
+    def _merge(self) -> None:
+        """Find the inequalities every solution meets with equality (for distinct subjects,
+        ``month <= year`` is one when the published totals leave no room: every meter counted
+        in every month), make them equations, and merge the cells such an equation keeps equal
+        into one column: the LPs shrink (by about the number of months) and propagation reads
+        the equations."""
+        tight = _implicit_equalities(self.rows, self.row_low, self.row_high, self.floor)
+        if not tight.any():
+            return
+        self.row_low[tight] = self.row_high[tight]
+        self.lp_low[tight] = 2 * self.row_high[tight] - self.lp_high[tight]
+        # A tight row ``x_a - x_b = 0`` (nothing published in it) merges a and b.
+        pairs = self.rows[np.flatnonzero(tight)]
+        twin = (np.diff(pairs.indptr) == 2) & (self.row_high[tight] == 0.0)
+        twin &= np.add.reduceat(pairs.data, pairs.indptr[:-1]) == 0.0
+        edges = pairs[np.flatnonzero(twin)].tocoo()
+        count = len(self.cells)
+        graph = sparse.coo_matrix(
+            (np.ones(len(edges.row)), (edges.col, count + edges.row)),
+            shape=(count + len(edges.row), count + len(edges.row)),
+        )
+        _, label = connected_components(graph, directed=False)
+        label = label[:count]
+        # Classes numbered by their first cell, so positions keep the order of the cells.
+        first = np.unique(label, return_index=True)[1]
+        first.sort()
+        number = np.empty(label.max() + 1, dtype=np.int64)
+        number[label[first]] = np.arange(len(first))
+        of_cell = number[label]
+        merge = sparse.csr_matrix(
+            (np.ones(count), (np.arange(count), of_cell)), shape=(count, len(first))
+        )
+        rows = (self.rows @ merge).tocsr()
+        rows.eliminate_zeros()
+        # Rows left empty (the merging equations themselves) hold; identical rows are one.
+        keep = np.flatnonzero(np.diff(rows.indptr) > 0)
+        seen: dict[tuple[bytes, bytes], int] = {}
+        unique: list[int] = []
+        low, high = self.row_low[keep], self.row_high[keep]
+        lp_low, lp_high = self.lp_low[keep], self.lp_high[keep]
+        for at, row in enumerate(keep):
+            span = slice(rows.indptr[row], rows.indptr[row + 1])
+            key = (rows.indices[span].tobytes(), rows.data[span].tobytes())
+            if key in seen:
+                other = seen[key]
+                low[other], high[other] = max(low[other], low[at]), min(high[other], high[at])
+                lp_low[other] = max(lp_low[other], lp_low[at])
+                lp_high[other] = min(lp_high[other], lp_high[at])
+            else:
+                seen[key] = at
+                unique.append(at)
+        self.rows = rows[keep[unique]]
+        self.row_low, self.row_high = low[unique], high[unique]
+        self.lp_low, self.lp_high = lp_low[unique], lp_high[unique]
+        self.of_cell = of_cell
+        self.cells = self.group[first]
+
+    def at(self, cells: np.ndarray) -> np.ndarray:
+        """Positions in this solver of ``cells``, cells of the group."""
+        return self.of_cell[np.searchsorted(self.group, cells)]
+
+    def within(self, cells: np.ndarray) -> np.ndarray:
+        """Positions of those of ``cells`` that are in the group, each once, in their order."""
+        found = np.minimum(np.searchsorted(self.group, cells), len(self.group) - 1)
+        positions = self.of_cell[found[self.group[found] == cells]]
+        unique: np.ndarray = positions[np.sort(np.unique(positions, return_index=True)[1])]
+        return unique
 
     def _base(self, values: np.ndarray) -> np.ndarray | None:
         """The cells' own values (the true table, where the caller has it) if they satisfy every
@@ -571,14 +691,14 @@ def intervals(
                 out[quantity.name][chosen] = (0.0 if quantity.nonnegative else -INF, INF)
             ticker.advance(len(quantities))
             continue
-        at = np.searchsorted(cells, targets[chosen])
         for quantity in quantities:
             solver = _Solver(relations, quantity, suppressed, cells, ticker)
+            at = solver.at(targets[chosen])
             if nearby is not None and len(cells) >= LOCAL_FROM:
                 # Witnesses from small LPs over tiles first.
                 solver.ensure_base()
                 solver.tiled(nearby, solver.unsettled)
-            solver.spread(at)
+            solver.spread(np.unique(at))
             for index, position in zip(chosen, at, strict=True):
                 out[quantity.name][index] = (
                     solver.bound(position, 1.0),
@@ -646,21 +766,22 @@ def certify(
     failing = np.zeros(len(requirement.cells), dtype=bool)
     ticker = Ticker(progress, "checking", len(requirement.cells) * len(quantities))
     for cells, chosen in _groups(relations, suppressed, requirement.cells, alone=False):
-        positions = np.searchsorted(cells, requirement.cells[chosen])
         for quantity in quantities:
             solver = _Solver(relations, quantity, suppressed, cells, ticker)
+            positions = solver.at(requirement.cells[chosen])
             need = _Needs(requirement, quantity, chosen)
             if nearby is not None and solver.base is not None and len(cells) >= LOCAL_FROM:
                 solver.tiled(nearby, partial(need.wanted, solver, positions))
-                for row, at in enumerate(positions):
+                for row, (cell, at) in enumerate(
+                    zip(requirement.cells[chosen], positions, strict=True)
+                ):
                     for breadth in LOCAL_BREADTHS:
                         if not any(need.open(solver, row, int(at))):
                             break
-                        members = nearby(int(cells[at]), suppressed, breadth)
-                        found = np.minimum(np.searchsorted(cells, members), len(cells) - 1)
-                        solver.local(int(at), found[cells[found] == members])
+                        members = nearby(int(cell), suppressed, breadth)
+                        solver.local(int(at), solver.within(members))
             still = need.wanted(solver, positions, 1.0) | need.wanted(solver, positions, -1.0)
-            solver.spread(positions[still[positions]])
+            solver.spread(np.unique(positions[still[positions]]))
             for row, (index, at) in enumerate(zip(chosen, positions, strict=True)):
                 ticker.advance()
                 below, above = need.open(solver, row, int(at))
@@ -703,7 +824,7 @@ class _Needs:
         witness below (sense 1) or above (sense -1)."""
         below, above = self._sides(solver, slice(None), positions)
         mask = np.zeros(len(solver.cells), dtype=bool)
-        mask[positions] = below if sense > 0 else above
+        mask[positions[below if sense > 0 else above]] = True
         return mask
 
     def open(self, solver: _Solver, row: int, at: int) -> tuple[bool, bool]:

@@ -26,18 +26,27 @@ from tests.anonymization.reference_audit import reference_intervals
 @st.composite
 def tables(draw: st.DrawFn) -> pd.DataFrame:
     """Subjects with a fixed ``a`` (so subjects add up along ``a``) and rows spread over ``b``
-    and ``c`` (so they do not)."""
+    and ``c`` (so they do not). Sometimes each subject also has a fixed ``c`` and a row in every
+    ``b``, as a meter has a reading every month: then ``b``'s margins leave no room between a
+    cell and its total, which the audit finds and merges (``audit._merge``)."""
     subjects = draw(st.integers(min_value=1, max_value=30))
     home = [draw(st.sampled_from(["a0", "a1", "a2"])) for _ in range(subjects)]
     size = draw(st.integers(min_value=1, max_value=80))
     who = [draw(st.integers(0, subjects - 1)) for _ in range(size)]
+    b = [draw(st.sampled_from(["b0", "b1", "b2"])) for _ in range(size)]
+    c = [draw(st.sampled_from(["c0", "c1"])) for _ in range(size)]
+    if draw(st.booleans()):
+        kind = [draw(st.sampled_from(["c0", "c1"])) for _ in range(subjects)]
+        who = [w for w in range(subjects) for _ in range(3)]
+        b = ["b0", "b1", "b2"] * subjects
+        c = [kind[w] for w in who]
     return pd.DataFrame(
         {
             "subject": [f"s{w}" for w in who],
             "a": [home[w] for w in who],
-            "b": [draw(st.sampled_from(["b0", "b1", "b2"])) for _ in range(size)],
-            "c": [draw(st.sampled_from(["c0", "c1"])) for _ in range(size)],
-            "x": [float(draw(st.integers(0, 500))) for _ in range(size)],
+            "b": b,
+            "c": c,
+            "x": [float(draw(st.integers(0, 500))) for _ in who],
         }
     )
 
