@@ -12,8 +12,11 @@ cells at a time, with subjects and non-negative measures bounded below by zero.
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any, Protocol
@@ -38,6 +41,10 @@ TILE_TURNS = 2  # tilings tried (labels grouped differently in each)
 TILE_ROUNDS = 12  # LPs per sense over a tile, at most
 IMPLICIT_ROUNDS = 20  # LPs at most to find the inequalities every solution meets with equality
 IMPLICIT_SLACK = 1e-6  # slack below which a row counts as met with equality (counts are integers)
+# HiGHS models solving bounds side by side (HiGHS lets go of the GIL while it solves), and the
+# open bounds from which a group's are shared among them (each extra model starts cold).
+THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+THREADS_FROM = 40
 SIMPLEX_STRATEGY = 0  # HiGHS chooses: dual simplex from scratch, primal after a new objective
 
 
@@ -555,26 +562,82 @@ class _Solver:
         self.low[positions] = np.minimum(self.low[positions], np.maximum(values, self.floor))
         self.high[positions] = np.maximum(self.high[positions], values)
 
-    def reached(self, sense: float) -> np.ndarray:
-        """Mask of the cells whose minimum (sense 1) or maximum (sense -1) is settled: a
-        witness reaches the bound that propagation proves, so no LP can go further."""
+    def reached(self, sense: float, at: Any = slice(None)) -> Any:
+        """Mask of the cells (at positions ``at``: all by default) whose minimum (sense 1) or
+        maximum (sense -1) is settled: a witness reaches the bound that propagation proves, so
+        no LP can go further."""
         outer, seen = (self.outer_low, self.low) if sense > 0 else (self.outer_high, self.high)
+        outer, seen = outer[at], seen[at]
         finite = np.isfinite(outer)
         gap = sense * (seen - np.where(finite, outer, 0.0))
-        reached: np.ndarray = finite & (gap <= 1e-7 * (1 + np.abs(np.where(finite, outer, 0.0))))
-        return reached
+        return finite & (gap <= 1e-7 * (1 + np.abs(np.where(finite, outer, 0.0))))
 
     def bound(self, position: int, sense: float) -> float:
         """The minimum (sense 1) or maximum (sense -1) of the cell at ``position``. Every
         solution found is kept as a witness: a value a cell can take (``low``, ``high``)."""
-        outer = self.outer_low if sense > 0 else self.outer_high
-        if self.reached(sense)[position]:
-            return float(outer[position])
-        self.cost[:] = 0.0
-        self.cost[position] = sense
-        if self._solve():
-            return float(sense * self.highs.getInfo().objective_function_value)
-        return -sense * INF
+        return self.bounds([(position, sense)], lambda _position, _sense: True)[position, sense]
+
+    def bounds(
+        self,
+        tasks: Sequence[tuple[int, float]],
+        wanted: Callable[[int, float], bool],
+        done: Callable[[int, float], None] | None = None,
+    ) -> dict[tuple[int, float], float]:
+        """The bound of each task (position, sense) still ``wanted`` when its turn comes
+        (witnesses found meanwhile may settle it): the propagated bound where a witness reaches
+        it, else one LP. With many tasks, several HiGHS models solve side by side in threads,
+        sharing the witnesses; ``done`` is told of each task handled."""
+        results: dict[tuple[int, float], float] = {}
+        lock = threading.Lock()
+        pending = iter(tasks)
+        failed = threading.Event()
+
+        def work(highs: _core._Highs) -> None:
+            try:
+                while not failed.is_set():
+                    with lock:
+                        task = next(pending, None)
+                        if task is None:
+                            return
+                        position, sense = task
+                        settled = self.reached(sense, position)
+                        if settled or not wanted(position, sense):
+                            if settled:
+                                outer = self.outer_low if sense > 0 else self.outer_high
+                                results[task] = float(outer[position])
+                            if done is not None:
+                                done(position, sense)
+                            continue
+                        if self.ticker is not None:
+                            self.ticker.beat()
+                    cost = np.zeros(len(self.cells))
+                    cost[position] = sense
+                    solution = self._optimum(highs, cost)  # the GIL is free meanwhile
+                    with lock:
+                        if solution is None:
+                            results[task] = -sense * INF
+                        else:
+                            self._witness(self.positions, solution)
+                            results[task] = float(solution[position])
+                        if done is not None:
+                            done(position, sense)
+            except BaseException:
+                failed.set()
+                raise
+
+        threads = THREADS if len(tasks) >= THREADS_FROM else 1
+        if threads == 1:
+            work(self.highs)
+            return results
+        models = [self.highs]
+        models += [
+            _model(self.rows, self.floor, self.lp_low, self.lp_high) for _ in range(1, threads)
+        ]
+        with ThreadPoolExecutor(threads) as pool:
+            futures = [pool.submit(work, highs) for highs in models]
+        for future in futures:
+            future.result()
+        return results
 
     def spread(self, positions: np.ndarray, rounds: int = 400) -> None:
         """Witnesses for many cells at once (one LP for many instead of one per cell). The sum
@@ -624,17 +687,25 @@ class _Solver:
         """Solve for the current cost; keep the solution as a witness. False if unbounded."""
         if self.ticker is not None:
             self.ticker.beat()
-        self.highs.changeColsCost(len(self.cells), self.positions, self.cost)
-        self.highs.run()
-        status = self.highs.getModelStatus()
+        solution = self._optimum(self.highs, self.cost)
+        if solution is None:
+            return False
+        self._witness(self.positions, solution)
+        return True
+
+    def _optimum(self, highs: _core._Highs, cost: np.ndarray) -> np.ndarray | None:
+        """An optimal solution of ``highs`` (this group's model) for ``cost``; None if
+        unbounded."""
+        highs.changeColsCost(len(self.cells), self.positions, cost)
+        highs.run()
+        status = highs.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
-            self._witness(self.positions, np.asarray(self.highs.getSolution().col_value))
-            return True
+            return np.asarray(highs.getSolution().col_value)
         if status in (
             highspy.HighsModelStatus.kUnbounded,
             highspy.HighsModelStatus.kUnboundedOrInfeasible,
         ):
-            return False
+            return None
         raise AuditFailure(
             "the published cells are inconsistent: their relations have no solution",
             code="audit_inconsistent",
@@ -698,14 +769,27 @@ def intervals(
                 # Witnesses from small LPs over tiles first.
                 solver.ensure_base()
                 solver.tiled(nearby, solver.unsettled)
-            solver.spread(np.unique(at))
+            unique = np.unique(at)
+            solver.spread(unique)
+            found = solver.bounds(
+                [(int(position), sense) for position in unique for sense in (1.0, -1.0)],
+                _always,
+                partial(_advance, ticker, np.bincount(at, minlength=len(solver.cells))),
+            )
             for index, position in zip(chosen, at, strict=True):
-                out[quantity.name][index] = (
-                    solver.bound(position, 1.0),
-                    solver.bound(position, -1.0),
-                )
-                ticker.advance()
+                out[quantity.name][index] = (found[position, 1.0], found[position, -1.0])
     return out
+
+
+def _always(_position: int, _sense: float) -> bool:
+    """Every bound is wanted (the audit lists them all)."""
+    return True
+
+
+def _advance(ticker: Ticker, targets: np.ndarray, position: int, sense: float) -> None:
+    """Count the cells at ``position`` done once its maximum (the second bound) is."""
+    if sense < 0:
+        ticker.advance(int(targets[position]))
 
 
 @dataclass(frozen=True)
@@ -782,18 +866,20 @@ def certify(
                         solver.local(int(at), solver.within(members))
             still = need.wanted(solver, positions, 1.0) | need.wanted(solver, positions, -1.0)
             solver.spread(np.unique(positions[still[positions]]))
+            found = solver.bounds(*need.tasks(solver, positions))
             for row, (index, at) in enumerate(zip(chosen, positions, strict=True)):
                 ticker.advance()
                 below, above = need.open(solver, row, int(at))
+                # What is still open had its LP (witnesses only widen what a cell can take).
                 if quantity.name == SUBJECTS:
                     if below or above:
-                        high, low = solver.bound(at, -1.0), solver.bound(at, 1.0)
+                        high, low = found[at, -1.0], found[at, 1.0]
                         failing[index] |= high - low < need.width[row]
                     continue
                 if below:
-                    failing[index] |= solver.bound(at, 1.0) > need.low_target[row]
+                    failing[index] |= found[at, 1.0] > need.low_target[row]
                 if above:
-                    failing[index] |= solver.bound(at, -1.0) < need.high_target[row]
+                    failing[index] |= found[at, -1.0] < need.high_target[row]
     return failing
 
 
@@ -826,6 +912,27 @@ class _Needs:
         mask = np.zeros(len(solver.cells), dtype=bool)
         mask[positions[below if sense > 0 else above]] = True
         return mask
+
+    def tasks(
+        self, solver: _Solver, positions: np.ndarray
+    ) -> tuple[list[tuple[int, float]], Callable[[int, float], bool]]:
+        """The bounds (position, sense) that the open sides of the protected cells at
+        ``positions`` ask for, and whether one is still wanted when its turn comes."""
+        rows: dict[int, list[int]] = {}
+        tasks: dict[tuple[int, float], None] = {}
+        for row, at in enumerate(positions.tolist()):
+            rows.setdefault(at, []).append(row)
+            below, above = self.open(solver, row, at)
+            if below:
+                tasks[at, 1.0] = None
+            if above:
+                tasks[at, -1.0] = None
+
+        def wanted(position: int, sense: float) -> bool:
+            side = 0 if sense > 0 else 1
+            return any(self.open(solver, row, position)[side] for row in rows[position])
+
+        return list(tasks), wanted
 
     def open(self, solver: _Solver, row: int, at: int) -> tuple[bool, bool]:
         """(below, above): whether the lower / upper side of one protected cell still lacks a

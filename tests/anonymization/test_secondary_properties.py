@@ -86,10 +86,16 @@ def test_local_witnesses_keep_every_protected_cell_wide(
     table: pd.DataFrame, k: int, p: float, dims: list[str]
 ) -> None:
     """Witnesses from small LPs (over tiles and sub-tables, the rest of the group at a base
-    solution), used on large groups, forced on every group with tiles of a few cells: the
-    complements still pass the independent LP, the audit's bounds are still exact, and the
-    audit from the files alone (its base found by an LP) gives the same bounds."""
-    with patch.object(audit, "LOCAL_FROM", 0), patch.object(audit, "TILE_SIZE", 6):
+    solution), used on large groups, forced on every group with tiles of a few cells, and the
+    bounds solved by two HiGHS models in threads (also kept for large groups): the complements
+    still pass the independent LP, the audit's bounds are still exact, and the audit from the
+    files alone (its base found by an LP) gives the same bounds."""
+    with (
+        patch.object(audit, "LOCAL_FROM", 0),
+        patch.object(audit, "TILE_SIZE", 6),
+        patch.object(audit, "THREADS", 2),
+        patch.object(audit, "THREADS_FROM", 0),
+    ):
         release = check_protected(table, k, p, dims)
         reaudit(release.table, json.loads(json.dumps(release.summary())))
 
