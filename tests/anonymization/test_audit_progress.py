@@ -38,7 +38,18 @@ def _plan() -> AggregatePlan:
     )
 
 
-def test_the_audit_reports_cells_done_while_it_solves(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=[1, 2], ids=["one model", "two models in threads"])
+def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Bounds solved by one HiGHS model, or by two side by side in threads (forced even for
+    this small table)."""
+    monkeypatch.setattr(audit, "THREADS", request.param)
+    monkeypatch.setattr(audit, "THREADS_FROM", 0)
+    return int(request.param)
+
+
+def test_the_audit_reports_cells_done_while_it_solves(
+    monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
     monkeypatch.setattr(audit, "REPORT_EVERY", 0.0)
     seen: list[str] = []
     release = run_release(_table(), _plan(), seen.append)
@@ -51,7 +62,7 @@ def test_the_audit_reports_cells_done_while_it_solves(monkeypatch: pytest.Monkey
 
 
 def test_a_caller_can_stop_the_audit_from_its_progress_callback(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
     monkeypatch.setattr(audit, "REPORT_EVERY", 0.0)
 

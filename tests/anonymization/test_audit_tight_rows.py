@@ -10,7 +10,8 @@ from hypothesis.extra import numpy as hnp
 from scipy import sparse
 from scipy.optimize import linprog
 
-from anonymization.audit import INF, _implicit_equalities
+from anonymization.audit import INF, Quantity, Relations, _implicit_equalities, intervals
+from anonymization.blocks import SUBJECTS
 
 
 @st.composite
@@ -56,3 +57,25 @@ def test_a_row_is_tight_exactly_when_no_solution_gives_it_slack(
         assert result.status == 0
         slack = high[row] - result.fun
         assert tight[row] == (slack < 1e-7), (row, slack)
+
+
+def test_a_tight_row_with_a_published_cell_merges_nothing() -> None:
+    """``p <= c1 + c2`` (months: not additive) with c2 published at 5 is met with equality
+    (``p = c1 + d``, d published at 5, says so): p and c1 differ by 5 in every solution, so they
+    must stay two columns; with ``e = p + f`` (e = 20) the exact intervals follow."""
+    # Cells: 0 p, 1 c1, 2 c2, 3 d, 4 e, 5 f; rows: parent +1, children -1.
+    matrix = sparse.csr_matrix(
+        np.array(
+            [
+                [1, -1, -1, 0, 0, 0],  # p <= c1 + c2 (not additive)
+                [1, -1, 0, -1, 0, 0],  # p = c1 + d
+                [-1, 0, 0, 0, 1, -1],  # e = p + f
+            ],
+            dtype=float,
+        )
+    )
+    relations = Relations(matrix, np.array([0, 0, 4]), np.array([False, True, True]))
+    subjects = Quantity(SUBJECTS, np.array([10.0, 5, 5, 5, 20, 10]), nonnegative=True)
+    suppressed = np.array([True, True, False, False, False, True])
+    bounds = intervals(relations, [subjects], suppressed, np.array([0, 1, 5]))[SUBJECTS]
+    np.testing.assert_allclose(bounds, [[5, 20], [0, 15], [0, 15]], atol=1e-7)
