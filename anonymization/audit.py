@@ -769,8 +769,14 @@ def intervals(
                 # Witnesses from small LPs over tiles first.
                 solver.ensure_base()
                 solver.tiled(nearby, solver.unsettled)
+            # No LPs over sums of open cells (:meth:`_Solver.spread`) here: solved cell after
+            # cell along lines, in threads, single bounds come cheaper (10M rows with totals:
+            # 101 s instead of 124 s; the demo's payments with totals: 172 s instead of 197 s).
             unique = np.unique(at)
-            solver.spread(unique)
+            if nearby is not None:
+                # Cell after cell along a line, each LP starts close to the last optimum
+                # (10M rows with totals: the sums' bounds in 83 s instead of 320 s).
+                unique = unique[nearby.line_order(solver.cells[unique])]
             found = solver.bounds(
                 [(int(position), sense) for position in unique for sense in (1.0, -1.0)],
                 _always,
@@ -834,6 +840,9 @@ class Nearby(Protocol):
     def tiles(self, cells: np.ndarray, size: int, turn: int) -> list[np.ndarray]:
         """``cells`` in tiles of about ``size``, grouped differently on each ``turn``."""
 
+    def line_order(self, cells: np.ndarray) -> np.ndarray:
+        """An order of ``cells`` in which neighbours tend to share a relation."""
+
 
 def certify(
     relations: Relations,
@@ -866,7 +875,11 @@ def certify(
                         solver.local(int(at), solver.within(members))
             still = need.wanted(solver, positions, 1.0) | need.wanted(solver, positions, -1.0)
             solver.spread(np.unique(positions[still[positions]]))
-            found = solver.bounds(*need.tasks(solver, positions))
+            tasks, wanted = need.tasks(solver, positions)
+            if nearby is not None and tasks:
+                along = nearby.line_order(solver.cells[[position for position, _ in tasks]])
+                tasks = [tasks[index] for index in along]
+            found = solver.bounds(tasks, wanted)
             for row, (index, at) in enumerate(zip(chosen, positions, strict=True)):
                 ticker.advance()
                 below, above = need.open(solver, row, int(at))

@@ -133,8 +133,7 @@ class SubTables:
         mine = cells[cells < len(self.keys)]
         if not len(mine) or not self.codes:
             return []
-        widths = [len(np.unique(codes[mine])) for codes in self.codes]
-        dim = int(np.argmax(widths))
+        dim = self._widest(mine)
         top = self.top[dim][mine]
         shared, inner = mine[top], mine[~top]
         labels, where, counts = np.unique(
@@ -152,6 +151,23 @@ class SubTables:
         sorted_cells = inner[np.argsort(of_cell, kind="stable")]
         splits = np.flatnonzero(np.diff(np.sort(of_cell))) + 1
         return [np.concatenate([part, shared]) for part in np.split(sorted_cells, splits)]
+
+    def _widest(self, cells: np.ndarray) -> int:
+        """The dimension with the most labels among ``cells`` (cells of the release)."""
+        return int(np.argmax([len(np.unique(codes[cells])) for codes in self.codes]))
+
+    def line_order(self, cells: np.ndarray) -> np.ndarray:
+        """An order of ``cells`` that keeps each line along the widest dimension together (its
+        labels varying fastest); cells of held releases come last, as they are."""
+        mine = np.flatnonzero(cells < len(self.keys))
+        if not len(mine) or not self.codes:
+            return np.arange(len(cells))
+        dim = self._widest(cells[mine])
+        others = [codes[cells[mine]] for d, codes in enumerate(self.codes) if d != dim]
+        # np.lexsort sorts by its last key first: the widest dimension goes first, so fastest.
+        inner = mine[np.lexsort([self.codes[dim][cells[mine]], *reversed(others)])]
+        order: np.ndarray = np.concatenate([inner, np.flatnonzero(cells >= len(self.keys))])
+        return order
 
     def __call__(self, cell: int, suppressed: np.ndarray, breadth: int) -> np.ndarray:
         if cell >= len(self.keys):  # a held release's cell: no sub-table of its own here

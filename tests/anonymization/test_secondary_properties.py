@@ -167,3 +167,39 @@ def test_tiles_split_the_cells_along_the_widest_dimension(
     for cell in cells:
         expected = len(tiles) if labels[split].iloc[cell] == TOP else 1
         assert counts[cell] == expected
+
+
+@given(
+    widths=st.lists(st.integers(1, 8), min_size=1, max_size=3),
+    share=st.floats(0.05, 1.0),
+    held=st.integers(0, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_line_order_keeps_each_line_of_the_widest_dimension_together(
+    widths: list[int], share: float, held: int, seed: int
+) -> None:
+    """The order the audit solves bounds in is a permutation of the cells in which the cells of
+    one line along the widest dimension (the same labels elsewhere) are consecutive, the cells
+    of held releases last."""
+    grids = [[f"d{d}_{i}" for i in range(w)] + [TOP] for d, w in enumerate(widths)]
+    labels = pd.DataFrame(
+        list(itertools.product(*grids)), columns=[f"d{d}" for d in range(len(widths))]
+    )
+    rng = np.random.default_rng(seed)
+    cells = np.concatenate(
+        [np.flatnonzero(rng.random(len(labels)) < share), len(labels) + np.arange(held)]
+    )
+    rng.shuffle(cells)
+    order = SubTables(labels).line_order(cells)
+    assert sorted(order.tolist()) == list(range(len(cells)))
+    ordered = cells[order]
+    mine = ordered[ordered < len(labels)]
+    assert (ordered[len(mine) :] >= len(labels)).all()
+    if not len(mine):
+        return
+    picked = labels.iloc[mine].reset_index(drop=True)
+    split = max(labels.columns, key=lambda d: picked[d].nunique())
+    others = [d for d in labels.columns if d != split]
+    line = picked[others].apply(tuple, axis=1) if others else pd.Series([()] * len(picked))
+    starts = line.ne(line.shift()).cumsum()  # runs of the same line
+    assert starts.groupby(line).nunique().max() == 1
