@@ -428,6 +428,7 @@ class _Solver:
         )
         rows = (self.rows @ merge).tocsr()
         rows.eliminate_zeros()
+        rows.sort_indices()  # so that identical rows read as identical below
         # Rows left empty (the merging equations themselves) hold; identical rows are one.
         keep = np.flatnonzero(np.diff(rows.indptr) > 0)
         seen: dict[tuple[bytes, bytes], int] = {}
