@@ -142,6 +142,7 @@ class Audit:
     nonnegative: list[str]
     method: str = "linear programming (HiGHS) over the published cells' relations"
     errors: dict[str, float] = field(default_factory=dict)
+    complements: str | None = None  # how the complements were chosen (None: none looked for)
 
     def to_manifest(self) -> dict[str, Any]:
         """The manifest's ``audit`` block (an unbounded side is ``null``)."""

@@ -55,6 +55,11 @@ class Release:
             "suppressed": int((status == "suppressed").sum()),
             "suppressed_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
             "complements": int(reasons.get("secondary", 0)),
+            **(
+                {"complements_method": self.audit.complements}
+                if self.audit.complements is not None
+                else {}
+            ),
         }
 
     def summary(self) -> dict[str, Any]:

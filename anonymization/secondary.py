@@ -1,16 +1,20 @@
 """Secondary suppression: complements chosen so that no protected cell can be narrowed down.
 
-A greedy method proved by the audit. First, every relation left with a single suppressed cell
-(which it would give away by subtraction) gets its cheapest published cell suppressed, until no
-relation has exactly one. Then the LP audit runs on the protected cells; for each one whose
-interval is still too narrow, each relation through it gets one more complement (the smallest
-cell large enough to hide the protected one, else the largest), and the loop repeats on the
-groups that changed. Cost is the cells' subject counts: few cells, small ones first.
+On a small table, an exact method (:mod:`anonymization.exact`): the cheapest pattern, by a
+mixed-integer program. Otherwise, or when that program is not solved to optimality within its
+limits, a greedy method; the audit proves either. In the greedy method, every relation left with
+a single suppressed cell (which it would give away by subtraction) first gets its cheapest
+published cell suppressed, until no relation has exactly one. Then the LP audit runs on the
+protected cells; for each one whose interval is still too narrow, each relation through it gets
+one more complement (the smallest cell large enough to hide the protected one, else the
+largest), and the loop repeats on the groups that changed. Cost is the cells' subject counts:
+few cells, small ones first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
@@ -23,6 +27,7 @@ from anonymization.audit import (
     certify,
     components,
 )
+from anonymization.exact import exact_suppression
 
 Progress = Callable[[str], None]
 
@@ -75,6 +80,18 @@ def _complements(
     return chosen
 
 
+EXACT = "exact: mixed-integer program (HiGHS), fewest cells then fewest subjects"
+GREEDY = "greedy: cheapest complement per relation, until the audit passes"
+
+
+@dataclass(frozen=True)
+class Complements:
+    """The suppression mask with its complements, and the method that chose them."""
+
+    mask: np.ndarray
+    method: str
+
+
 def secondary_suppression(
     relations: Relations,
     quantities: list[Quantity],
@@ -83,10 +100,29 @@ def secondary_suppression(
     free: np.ndarray,
     progress: Progress | None = None,
     nearby: Nearby | None = None,
-) -> np.ndarray:
+) -> Complements:
     """The suppression mask after adding complements until every protected cell's interval
     meets its requirement; ``free`` marks the cells that may become complements. When no free
     cell is left to add, the mask is returned as is and the final audit names the cell."""
+    if progress is not None:
+        progress("looking for the cheapest complements")
+    exact = exact_suppression(relations, quantities, suppressed, requirement, free)
+    if exact is not None:
+        return Complements(exact, EXACT)
+    mask = _greedy(relations, quantities, suppressed, requirement, free, progress, nearby)
+    return Complements(mask, GREEDY)
+
+
+def _greedy(
+    relations: Relations,
+    quantities: list[Quantity],
+    suppressed: np.ndarray,
+    requirement: Requirement,
+    free: np.ndarray,
+    progress: Progress | None,
+    nearby: Nearby | None,
+) -> np.ndarray:
+    """The greedy method's mask (see the module's docstring)."""
     report = progress or (lambda _message: None)
     mask = suppressed.copy()
     cost = next(q.values for q in quantities if q.name == "subjects").astype(float)

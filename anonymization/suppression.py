@@ -199,6 +199,7 @@ def protect(
     size = len(release)
     reason = system.reason.copy()
     suppressed = np.array([r is not None for r in reason])
+    method: str | None = None
     free = np.zeros(len(reason), dtype=bool)
     free[:size] = True
     needs = requirement(system, k, p, margins or {})
@@ -209,9 +210,10 @@ def protect(
         bounds = {q.name: unrelated_bounds(q.nonnegative, len(targets)) for q in system.quantities}
     else:
         nearby = SubTables(release.labels)
-        mask = secondary_suppression(
+        complements = secondary_suppression(
             system.relations, system.quantities, suppressed, needs, free, progress, nearby
         )
+        mask, method = complements.mask, complements.method
         reason[mask & ~suppressed] = "secondary"
         if progress is not None:
             progress("auditing")
@@ -228,6 +230,7 @@ def protect(
         sorted(release.additive),
         sorted(release.nonnegative),
         errors=release.published_errors(),
+        complements=method,
     )
     return reason[:size], audit
 

@@ -80,7 +80,7 @@ def run(rows: int, seconds: float) -> None:
         nearby = SubTables(block.labels)
         mask = secondary_suppression(
             system.relations, system.quantities, primary, needs, free, budget(seconds, seen), nearby
-        )
+        ).mask
     except OutOfTime as stop:
         print(f"secondary suppression:  stopped after {seconds:.0f} s (at: {stop})", flush=True)
         return

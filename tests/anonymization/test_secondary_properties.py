@@ -13,7 +13,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anonymization import audit
+from anonymization import audit, exact
 from anonymization.hierarchies import TOP, CategoricalHierarchy
 from anonymization.plan import AggregatePlan, Dimension, Measure
 from anonymization.protection import IntervalRequirement, Protection
@@ -85,12 +85,14 @@ def test_no_protected_cell_can_be_narrowed(
 def test_local_witnesses_keep_every_protected_cell_wide(
     table: pd.DataFrame, k: int, p: float, dims: list[str]
 ) -> None:
-    """Witnesses from small LPs (over tiles and sub-tables, the rest of the group at a base
-    solution), used on large groups, forced on every group with tiles of a few cells, and the
-    bounds solved by two HiGHS models in threads (also kept for large groups): the complements
-    still pass the independent LP, the audit's bounds are still exact, and the audit from the
-    files alone (its base found by an LP) gives the same bounds."""
+    """Complements by the greedy method (the one of large tables), with witnesses from small
+    LPs (over tiles and sub-tables, the rest of the group at a base solution), used on large
+    groups, forced on every group with tiles of a few cells, and the bounds solved by two HiGHS
+    models in threads (also kept for large groups): the complements still pass the independent
+    LP, the audit's bounds are still exact, and the audit from the files alone (its base found
+    by an LP) gives the same bounds."""
     with (
+        patch.object(exact, "MAX_COLUMNS", 0),
         patch.object(audit, "LOCAL_FROM", 0),
         patch.object(audit, "TILE_SIZE", 6),
         patch.object(audit, "THREADS", 2),

@@ -1,0 +1,102 @@
+"""The exact method of secondary suppression (a mixed-integer program, for small tables): its
+complements pass the independent LP, no pattern with fewer cells would, and it never needs
+more cells than the greedy method; the manifest says which method chose them."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from unittest.mock import patch
+
+import pandas as pd
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from anonymization import exact
+from anonymization.secondary import EXACT, GREEDY
+from tests.anonymization.reference_audit import reference_intervals
+from tests.anonymization.test_secondary_properties import (
+    RANDOM_RELEASES,
+    SETTINGS,
+    protected_release,
+    tables,
+)
+
+SMALL = settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+MAX_TRIALS = 120  # patterns with one fewer complement checked at most per example
+
+
+def protects(
+    published: pd.DataFrame,
+    truth: pd.DataFrame,
+    dims: list[str],
+    k: int,
+    p: float,
+    additive: set[str],
+) -> bool:
+    """Whether, by the independent LP, every primary cell of ``published`` (a release with
+    totals, its status possibly changed) keeps a subjects interval k wide and a sum interval
+    p % either side."""
+    subjects = reference_intervals(published, dims, "subjects", additive, True)
+    sums = reference_intervals(published, dims, "x_sum", additive, True)
+    for row, (low, high) in subjects.items():
+        if published["reason"].iloc[row] in ("secondary", "<chosen>"):
+            continue
+        value = truth["x_sum"].iloc[row]
+        sum_low, sum_high = sums[row]
+        if high - low < k - 1e-6:
+            return False
+        if sum_low > value * (1 - p / 100) + 1e-6 or sum_high < value * (1 + p / 100) - 1e-6:
+            return False
+    return True
+
+
+@SMALL
+@given(table=tables(), k=st.integers(2, 6), p=st.integers(5, 40).map(float))
+def test_no_pattern_with_fewer_complements_protects(table: pd.DataFrame, k: int, p: float) -> None:
+    """Protection only grows with the cells suppressed, so if fewer complements sufficed, some
+    set of exactly one fewer would: none does, by the independent LP."""
+    dims = ["a", "b"]
+    release = protected_release(table, dims, k, p)
+    published, truth = release.table, release.cells.reset_index(drop=True)
+    assert release.counts().get("complements_method") == EXACT
+    chosen = int((published["reason"] == "secondary").sum())
+    assume(chosen > 0)
+    additive = {d for d in dims if table.groupby("subject")[d].nunique().max() == 1}
+    primary = published["reason"].notna() & (published["reason"] != "secondary")
+    candidates = published.index[~primary].tolist()
+    assume(math.comb(len(candidates), chosen - 1) <= MAX_TRIALS)
+    shown = published.assign(subjects=truth["subjects"], x_sum=truth["x_sum"])
+    for fewer in itertools.combinations(candidates, chosen - 1):
+        trial = shown.copy()
+        trial.loc[~primary, ["status", "reason"]] = ["released", None]
+        trial.loc[list(fewer), ["status", "reason"]] = ["suppressed", "<chosen>"]
+        assert not protects(trial, truth, dims, k, p, additive), fewer
+
+
+@settings(SETTINGS, max_examples=20)
+@RANDOM_RELEASES
+def test_the_exact_method_never_needs_more_complements_than_the_greedy_one(
+    table: pd.DataFrame, k: int, p: float, dims: list[str]
+) -> None:
+    exact_release = protected_release(table, dims, k, p)
+    with patch.object(exact, "MAX_COLUMNS", 0):
+        greedy_release = protected_release(table, dims, k, p)
+    assert exact_release.counts()["complements"] <= greedy_release.counts()["complements"]
+
+
+def test_a_table_too_large_for_the_program_falls_back_to_the_greedy_method() -> None:
+    rows = [(f"s{i}", f"a{i % 3}", f"b{i % 4}", "c0", float(i)) for i in range(40)]
+    rows += [("rare", "a0", "b9", "c0", 5.0)]
+    table = pd.DataFrame(rows, columns=["subject", "a", "b", "c", "x"])
+    small = protected_release(table, ["a", "b"], k=3, p=15.0)
+    with patch.object(exact, "MAX_COLUMNS", 10):
+        large = protected_release(table, ["a", "b"], k=3, p=15.0)
+    assert small.counts()["complements_method"] == EXACT
+    assert large.counts()["complements_method"] == GREEDY
+    assert small.summary()["complements_method"] == EXACT
+    assert small.counts()["complements"] >= 1 and large.counts()["complements"] >= 1
