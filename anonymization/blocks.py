@@ -20,7 +20,7 @@ from anonymization.hierarchies import TOP
 from anonymization.plan import AggregatePlan
 
 if TYPE_CHECKING:
-    from anonymization.audit import Relations
+    from anonymization.relations import Relations
 
 SUBJECTS = "subjects"
 
@@ -65,7 +65,7 @@ class Block:
 
     def relations(self) -> Relations:
         """The margin relations inside this table (none without totals)."""
-        from anonymization.audit import Relations, relations_within
+        from anonymization.relations import Relations, relations_within
 
         if not self.totals or self.labels.shape[1] == 0:
             return Relations.stack([], len(self))

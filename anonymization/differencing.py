@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from anonymization.audit import Relations
 from anonymization.blocks import Block
 from anonymization.cells import Source, differing_subjects
 from anonymization.hierarchies import TOP, Hierarchy
 from anonymization.ledger import HeldRelease
 from anonymization.plan import AggregatePlan
+from anonymization.relations import Relations
 from anonymization.suppression import System, build_system
 
 

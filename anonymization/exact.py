@@ -27,8 +27,9 @@ from highspy import _core
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from anonymization.audit import Quantity, Relations, Requirement
+from anonymization.audit import Requirement
 from anonymization.blocks import SUBJECTS
+from anonymization.relations import Quantity, Relations
 
 # Columns (binaries and the copies' cells) beyond which the program is not tried. Measured: 165
 # cells with 6-8 protected (4k-5k columns) 0.9-1.3 s; 315 cells with 12 and 17 protected (15k

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anonymization.audit import Quantity, intervals
+from anonymization.audit import intervals
 from anonymization.blocks import PROTECTED, SUBJECTS, Block, audited_sums, describe_key
 from anonymization.errors import AuditFailure, InvalidRequest
+from anonymization.relations import Quantity
 from anonymization.suppression import SubTables, build_system
 
 TOLERANCE = 1e-4

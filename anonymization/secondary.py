@@ -19,15 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from anonymization.audit import (
-    Nearby,
-    Quantity,
-    Relations,
-    Requirement,
-    certify,
-    components,
-)
+from anonymization.audit import Requirement, certify
 from anonymization.exact import exact_suppression
+from anonymization.relations import Quantity, Relations, components
+from anonymization.solver import Nearby
 
 Progress = Callable[[str], None]
 

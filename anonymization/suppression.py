@@ -17,13 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from anonymization.audit import (
-    Quantity,
-    Relations,
-    Requirement,
-    intervals,
-    shortfalls,
-)
+from anonymization.audit import Requirement, intervals, shortfalls
 from anonymization.blocks import (
     PROTECTED,
     SUBJECTS,
@@ -34,6 +28,7 @@ from anonymization.blocks import (
 )
 from anonymization.errors import AuditFailure
 from anonymization.hierarchies import TOP
+from anonymization.relations import Quantity, Relations
 from anonymization.secondary import secondary_suppression
 
 Progress = Callable[[str], None]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from anonymization import audit, exact
+from anonymization import exact, solver
 from anonymization.hierarchies import CategoricalHierarchy
 from anonymization.plan import AggregatePlan, Dimension, Measure
 from anonymization.protection import Protection
@@ -43,15 +43,15 @@ def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """Bounds solved by one HiGHS model, or by two side by side in threads (forced even for
     this small table); complements by the greedy method, whose audit rounds report too."""
     monkeypatch.setattr(exact, "MAX_COLUMNS", 0)
-    monkeypatch.setattr(audit, "THREADS", request.param)
-    monkeypatch.setattr(audit, "THREADS_FROM", 0)
+    monkeypatch.setattr(solver, "THREADS", request.param)
+    monkeypatch.setattr(solver, "THREADS_FROM", 0)
     return int(request.param)
 
 
 def test_the_audit_reports_cells_done_while_it_solves(
     monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
-    monkeypatch.setattr(audit, "REPORT_EVERY", 0.0)
+    monkeypatch.setattr(solver, "REPORT_EVERY", 0.0)
     seen: list[str] = []
     release = run_release(_table(), _plan(), seen.append)
     assert release.counts()["suppressed"] > 0
@@ -65,7 +65,7 @@ def test_the_audit_reports_cells_done_while_it_solves(
 def test_a_caller_can_stop_the_audit_from_its_progress_callback(
     monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
-    monkeypatch.setattr(audit, "REPORT_EVERY", 0.0)
+    monkeypatch.setattr(solver, "REPORT_EVERY", 0.0)
 
     def progress(message: str) -> None:
         if message.startswith(("auditing: ", "checking: ")):

@@ -10,8 +10,10 @@ from hypothesis.extra import numpy as hnp
 from scipy import sparse
 from scipy.optimize import linprog
 
-from anonymization.audit import INF, Quantity, Relations, _implicit_equalities, intervals
+from anonymization.audit import intervals
 from anonymization.blocks import SUBJECTS
+from anonymization.lp import INF, implicit_equalities
+from anonymization.relations import Quantity, Relations
 
 
 @st.composite
@@ -46,7 +48,7 @@ def test_a_row_is_tight_exactly_when_no_solution_gives_it_slack(
     system: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
     matrix, low, high = system
-    tight = _implicit_equalities(sparse.csr_matrix(matrix), low, high, 0.0)
+    tight = implicit_equalities(sparse.csr_matrix(matrix), low, high, 0.0)
     equation = np.isfinite(low)
     assert not tight[equation].any()
     for row in np.flatnonzero(~equation):

@@ -13,7 +13,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anonymization import audit, exact
+from anonymization import audit, exact, solver
 from anonymization.hierarchies import TOP, CategoricalHierarchy
 from anonymization.plan import AggregatePlan, Dimension, Measure
 from anonymization.protection import IntervalRequirement, Protection
@@ -28,7 +28,7 @@ def tables(draw: st.DrawFn) -> pd.DataFrame:
     """Subjects with a fixed ``a`` (so subjects add up along ``a``) and rows spread over ``b``
     and ``c`` (so they do not). Sometimes each subject also has a fixed ``c`` and a row in every
     ``b``, as a meter has a reading every month: then ``b``'s margins leave no room between a
-    cell and its total, which the audit finds and merges (``audit._merge``)."""
+    cell and its total, which the audit finds and merges (``Solver._merge``)."""
     subjects = draw(st.integers(min_value=1, max_value=30))
     home = [draw(st.sampled_from(["a0", "a1", "a2"])) for _ in range(subjects)]
     size = draw(st.integers(min_value=1, max_value=80))
@@ -94,9 +94,9 @@ def test_local_witnesses_keep_every_protected_cell_wide(
     with (
         patch.object(exact, "MAX_COLUMNS", 0),
         patch.object(audit, "LOCAL_FROM", 0),
-        patch.object(audit, "TILE_SIZE", 6),
-        patch.object(audit, "THREADS", 2),
-        patch.object(audit, "THREADS_FROM", 0),
+        patch.object(solver, "TILE_SIZE", 6),
+        patch.object(solver, "THREADS", 2),
+        patch.object(solver, "THREADS_FROM", 0),
     ):
         release = check_protected(table, k, p, dims)
         reaudit(release.table, json.loads(json.dumps(release.summary())))

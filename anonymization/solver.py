@@ -1,0 +1,475 @@
+"""The LPs of one group of suppressed cells: witnesses (solutions found, values each cell can
+take), bounds settled by propagation, and the LPs left, solved along lines and in threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import highspy
+import numpy as np
+from highspy import _core
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from anonymization.blocks import SUBJECTS
+from anonymization.errors import AuditFailure
+from anonymization.lp import INF, highs_model, implicit_equalities, propagate
+from anonymization.relations import Quantity, Relations
+
+REPORT_EVERY = 1.0  # seconds between two progress reports of a long audit
+TILE_SIZE = 400  # suppressed cells in a tile of a large group, about
+TILE_TURNS = 2  # tilings tried (labels grouped differently in each)
+TILE_ROUNDS = 12  # LPs per sense over a tile, at most
+# HiGHS models solving bounds side by side (HiGHS lets go of the GIL while it solves), and the
+# open bounds from which a group's are shared among them (each extra model starts cold).
+THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+THREADS_FROM = 40
+
+
+Wanted = Callable[[float], np.ndarray]
+"""Given a sense (1: minimum, -1: maximum), the mask of a group's cells still wanting a witness
+that far."""
+
+
+class Nearby(Protocol):
+    """Sub-tables of the release where local witnesses are looked for."""
+
+    def __call__(self, cell: int, suppressed: np.ndarray, breadth: int) -> np.ndarray:
+        """The suppressed cells of a small sub-table around ``cell`` (first), with ``breadth``
+        other labels per dimension."""
+
+    def tiles(self, cells: np.ndarray, size: int, turn: int) -> list[np.ndarray]:
+        """``cells`` in tiles of about ``size``, grouped differently on each ``turn``."""
+
+    def line_order(self, cells: np.ndarray) -> np.ndarray:
+        """An order of ``cells`` in which neighbours tend to share a relation."""
+
+
+class Ticker:
+    """Progress of a long audit: ``label: done/total cells`` through ``progress``, at most once
+    a second and at every LP in between checks. A caller's ``progress`` may raise to stop the
+    work (the service does, past a job's time limit)."""
+
+    def __init__(self, progress: Callable[[str], None] | None, label: str, total: int) -> None:
+        self.progress, self.label, self.total = progress, label, total
+        self.done = 0
+        self.last = time.monotonic()
+
+    def advance(self, cells: int = 1) -> None:
+        """``cells`` more cells are done."""
+        self.done += cells
+        self.beat()
+
+    def beat(self) -> None:
+        """Report if a second has passed since the last report."""
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self.last >= REPORT_EVERY:
+            self.last = now
+            self.progress(f"{self.label}: {self.done}/{self.total} cells")
+
+
+class Solver:
+    """One HiGHS model per group of suppressed cells, re-solved for each bound (warm start).
+
+    It drives the bare HiGHS binding: the Python wrapper prints a banner and adds callbacks.
+    """
+
+    def __init__(
+        self,
+        relations: Relations,
+        quantity: Quantity,
+        suppressed: np.ndarray,
+        cells: np.ndarray,
+        ticker: Ticker | None = None,
+    ) -> None:
+        self.cells = cells
+        self.ticker = ticker
+        exact = relations.exact if quantity.name == SUBJECTS else np.ones_like(relations.exact)
+        blocks = [(relations.matrix, exact)]
+        if quantity.name == SUBJECTS and not exact.all():
+            dominance = relations.dominance()
+            blocks.append((dominance, np.zeros(dominance.shape[0], bool)))
+        known = np.where(suppressed, 0.0, np.nan_to_num(quantity.values.astype(float)))
+        matrices, lowers, uppers, exact_rows, rhss, errors = [], [], [], [], [], []
+        for matrix, is_exact in blocks:
+            touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
+            part = matrix[touching]
+            rhs = -(part @ known)
+            # Published values may be off by rounding (numeric slack) or by design (``error``).
+            error = np.zeros(len(touching))
+            if quantity.error is not None:
+                error = abs(part) @ np.where(suppressed, 0.0, quantity.error)
+            # Sums are published rounded to 1e-6; subjects are exact counts.
+            rounding = 0.0 if quantity.name == SUBJECTS else 1e-6
+            tolerance = rounding * (np.diff(part.indptr) + 1) + 1e-9 * (1 + abs(part) @ abs(known))
+            matrices.append(part[:, cells])
+            uppers.append(rhs + error + tolerance)
+            lowers.append(np.where(is_exact[touching], rhs - error - tolerance, -highspy.kHighsInf))
+            exact_rows.append(is_exact[touching])
+            rhss.append(rhs)
+            errors.append(error)
+        matrix = sparse.vstack(matrices, format="csc")
+        rhs, error, exact = np.concatenate(rhss), np.concatenate(errors), np.concatenate(exact_rows)
+        # The rows without numeric slack: what bound propagation reads (see ``outer``).
+        self.rows = matrix.tocsr()
+        self.row_low = np.where(exact, rhs - error, -INF)
+        self.row_high = rhs + error
+        self.floor = 0.0 if quantity.nonnegative else -INF
+        self.lp_low = np.concatenate(lowers)
+        self.lp_high = np.concatenate(uppers)
+        # Position in this solver of each cell of the group (several cells share one when every
+        # solution keeps them equal: see ``_merge``).
+        self.group = cells
+        self.of_cell = np.arange(len(cells))
+        if not exact.all():
+            self._merge()
+        cells = self.cells
+        self.highs = highs_model(self.rows, self.floor, self.lp_low, self.lp_high)
+        self.cost = np.zeros(len(cells))
+        self.positions = np.arange(len(cells), dtype=np.int32)
+        self.low = np.full(len(cells), INF)
+        self.high = np.full(len(cells), -INF)
+        self.equations: sparse.csc_matrix | None = None
+        self.by_cell: sparse.csc_matrix | None = None
+        self.base = self._base(np.nan_to_num(quantity.values[cells].astype(float)))
+        if self.base is not None:
+            self._witness(self.positions, self.base)
+        self.outer_low, self.outer_high = propagate(
+            self.rows, self.row_low, self.row_high, np.full(len(cells), self.floor)
+        )
+
+    def _merge(self) -> None:
+        """Find the inequalities every solution meets with equality (for distinct subjects,
+        ``month <= year`` is one when the published totals leave no room: every meter counted
+        in every month), make them equations, and merge the cells such an equation keeps equal
+        into one column: the LPs shrink (by about the number of months) and propagation reads
+        the equations."""
+        tight = implicit_equalities(self.rows, self.row_low, self.row_high, self.floor)
+        if not tight.any():
+            return
+        self.row_low[tight] = self.row_high[tight]
+        self.lp_low[tight] = 2 * self.row_high[tight] - self.lp_high[tight]
+        # A tight row ``x_a - x_b = 0`` (nothing published in it) merges a and b.
+        pairs = self.rows[np.flatnonzero(tight)]
+        twin = (np.diff(pairs.indptr) == 2) & (self.row_high[tight] == 0.0)
+        twin &= np.add.reduceat(pairs.data, pairs.indptr[:-1]) == 0.0
+        edges = pairs[np.flatnonzero(twin)].tocoo()
+        count = len(self.cells)
+        graph = sparse.coo_matrix(
+            (np.ones(len(edges.row)), (edges.col, count + edges.row)),
+            shape=(count + len(edges.row), count + len(edges.row)),
+        )
+        _, label = connected_components(graph, directed=False)
+        label = label[:count]
+        # Classes numbered by their first cell, so positions keep the order of the cells.
+        first = np.unique(label, return_index=True)[1]
+        first.sort()
+        number = np.empty(label.max() + 1, dtype=np.int64)
+        number[label[first]] = np.arange(len(first))
+        of_cell = number[label]
+        merge = sparse.csr_matrix(
+            (np.ones(count), (np.arange(count), of_cell)), shape=(count, len(first))
+        )
+        rows = (self.rows @ merge).tocsr()
+        rows.eliminate_zeros()
+        rows.sort_indices()  # so that identical rows read as identical below
+        # Rows left empty (the merging equations themselves) hold; identical rows are one.
+        keep = np.flatnonzero(np.diff(rows.indptr) > 0)
+        seen: dict[tuple[bytes, bytes], int] = {}
+        unique: list[int] = []
+        low, high = self.row_low[keep], self.row_high[keep]
+        lp_low, lp_high = self.lp_low[keep], self.lp_high[keep]
+        for at, row in enumerate(keep):
+            span = slice(rows.indptr[row], rows.indptr[row + 1])
+            key = (rows.indices[span].tobytes(), rows.data[span].tobytes())
+            if key in seen:
+                other = seen[key]
+                low[other], high[other] = max(low[other], low[at]), min(high[other], high[at])
+                lp_low[other] = max(lp_low[other], lp_low[at])
+                lp_high[other] = min(lp_high[other], lp_high[at])
+            else:
+                seen[key] = at
+                unique.append(at)
+        self.rows = rows[keep[unique]]
+        self.row_low, self.row_high = low[unique], high[unique]
+        self.lp_low, self.lp_high = lp_low[unique], lp_high[unique]
+        self.of_cell = of_cell
+        self.cells = self.group[first]
+
+    def at(self, cells: np.ndarray) -> np.ndarray:
+        """Positions in this solver of ``cells``, cells of the group."""
+        return self.of_cell[np.searchsorted(self.group, cells)]
+
+    def within(self, cells: np.ndarray) -> np.ndarray:
+        """Positions of those of ``cells`` that are in the group, each once, in their order."""
+        found = np.minimum(np.searchsorted(self.group, cells), len(self.group) - 1)
+        positions = self.of_cell[found[self.group[found] == cells]]
+        unique: np.ndarray = positions[np.sort(np.unique(positions, return_index=True)[1])]
+        return unique
+
+    def _base(self, values: np.ndarray) -> np.ndarray | None:
+        """The cells' own values (the true table, where the caller has it) if they satisfy every
+        relation: a solution that local witnesses start from; None otherwise."""
+        if not np.isfinite(values).all() or (values < self.floor).any():
+            return None
+        level = self.rows @ values
+        slack = 1e-9 * (1 + np.abs(level))
+        if ((level < self.lp_low - slack) | (level > self.lp_high + slack)).any():
+            return None
+        return values
+
+    def _submodel(self, members: np.ndarray) -> _core._Highs:
+        """The LP of the cells at ``members`` (positions in this group) with every other cell
+        at its base value: each of its solutions, completed by the base, solves the group."""
+        assert self.base is not None
+        if self.by_cell is None:
+            self.by_cell = self.rows.tocsc()
+        starts, indices = self.by_cell.indptr, self.by_cell.indices
+        touched = np.unique(np.concatenate([indices[starts[c] : starts[c + 1]] for c in members]))
+        part = self.rows[touched]
+        inside = part[:, members]
+        fixed = part @ self.base - inside @ self.base[members]
+        low, high = self.lp_low[touched] - fixed, self.lp_high[touched] - fixed
+        return highs_model(inside, self.floor, low, high)
+
+    def _run_local(self, highs: _core._Highs, members: np.ndarray, cost: np.ndarray) -> None:
+        highs.changeColsCost(len(members), np.arange(len(members), dtype=np.int32), cost)
+        highs.run()
+        if highs.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            self._witness(members, np.asarray(highs.getSolution().col_value))
+        if self.ticker is not None:
+            self.ticker.beat()
+
+    def local(
+        self, position: int, members: np.ndarray, senses: tuple[float, ...] = (1.0, -1.0)
+    ) -> None:
+        """Witnesses for the cell at ``position`` from one small LP over ``members`` (positions
+        in this group, ``position`` first), the rest of the group at its base values."""
+        if self.base is None:
+            return
+        highs = self._submodel(members)
+        for sense in senses:
+            cost = np.zeros(len(members))
+            cost[0] = sense
+            self._run_local(highs, members, cost)
+
+    def tile(self, members: np.ndarray, wanted: Wanted, rounds: int = TILE_ROUNDS) -> None:
+        """Witnesses for many cells of a tile (``members``, positions in this group) from LPs
+        over the tile alone, the rest of the group at its base values: the sum of the cells
+        still ``wanted`` minimised (then maximised), then sums of such cells sharing no
+        equation (as :meth:`spread` does over the whole group), while rounds bring witnesses."""
+        if self.base is None or not len(members):
+            return
+        highs: _core._Highs | None = None
+        tried = np.zeros(len(self.cells), dtype=np.int64)
+        for sense in (1.0, -1.0):
+            for round_ in range(rounds):
+                open_ = wanted(sense)[members]
+                if not open_.any():
+                    break
+                chosen = members[open_]
+                if round_:
+                    chosen = self._apart(chosen, tried)
+                tried[chosen] += 1
+                if highs is None:
+                    highs = self._submodel(members)
+                self._run_local(highs, members, sense * np.isin(members, chosen))
+                if round_ and (open_ == wanted(sense)[members]).all():
+                    break
+
+    def tiled(self, nearby: Nearby, wanted: Wanted, turns: int = TILE_TURNS) -> None:
+        """Witnesses from LPs over the tiles of this group (:meth:`tile`), ``turns`` tilings."""
+        if self.base is None:
+            return
+        for turn in range(turns):
+            for tile in nearby.tiles(self.cells, TILE_SIZE, turn):
+                self.tile(np.searchsorted(self.cells, tile), wanted)
+
+    def ensure_base(self) -> None:
+        """Without the true table (an audit from the files alone), a base for local witnesses:
+        any solution of the group, found by one LP."""
+        if self.base is not None:
+            return
+        self.cost[:] = 0.0
+        if self._solve():
+            self.base = np.maximum(np.asarray(self.highs.getSolution().col_value), self.floor)
+
+    def unsettled(self, sense: float) -> np.ndarray:
+        """Mask of the cells whose bound (sense 1: minimum, -1: maximum) a witness has not
+        settled yet and might (propagation proves a finite bound)."""
+        outer = self.outer_low if sense > 0 else self.outer_high
+        unsettled: np.ndarray = ~self.reached(sense) & np.isfinite(outer)
+        return unsettled
+
+    def _witness(self, positions: np.ndarray, values: np.ndarray) -> None:
+        """Values the cells at ``positions`` take together in one solution: widen what each
+        cell is known to reach."""
+        self.low[positions] = np.minimum(self.low[positions], np.maximum(values, self.floor))
+        self.high[positions] = np.maximum(self.high[positions], values)
+
+    def reached(self, sense: float, at: Any = slice(None)) -> Any:
+        """Mask of the cells (at positions ``at``: all by default) whose minimum (sense 1) or
+        maximum (sense -1) is settled: a witness reaches the bound that propagation proves, so
+        no LP can go further."""
+        outer, seen = (self.outer_low, self.low) if sense > 0 else (self.outer_high, self.high)
+        outer, seen = outer[at], seen[at]
+        finite = np.isfinite(outer)
+        gap = sense * (seen - np.where(finite, outer, 0.0))
+        return finite & (gap <= 1e-7 * (1 + np.abs(np.where(finite, outer, 0.0))))
+
+    def bound(self, position: int, sense: float) -> float:
+        """The minimum (sense 1) or maximum (sense -1) of the cell at ``position``. Every
+        solution found is kept as a witness: a value a cell can take (``low``, ``high``)."""
+        return self.bounds([(position, sense)], always)[position, sense]
+
+    def bounds(
+        self,
+        tasks: Sequence[tuple[int, float]],
+        wanted: Callable[[int, float], bool],
+        done: Callable[[int, float], None] | None = None,
+        nearby: Nearby | None = None,
+    ) -> dict[tuple[int, float], float]:
+        """The bound of each task (position, sense) still ``wanted`` when its turn comes
+        (witnesses found meanwhile may settle it): the propagated bound where a witness reaches
+        it, else one LP. With ``nearby``, tasks are taken cell after cell along lines, so that
+        each LP starts close to the last optimum (10M rows with totals: the sums' bounds in 83 s
+        instead of 320 s). With many tasks, several HiGHS models solve side by side in threads,
+        sharing the witnesses; ``done`` is told of each task handled."""
+        if nearby is not None and tasks:
+            along = nearby.line_order(self.cells[[position for position, _ in tasks]])
+            tasks = [tasks[index] for index in along]
+        results: dict[tuple[int, float], float] = {}
+        lock = threading.Lock()
+        pending = iter(tasks)
+        failed = threading.Event()
+
+        def work(highs: _core._Highs) -> None:
+            try:
+                while not failed.is_set():
+                    with lock:
+                        task = next(pending, None)
+                        if task is None:
+                            return
+                        position, sense = task
+                        settled = self.reached(sense, position)
+                        if settled or not wanted(position, sense):
+                            if settled:
+                                outer = self.outer_low if sense > 0 else self.outer_high
+                                results[task] = float(outer[position])
+                            if done is not None:
+                                done(position, sense)
+                            continue
+                        if self.ticker is not None:
+                            self.ticker.beat()
+                    cost = np.zeros(len(self.cells))
+                    cost[position] = sense
+                    solution = self._optimum(highs, cost)  # the GIL is free meanwhile
+                    with lock:
+                        if solution is None:
+                            results[task] = -sense * INF
+                        else:
+                            self._witness(self.positions, solution)
+                            results[task] = float(solution[position])
+                        if done is not None:
+                            done(position, sense)
+            except BaseException:
+                failed.set()
+                raise
+
+        threads = THREADS if len(tasks) >= THREADS_FROM else 1
+        if threads == 1:
+            work(self.highs)
+            return results
+        models = [self.highs]
+        models += [
+            highs_model(self.rows, self.floor, self.lp_low, self.lp_high) for _ in range(1, threads)
+        ]
+        with ThreadPoolExecutor(threads) as pool:
+            futures = [pool.submit(work, highs) for highs in models]
+        for future in futures:
+            future.result()
+        return results
+
+    def spread(self, positions: np.ndarray, rounds: int = 400) -> None:
+        """Witnesses for many cells at once (one LP for many instead of one per cell). The sum
+        of every open cell at ``positions`` (bound not yet settled) is minimised, then
+        maximised; then the sum of open cells no two of which share an equation (the cells of
+        one equation compete for its value, so at most one of them can reach its bound in a
+        solution), for as long as such a round settles cells faster than one LP per cell."""
+        for sense in (1.0, -1.0):
+            tried = np.zeros(len(self.cells), dtype=np.int64)
+            single = INF  # seconds per cell when solved one by one, measured below
+            for round_ in range(rounds):
+                open_ = positions[self.unsettled(sense)[positions]]
+                if len(open_) < 4:
+                    break
+                if round_ == 1:
+                    started = time.perf_counter()
+                    for position in open_[:3]:
+                        self.bound(int(position), sense)
+                    single = (time.perf_counter() - started) / 3
+                    continue
+                chosen = open_ if round_ == 0 else self._apart(open_, tried)
+                tried[chosen] += 1
+                self.cost[:] = 0.0
+                self.cost[chosen] = sense
+                started = time.perf_counter()
+                if not self._solve():
+                    break
+                settled = len(open_) - int((~self.reached(sense)[open_]).sum())
+                if round_ and (time.perf_counter() - started) > settled * single:
+                    break
+
+    def _apart(self, open_: np.ndarray, tried: np.ndarray) -> np.ndarray:
+        """Open cells no two of which share an equation, the least tried first (greedy)."""
+        if self.equations is None:
+            self.equations = self.rows[np.isfinite(self.row_low)].tocsc()
+        starts, rows = self.equations.indptr, self.equations.indices
+        used = np.zeros(self.equations.shape[0], dtype=bool)
+        chosen = []
+        for cell in open_[np.argsort(tried[open_], kind="stable")]:
+            mine = rows[starts[cell] : starts[cell + 1]]
+            if not used[mine].any():
+                used[mine] = True
+                chosen.append(cell)
+        return np.asarray(chosen, dtype=np.int64)
+
+    def _solve(self) -> bool:
+        """Solve for the current cost; keep the solution as a witness. False if unbounded."""
+        if self.ticker is not None:
+            self.ticker.beat()
+        solution = self._optimum(self.highs, self.cost)
+        if solution is None:
+            return False
+        self._witness(self.positions, solution)
+        return True
+
+    def _optimum(self, highs: _core._Highs, cost: np.ndarray) -> np.ndarray | None:
+        """An optimal solution of ``highs`` (this group's model) for ``cost``; None if
+        unbounded."""
+        highs.changeColsCost(len(self.cells), self.positions, cost)
+        highs.run()
+        status = highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kOptimal:
+            return np.asarray(highs.getSolution().col_value)
+        if status in (
+            highspy.HighsModelStatus.kUnbounded,
+            highspy.HighsModelStatus.kUnboundedOrInfeasible,
+        ):
+            return None
+        raise AuditFailure(
+            "the published cells are inconsistent: their relations have no solution",
+            code="audit_inconsistent",
+        )
+
+
+def always(_position: int, _sense: float) -> bool:
+    """Every bound is wanted (the audit lists them all)."""
+    return True
