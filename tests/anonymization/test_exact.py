@@ -1,6 +1,7 @@
 """The exact method of secondary suppression (a mixed-integer program, for small tables): its
 complements pass the independent LP, no pattern with fewer cells would, and it never needs
-more cells than the greedy method; the manifest says which method chose them."""
+more cells than the greedy method; the manifest says which method chose them. The greedy
+method's last pass leaves no complement that could be published again."""
 
 from __future__ import annotations
 
@@ -100,3 +101,21 @@ def test_a_table_too_large_for_the_program_falls_back_to_the_greedy_method() -> 
     assert large.counts()["complements_method"] == GREEDY
     assert small.summary()["complements_method"] == EXACT
     assert small.counts()["complements"] >= 1 and large.counts()["complements"] >= 1
+
+
+@SMALL
+@RANDOM_RELEASES
+def test_the_greedy_method_leaves_no_complement_that_could_be_published(
+    table: pd.DataFrame, k: int, p: float, dims: list[str]
+) -> None:
+    """Publishing any one of the greedy method's complements (groups this small are all tried
+    again) would let the independent LP narrow some protected cell."""
+    with patch.object(exact, "MAX_COLUMNS", 0):
+        release = protected_release(table, dims, k, p)
+    published, truth = release.table, release.cells.reset_index(drop=True)
+    additive = {d for d in dims if table.groupby("subject")[d].nunique().max() == 1}
+    shown = published.assign(subjects=truth["subjects"], x_sum=truth["x_sum"])
+    for row in published.index[published["reason"] == "secondary"]:
+        trial = shown.copy()
+        trial.loc[row, ["status", "reason"]] = ["released", None]
+        assert not protects(trial, truth, dims, k, p, additive), row
