@@ -108,14 +108,13 @@ def secondary_suppression(
     meets its requirement; ``free`` marks the cells that may become complements. When no free
     cell is left to add, the mask is returned as is and the final audit names the cell."""
     if progress is not None:
-        progress("looking for the cheapest complements")
+        progress("choosing complements")
     exact = exact_suppression(relations, quantities, suppressed, requirement, free)
     if exact is not None:
         return Complements(exact, EXACT)
     mask = _greedy(relations, quantities, suppressed, requirement, free, progress, nearby)
-    if progress is not None:
-        progress("publishing again the complements not needed")
-    return Complements(_drop_unneeded(relations, quantities, suppressed, requirement, mask), GREEDY)
+    mask = _drop_unneeded(relations, quantities, suppressed, requirement, mask, progress)
+    return Complements(mask, GREEDY)
 
 
 def _greedy(
@@ -161,6 +160,7 @@ def _drop_unneeded(
     suppressed: np.ndarray,
     requirement: Requirement,
     mask: np.ndarray,
+    progress: Progress | None,
 ) -> np.ndarray:
     """``mask`` without the complements the audit finds unneeded: each in turn, the most
     subjects first, is published again if every protected cell of its group still meets its
@@ -172,6 +172,8 @@ def _drop_unneeded(
     sizes = np.bincount(group[mask])
     extra = np.flatnonzero(mask & ~suppressed)
     extra = extra[sizes[group[extra]] <= DROP_GROUP]
+    if len(extra) and progress is not None:
+        progress(f"trying {len(extra)} complements again")
     for cell in extra[np.argsort(-cost[extra], kind="stable")]:
         mask[cell] = False
         # The group may split without the cell: its protected cells are checked all the same.
