@@ -2,6 +2,7 @@
 
 Each attack is written as the attacker's own LP (scipy, independent of the engine's audit) over
 every number the partner received, and must leave the target's subjects interval at least k wide.
+Each runs with complements chosen by the exact method and by the greedy one.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.optimize import linprog
 
+from anonymization import exact
 from anonymization.hierarchies import CategoricalHierarchy, builtin
 from anonymization.ledger import SQLiteLedger
 from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
@@ -21,6 +24,14 @@ from anonymization.release import Held, Release, run_release
 K = 5
 GEO = builtin("geo_fr")
 assert GEO is not None
+
+
+@pytest.fixture(autouse=True, params=["exact", "greedy"])
+def method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Complements by the exact method (these tables are small) or, forced, the greedy one."""
+    if request.param == "greedy":
+        monkeypatch.setattr(exact, "MAX_COLUMNS", 0)
+    return str(request.param)
 
 
 def meters() -> pd.DataFrame:
