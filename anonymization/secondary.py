@@ -1,8 +1,8 @@
 """Secondary suppression: complements chosen so that no protected cell can be narrowed down.
 
-On a small table, an exact method (:mod:`anonymization.exact`): the cheapest pattern, by a
-mixed-integer program. Otherwise, or when that program is not solved to optimality within its
-limits, a greedy method; the audit proves either. In the greedy method, every relation left with
+Unless the table is large, an exact method (:mod:`anonymization.exact`): the cheapest pattern,
+by Benders' decomposition. Otherwise, or when it does not reach the optimum within its limits, a
+greedy method; the audit proves either. In the greedy method, every relation left with
 a single suppressed cell (which it would give away by subtraction) first gets its cheapest
 published cell suppressed, until no relation has exactly one. Then the LP audit runs on the
 protected cells; for each one whose interval is still too narrow, each relation through it gets
@@ -81,7 +81,7 @@ def _complements(
     return chosen
 
 
-EXACT = "exact: mixed-integer program (HiGHS), fewest cells then fewest subjects"
+EXACT = "exact: Benders' decomposition (HiGHS), fewest cells then fewest subjects"
 GREEDY = (
     "greedy: cheapest complement per relation until the audit passes, "
     "then those it finds unneeded published again"

@@ -30,7 +30,7 @@ assert GEO is not None
 def method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Complements by the exact method (these tables are small) or, forced, the greedy one."""
     if request.param == "greedy":
-        monkeypatch.setattr(exact, "MAX_COLUMNS", 0)
+        monkeypatch.setattr(exact, "MAX_SIZE", 0)
     return str(request.param)
 
 

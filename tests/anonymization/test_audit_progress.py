@@ -42,7 +42,7 @@ def _plan() -> AggregatePlan:
 def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """Bounds solved by one HiGHS model, or by two side by side in threads (forced even for
     this small table); complements by the greedy method, whose audit rounds report too."""
-    monkeypatch.setattr(exact, "MAX_COLUMNS", 0)
+    monkeypatch.setattr(exact, "MAX_SIZE", 0)
     monkeypatch.setattr(solver, "THREADS", request.param)
     monkeypatch.setattr(solver, "THREADS_FROM", 0)
     return int(request.param)

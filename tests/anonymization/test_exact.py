@@ -1,6 +1,6 @@
-"""The exact method of secondary suppression (a mixed-integer program, for small tables): its
-complements pass the independent LP, no pattern with fewer cells would, and it never needs
-more cells than the greedy method; the manifest says which method chose them. The greedy
+"""The exact method of secondary suppression (Benders' decomposition, unless the table is
+large): its complements pass the independent LP, no pattern with fewer cells would, and it never
+needs more cells than the greedy method; the manifest says which method chose them. The greedy
 method's last pass leaves no complement that could be published again."""
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def test_the_exact_method_never_needs_more_complements_than_the_greedy_one(
     table: pd.DataFrame, k: int, p: float, dims: list[str]
 ) -> None:
     exact_release = protected_release(table, dims, k, p)
-    with patch.object(exact, "MAX_COLUMNS", 0):
+    with patch.object(exact, "MAX_SIZE", 0):
         greedy_release = protected_release(table, dims, k, p)
     assert exact_release.counts()["complements"] <= greedy_release.counts()["complements"]
 
@@ -95,7 +95,7 @@ def test_a_table_too_large_for_the_program_falls_back_to_the_greedy_method() -> 
     rows += [("rare", "a0", "b9", "c0", 5.0)]
     table = pd.DataFrame(rows, columns=["subject", "a", "b", "c", "x"])
     small = protected_release(table, ["a", "b"], k=3, p=15.0)
-    with patch.object(exact, "MAX_COLUMNS", 10):
+    with patch.object(exact, "MAX_SIZE", 10):
         large = protected_release(table, ["a", "b"], k=3, p=15.0)
     assert small.counts()["complements_method"] == EXACT
     assert large.counts()["complements_method"] == GREEDY
@@ -110,7 +110,7 @@ def test_the_greedy_method_leaves_no_complement_that_could_be_published(
 ) -> None:
     """Publishing any one of the greedy method's complements (groups this small are all tried
     again) would let the independent LP narrow some protected cell."""
-    with patch.object(exact, "MAX_COLUMNS", 0):
+    with patch.object(exact, "MAX_SIZE", 0):
         release = protected_release(table, dims, k, p)
     published, truth = release.table, release.cells.reset_index(drop=True)
     additive = {d for d in dims if table.groupby("subject")[d].nunique().max() == 1}

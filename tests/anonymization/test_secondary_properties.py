@@ -92,7 +92,7 @@ def test_local_witnesses_keep_every_protected_cell_wide(
     LP, the audit's bounds are still exact, and the audit from the files alone (its base found
     by an LP) gives the same bounds."""
     with (
-        patch.object(exact, "MAX_COLUMNS", 0),
+        patch.object(exact, "MAX_SIZE", 0),
         patch.object(audit, "LOCAL_FROM", 0),
         patch.object(solver, "TILE_SIZE", 6),
         patch.object(solver, "THREADS", 2),
