@@ -20,6 +20,7 @@ tables the optimum was the same as without it. The audit proves the result all t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import highspy
@@ -65,10 +66,12 @@ def exact_suppression(
     suppressed: np.ndarray,
     requirement: Requirement,
     free: np.ndarray,
+    progress: Callable[[str], None] | None = None,
 ) -> np.ndarray | None:
     """The cheapest mask that extends ``suppressed`` with ``free`` cells so that every
     protected cell meets ``requirement``, or None when the problem is too large or is not
-    solved to optimality within its limits."""
+    solved to optimality within its limits. ``progress`` hears of each round (and may raise
+    to stop)."""
     cells = _relevant(relations, requirement.cells)
     if not len(cells):
         return suppressed.copy()
@@ -86,7 +89,9 @@ def exact_suppression(
     chosen = np.zeros(int(open_.sum()))
     proofs: dict[int, np.ndarray] = {}  # side -> open cells its last solution moves
     deadline = time.monotonic() + MAX_SECONDS
-    for _ in range(MAX_ROUNDS):
+    for round_ in range(MAX_ROUNDS):
+        if progress is not None:
+            progress(f"choosing complements: round {round_ + 1}, {len(master.cuts)} cuts")
         short = 0
         for index, side in enumerate(sides):
             moved = proofs.get(index)

@@ -108,9 +108,7 @@ def secondary_suppression(
     """The suppression mask after adding complements until every protected cell's interval
     meets its requirement; ``free`` marks the cells that may become complements. When no free
     cell is left to add, the mask is returned as is and the final audit names the cell."""
-    if progress is not None:
-        progress("choosing complements")
-    exact = exact_suppression(relations, quantities, suppressed, requirement, free)
+    exact = exact_suppression(relations, quantities, suppressed, requirement, free, progress)
     if exact is not None:
         return Complements(exact, EXACT)
     mask = _greedy(relations, quantities, suppressed, requirement, free, progress, nearby)

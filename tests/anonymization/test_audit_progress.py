@@ -73,3 +73,17 @@ def test_a_caller_can_stop_the_audit_from_its_progress_callback(
 
     with pytest.raises(Stop):
         run_release(_table(), _plan(), progress)
+
+
+def test_the_exact_method_reports_its_rounds_and_can_be_stopped() -> None:
+    seen: list[str] = []
+    release = run_release(_table(), _plan(), seen.append)
+    assert release.counts()["complements_method"].startswith("exact")
+    assert any(m.startswith("choosing complements: round 1") for m in seen), seen
+
+    def progress(message: str) -> None:
+        if message.startswith("choosing complements: round 2"):
+            raise Stop(message)
+
+    with pytest.raises(Stop):
+        run_release(_table(), _plan(), progress)
