@@ -244,7 +244,8 @@ class _Attacker:
         values, error = self.values, self.error
         published_low, published_high = values - error, values + error
         box_low = values - side.span
-        if self.nonnegative:
+        if self.nonnegative:  # no cell goes below 0, published within its error or not
+            published_low = np.maximum(published_low, 0.0)
             box_low = np.maximum(box_low, 0.0)
         box_low = np.minimum(box_low, published_low)
         box_high = np.maximum(values + side.span, published_high)
@@ -258,6 +259,9 @@ class _Attacker:
         cost[side.target] = sense
         self.highs.changeColsCost(count, self.columns, cost)
         self.highs.run()
+        if self.highs.getModelStatus() == highspy.HighsModelStatus.kUnknown:
+            self.highs.clearSolver()  # no verdict after warm starts: run again cold
+            self.highs.run()
         if self.highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         solution = self.highs.getSolution()

@@ -453,10 +453,15 @@ class Solver:
 
     def _optimum(self, highs: _core._Highs, cost: np.ndarray) -> np.ndarray | None:
         """An optimal solution of ``highs`` (this group's model) for ``cost``; None if
-        unbounded."""
+        unbounded. A solve that ends in no verdict (HiGHS's ``kUnknown``, seen after a long run
+        of warm starts on a model that solves at once from scratch) is run again cold."""
         highs.changeColsCost(len(self.cells), self.positions, cost)
         highs.run()
         status = highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kUnknown:
+            highs.clearSolver()
+            highs.run()
+            status = highs.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
             return np.asarray(highs.getSolution().col_value)
         if status in (

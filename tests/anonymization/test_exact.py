@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from anonymization import exact
+from anonymization.release import run_release
 from anonymization.secondary import EXACT, GREEDY
 from tests.anonymization.reference_audit import reference_intervals
+from tests.anonymization.test_noise import SECRET, grid_plan
 from tests.anonymization.test_secondary_properties import (
     RANDOM_RELEASES,
     SETTINGS,
@@ -119,3 +121,25 @@ def test_the_greedy_method_leaves_no_complement_that_could_be_published(
         trial = shown.copy()
         trial.loc[row, ["status", "reason"]] = ["released", None]
         assert not protects(trial, truth, dims, k, p, additive), row
+
+
+def test_noisy_counts_published_near_zero_do_not_let_the_attacker_go_below_zero() -> None:
+    """Counts published with noise (±2 here) may read 1 for a true count of 3, but no count is
+    below 0: an attacker's solution may not take a cell there, published or not (a pattern
+    found with such solutions failed the audit, found by the noise property test)."""
+    rows = [
+        ("s5", "a2", "b1", 125.0),
+        ("s0", "a2", "b2", 87.0),
+        ("s3", "a0", "b0", 89.0),
+        ("s2", "a0", "b1", 263.0),
+        ("s7", "a1", "b0", 307.0),
+        ("s7", "a1", "b0", 140.0),
+        ("s0", "a2", "b0", 356.0),
+        ("s1", "a2", "b0", 70.0),
+        ("s1", "a2", "b1", 349.0),
+        ("s3", "a0", "b1", 345.0),
+    ]
+    table = pd.DataFrame(rows, columns=["subject", "a", "b", "x"])
+    release = run_release(table, grid_plan(["a", "b"], 4, True), noise_secret=SECRET)
+    assert release.counts()["complements_method"] == EXACT
+    assert release.audit.to_manifest()["passed"]
