@@ -96,6 +96,17 @@ def highs_model(
     return highs
 
 
+def run(highs: _core._Highs) -> highspy.HighsModelStatus:
+    """Solve ``highs`` and return its status. A solve that ends in no verdict (``kUnknown``,
+    seen after a long run of warm starts on a model that solves at once from scratch) is run
+    again cold."""
+    highs.run()
+    if highs.getModelStatus() == highspy.HighsModelStatus.kUnknown:
+        highs.clearSolver()
+        highs.run()
+    return highs.getModelStatus()
+
+
 def implicit_equalities(
     rows: sparse.csr_matrix, row_low: np.ndarray, row_high: np.ndarray, floor: float
 ) -> np.ndarray:

@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from anonymization.blocks import SUBJECTS
 from anonymization.hierarchies import TOP
 
 
@@ -146,3 +147,26 @@ def components(relations: Relations, suppressed: np.ndarray) -> tuple[int, np.nd
     out = np.full(size, -1)
     out[hidden] = numbered
     return len(groups), out
+
+
+def quantity_rows(relations: Relations, quantity: Quantity) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """The rows an LP over ``quantity`` reads, and whether each is an equation: every relation,
+    exact for sums; for distinct subjects, a relation along a split that does not partition
+    them reads ``parent <= sum(children)``, and ``child <= parent`` rows are added."""
+    if quantity.name != SUBJECTS:
+        return relations.matrix, np.ones(len(relations.exact), dtype=bool)
+    if relations.exact.all():
+        return relations.matrix, relations.exact
+    dominance = relations.dominance()
+    rows = sparse.vstack([relations.matrix, dominance], format="csr")
+    return rows, np.concatenate([relations.exact, np.zeros(dominance.shape[0], dtype=bool)])
+
+
+def row_tolerance(rows: sparse.csr_matrix, values: np.ndarray, quantity: Quantity) -> np.ndarray:
+    """How far each row's value may be off by rounding alone: sums are published rounded to
+    1e-6, subjects are exact counts; and floats are exact to about 1e-9 of the row's terms."""
+    rounding = 0.0 if quantity.name == SUBJECTS else 1e-6
+    tolerance: np.ndarray = rounding * (np.diff(rows.indptr) + 1) + 1e-9 * (
+        1 + abs(rows) @ np.abs(values)
+    )
+    return tolerance

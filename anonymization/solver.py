@@ -16,10 +16,9 @@ from highspy import _core
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from anonymization.blocks import SUBJECTS
 from anonymization.errors import AuditFailure
-from anonymization.lp import INF, highs_model, implicit_equalities, propagate
-from anonymization.relations import Quantity, Relations
+from anonymization.lp import INF, highs_model, implicit_equalities, propagate, run
+from anonymization.relations import Quantity, Relations, quantity_rows, row_tolerance
 
 REPORT_EVERY = 1.0  # seconds between two progress reports of a long audit
 TILE_SIZE = 400  # suppressed cells in a tile of a large group, about
@@ -91,39 +90,24 @@ class Solver:
     ) -> None:
         self.cells = cells
         self.ticker = ticker
-        exact = relations.exact if quantity.name == SUBJECTS else np.ones_like(relations.exact)
-        blocks = [(relations.matrix, exact)]
-        if quantity.name == SUBJECTS and not exact.all():
-            dominance = relations.dominance()
-            blocks.append((dominance, np.zeros(dominance.shape[0], bool)))
+        matrix, is_exact = quantity_rows(relations, quantity)
         known = np.where(suppressed, 0.0, np.nan_to_num(quantity.values.astype(float)))
-        matrices, lowers, uppers, exact_rows, rhss, errors = [], [], [], [], [], []
-        for matrix, is_exact in blocks:
-            touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
-            part = matrix[touching]
-            rhs = -(part @ known)
-            # Published values may be off by rounding (numeric slack) or by design (``error``).
-            error = np.zeros(len(touching))
-            if quantity.error is not None:
-                error = abs(part) @ np.where(suppressed, 0.0, quantity.error)
-            # Sums are published rounded to 1e-6; subjects are exact counts.
-            rounding = 0.0 if quantity.name == SUBJECTS else 1e-6
-            tolerance = rounding * (np.diff(part.indptr) + 1) + 1e-9 * (1 + abs(part) @ abs(known))
-            matrices.append(part[:, cells])
-            uppers.append(rhs + error + tolerance)
-            lowers.append(np.where(is_exact[touching], rhs - error - tolerance, -highspy.kHighsInf))
-            exact_rows.append(is_exact[touching])
-            rhss.append(rhs)
-            errors.append(error)
-        matrix = sparse.vstack(matrices, format="csc")
-        rhs, error, exact = np.concatenate(rhss), np.concatenate(errors), np.concatenate(exact_rows)
+        touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
+        part = matrix[touching]
+        rhs = -(part @ known)
+        exact = is_exact[touching]
+        # Published values may be off by rounding (numeric slack) or by design (``error``).
+        error = np.zeros(len(touching))
+        if quantity.error is not None:
+            error = abs(part) @ np.where(suppressed, 0.0, quantity.error)
+        tolerance = row_tolerance(part, known, quantity)
         # The rows without numeric slack: what bound propagation reads (see ``outer``).
-        self.rows = matrix.tocsr()
+        self.rows = sparse.csr_matrix(part[:, cells])
         self.row_low = np.where(exact, rhs - error, -INF)
         self.row_high = rhs + error
         self.floor = 0.0 if quantity.nonnegative else -INF
-        self.lp_low = np.concatenate(lowers)
-        self.lp_high = np.concatenate(uppers)
+        self.lp_low = np.where(exact, rhs - error - tolerance, -INF)
+        self.lp_high = rhs + error + tolerance
         # Position in this solver of each cell of the group (several cells share one when every
         # solution keeps them equal: see ``_merge``).
         self.group = cells
@@ -453,15 +437,9 @@ class Solver:
 
     def _optimum(self, highs: _core._Highs, cost: np.ndarray) -> np.ndarray | None:
         """An optimal solution of ``highs`` (this group's model) for ``cost``; None if
-        unbounded. A solve that ends in no verdict (HiGHS's ``kUnknown``, seen after a long run
-        of warm starts on a model that solves at once from scratch) is run again cold."""
+        unbounded."""
         highs.changeColsCost(len(self.cells), self.positions, cost)
-        highs.run()
-        status = highs.getModelStatus()
-        if status == highspy.HighsModelStatus.kUnknown:
-            highs.clearSolver()
-            highs.run()
-            status = highs.getModelStatus()
+        status = run(highs)
         if status == highspy.HighsModelStatus.kOptimal:
             return np.asarray(highs.getSolution().col_value)
         if status in (
