@@ -27,12 +27,17 @@ import highspy
 import numpy as np
 from highspy import _core
 from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
 from anonymization.audit import Requirement
 from anonymization.blocks import SUBJECTS
 from anonymization.lp import highs_model, run
-from anonymization.relations import Quantity, Relations, quantity_rows, row_tolerance
+from anonymization.relations import (
+    Quantity,
+    Relations,
+    components,
+    quantity_rows,
+    row_tolerance,
+)
 
 # Sides (protected cells × sides) × relevant cells beyond which the method is not tried.
 # Measured: 315 cells with 24 protected (30k) 0.3 s; 915 cells with 313 protected (1.1M) 129 s.
@@ -50,7 +55,7 @@ class _Side:
     """What one protected cell needs of one quantity's LP: ``kind`` up (its maximum at least
     ``goal``), down (its minimum at most ``goal``) or width (maximum - minimum at least
     ``goal``); ``span``: how far the LP may move a cell; ``slack``: a shortfall ignored (far
-    below what the audit tolerates). Values in the quantity's scale."""
+    below what the audit tolerates). Values in the quantity's units."""
 
     quantity: int
     target: int
@@ -72,16 +77,16 @@ def exact_suppression(
     protected cell meets ``requirement``, or None when the problem is too large or is not
     solved to optimality within its limits. ``progress`` hears of each round (and may raise
     to stop)."""
-    cells = _relevant(relations, requirement.cells)
-    if not len(cells):
+    # The cells some chain of relations links to a protected cell (the others cannot help).
+    _, linked = components(relations, np.ones(relations.size, dtype=bool))
+    cells = np.flatnonzero(np.isin(linked, linked[requirement.cells]))
+    sides = _sides(quantities, requirement, cells)
+    if not sides:
         return suppressed.copy()
-    if _count_sides(quantities, requirement) * len(cells) > MAX_SIZE:
+    if len(sides) * len(cells) > MAX_SIZE:
         return None
     open_ = free[cells] & ~suppressed[cells]
     attackers = [_Attacker(relations, q, cells, suppressed[cells], open_) for q in quantities]
-    sides = _sides(quantities, requirement, cells, attackers)
-    if not sides:
-        return suppressed.copy()
     subjects = next(q.values for q in quantities if q.name == SUBJECTS)
     counts = np.nan_to_num(subjects[cells[open_]].astype(float))
     # Each cell counts 1, plus its subjects over the sum of all: fewest cells come first.
@@ -120,66 +125,26 @@ def exact_suppression(
     return None
 
 
-def _relevant(relations: Relations, protected: np.ndarray) -> np.ndarray:
-    """The cells some chain of relations links to a protected cell (the others cannot help)."""
-    size, count = relations.size, relations.matrix.shape[0]
-    entries = relations.entries
-    graph = sparse.coo_matrix(
-        (np.ones(len(entries.row)), (entries.col, size + entries.row)),
-        shape=(size + count, size + count),
-    )
-    _, label = connected_components(graph, directed=False)
-    cells: np.ndarray = np.flatnonzero(np.isin(label[:size], label[protected]))
-    return cells
-
-
-def _count_sides(quantities: list[Quantity], requirement: Requirement) -> int:
-    """How many sides :func:`_sides` will find."""
-    count = 0
-    for quantity in quantities:
-        if quantity.name == SUBJECTS:
-            count += int((requirement.width > 0).sum())
-        else:
-            count += 2 * int((requirement.margins[quantity.name] > 0).sum())
-    return count
-
-
-def _sides(
-    quantities: list[Quantity],
-    requirement: Requirement,
-    cells: np.ndarray,
-    attackers: list[_Attacker],
-) -> list[_Side]:
+def _sides(quantities: list[Quantity], requirement: Requirement, cells: np.ndarray) -> list[_Side]:
     """What the requirement asks of each quantity's LP, per protected cell (a side every
     pattern meets is left out)."""
     sides: list[_Side] = []
     for index, quantity in enumerate(quantities):
-        scale = attackers[index].scale
         for row, cell in enumerate(requirement.cells.tolist()):
             target = int(np.searchsorted(cells, cell))
             if quantity.name == SUBJECTS:
                 width = float(requirement.width[row])
                 if width > 0:
                     # The audit lets a width short by 1e-6 pass; ask for ten times less.
-                    sides.append(
-                        _Side(
-                            index,
-                            target,
-                            "width",
-                            width / scale,
-                            SPAN * width / scale,
-                            1e-7 / scale,
-                        )
-                    )
+                    sides.append(_Side(index, target, "width", width, SPAN * width, 1e-7))
                 continue
             truth = float(np.nan_to_num(quantity.values[cell]))
             margin = float(requirement.margins[quantity.name][row])
             if margin <= 0:
                 continue
-            slack = 1e-7 * (1 + abs(truth)) / scale  # the audit's slack is 1e-6 (1 + |truth|)
-            span = SPAN * margin / scale
-            sides.append(_Side(index, target, "up", (truth + margin) / scale, span, slack))
-            sides.append(_Side(index, target, "down", (truth - margin) / scale, span, slack))
+            slack = 1e-7 * (1 + abs(truth))  # the audit's slack is 1e-6 (1 + |truth|)
+            sides.append(_Side(index, target, "up", truth + margin, SPAN * margin, slack))
+            sides.append(_Side(index, target, "down", truth - margin, SPAN * margin, slack))
     return sides
 
 
@@ -212,26 +177,27 @@ class _Attacker:
         """Whether the pattern (``chosen`` open cells suppressed) meets ``side``: (None, the
         open cells its solutions move) if it does, else (a cut, its rows' coefficients over
         the open cells and bound); None if the LP fails."""
+        goal, slack = side.goal / self.scale, side.slack / self.scale
         if side.kind == "width":
             upper = self._optimum(side, chosen, -1.0)
             lower = self._optimum(side, chosen, 1.0)
             if upper is None or lower is None:
                 return None
             reach = -upper[0] - lower[0]
-            if reach >= side.goal - side.slack:
+            if reach >= goal - slack:
                 return None, np.union1d(upper[3], lower[3])
             # -h_max(z) - h_min(z) >= goal, i.e. the constants and slopes added, <= -goal.
-            return (upper[2] + lower[2], -side.goal - upper[1] - lower[1]), np.zeros(0, int)
+            return (upper[2] + lower[2], -goal - upper[1] - lower[1]), np.zeros(0, int)
         sense = -1.0 if side.kind == "up" else 1.0
         found = self._optimum(side, chosen, sense)
         if found is None:
             return None
         value, constant, slope, moved = found
-        if side.kind == "up" and -value >= side.goal - side.slack:
+        if side.kind == "up" and -value >= goal - slack:
             return None, moved
-        if side.kind == "down" and value <= side.goal + side.slack:
+        if side.kind == "down" and value <= goal + slack:
             return None, moved
-        bound = -side.goal if side.kind == "up" else side.goal
+        bound = -goal if side.kind == "up" else goal
         return (slope, bound - constant), np.zeros(0, int)
 
     def _optimum(
@@ -243,12 +209,13 @@ class _Attacker:
         moves."""
         values, error = self.values, self.error
         published_low, published_high = values - error, values + error
-        box_low = values - side.span
+        span = side.span / self.scale
+        box_low = values - span
         if self.nonnegative:  # no cell goes below 0, published within its error or not
             published_low = np.maximum(published_low, 0.0)
             box_low = np.maximum(box_low, 0.0)
         box_low = np.minimum(box_low, published_low)
-        box_high = np.maximum(values + side.span, published_high)
+        box_high = np.maximum(values + span, published_high)
         z = self.hidden.copy()
         z[self.open] = chosen
         low = published_low + z * (box_low - published_low)

@@ -111,8 +111,9 @@ def secondary_suppression(
     exact = exact_suppression(relations, quantities, suppressed, requirement, free, progress)
     if exact is not None:
         return Complements(exact, EXACT)
-    mask = _greedy(relations, quantities, suppressed, requirement, free, progress, nearby)
-    mask = _drop_unneeded(relations, quantities, suppressed, requirement, mask, progress)
+    cost = next(q.values for q in quantities if q.name == SUBJECTS).astype(float)
+    mask = _greedy(relations, quantities, suppressed, requirement, free, cost, progress, nearby)
+    mask = _drop_unneeded(relations, quantities, suppressed, requirement, mask, cost, progress)
     return Complements(mask, GREEDY)
 
 
@@ -122,13 +123,13 @@ def _greedy(
     suppressed: np.ndarray,
     requirement: Requirement,
     free: np.ndarray,
+    cost: np.ndarray,
     progress: Progress | None,
     nearby: Nearby | None,
 ) -> np.ndarray:
-    """The greedy method's mask (see the module's docstring)."""
+    """The greedy method's mask (see the module's docstring); ``cost``: each cell's subjects."""
     report = progress or (lambda _message: None)
     mask = suppressed.copy()
-    cost = next(q.values for q in quantities if q.name == SUBJECTS).astype(float)
     pending = np.ones(len(requirement.cells), dtype=bool)
     rounds = 0
     while True:
@@ -159,6 +160,7 @@ def _drop_unneeded(
     suppressed: np.ndarray,
     requirement: Requirement,
     mask: np.ndarray,
+    cost: np.ndarray,
     progress: Progress | None,
 ) -> np.ndarray:
     """``mask`` without the complements the audit finds unneeded: each in turn, the most
@@ -166,7 +168,6 @@ def _drop_unneeded(
     requirement. Only in groups of at most ``DROP_GROUP`` suppressed cells (each try is an
     audit of the group)."""
     mask = mask.copy()
-    cost = next(q.values for q in quantities if q.name == SUBJECTS).astype(float)
     _, group = components(relations, mask)
     sizes = np.bincount(group[mask])
     extra = np.flatnonzero(mask & ~suppressed)
