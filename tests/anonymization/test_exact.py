@@ -21,6 +21,7 @@ from tests.anonymization.test_noise import SECRET, grid_plan
 from tests.anonymization.test_secondary_properties import (
     RANDOM_RELEASES,
     SETTINGS,
+    additive_dims,
     protected_release,
     tables,
 )
@@ -69,7 +70,7 @@ def test_no_pattern_with_fewer_complements_protects(table: pd.DataFrame, k: int,
     assert release.counts().get("complements_method") == EXACT
     chosen = int((published["reason"] == "secondary").sum())
     assume(chosen > 0)
-    additive = {d for d in dims if table.groupby("subject")[d].nunique().max() == 1}
+    additive = additive_dims(table, dims)
     primary = published["reason"].notna() & (published["reason"] != "secondary")
     candidates = published.index[~primary].tolist()
     assume(math.comb(len(candidates), chosen - 1) <= MAX_TRIALS)
@@ -115,7 +116,7 @@ def test_the_greedy_method_leaves_no_complement_that_could_be_published(
     with patch.object(exact, "MAX_SIZE", 0):
         release = protected_release(table, dims, k, p)
     published, truth = release.table, release.cells.reset_index(drop=True)
-    additive = {d for d in dims if table.groupby("subject")[d].nunique().max() == 1}
+    additive = additive_dims(table, dims)
     shown = published.assign(subjects=truth["subjects"], x_sum=truth["x_sum"])
     for row in published.index[published["reason"] == "secondary"]:
         trial = shown.copy()

@@ -102,13 +102,18 @@ def test_local_witnesses_keep_every_protected_cell_wide(
         reaudit(release.table, json.loads(json.dumps(release.summary())))
 
 
+def additive_dims(table: pd.DataFrame, dims: list[str]) -> set[str]:
+    """The dimensions along which subjects add up (each subject has one label there)."""
+    return {d for d in dims if table.groupby("subject")[d].nunique().max() == 1}
+
+
 def check_protected(table: pd.DataFrame, k: int, p: float, dims: list[str]) -> Release:
     """Every protected cell's interval, by an independent LP over the published table, is as
     wide as required, and the manifest's audit gives the same bounds."""
     release = protected_release(table, dims, k, p)
     published = release.table
     truth = release.cells.reset_index(drop=True)
-    additive = {d for d in dims if table.groupby("subject")[d].nunique().max() == 1}
+    additive = additive_dims(table, dims)
     subjects = reference_intervals(published, dims, "subjects", additive, True)
     sums = reference_intervals(published, dims, "x_sum", additive, True)
     audited = release.audit.to_manifest()["cells"]
