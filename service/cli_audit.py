@@ -15,8 +15,10 @@ from service.console import handled, stderr
 if TYPE_CHECKING:
     import pandas as pd
 
+    from anonymization.reaudit import Manifest
 
-def read_manifest(path: Path) -> dict[str, Any]:
+
+def read_json(path: Path) -> dict[str, Any]:
     """The manifest's JSON document."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -29,23 +31,25 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return document
 
 
-def read_table(path: Path, manifest: dict[str, Any]) -> pd.DataFrame:
+def read_table(path: Path, manifest: Manifest) -> pd.DataFrame:
     """The published table, checked against the manifest's hash, codes kept as text."""
+    if manifest.output is None:
+        raise InvalidRequest(
+            "is missing: the table cannot be checked against the manifest", field="manifest.output"
+        )
     try:
         data = path.read_bytes()
     except OSError as error:
         raise InvalidRequest(f"cannot read {path}: {error.strerror}", field="table") from None
-    expected = manifest.get("output", {}).get("sha256")
-    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+    if hashlib.sha256(data).hexdigest() != manifest.output.sha256:
         raise AuditFailure(f"{path.name} is not the table the manifest describes (SHA-256 differs)")
-    fmt = manifest.get("output", {}).get("format", path.suffix.lstrip(".").lower())
-    dims = dict.fromkeys(manifest.get("plan", {}).get("dimensions", {}), str)
+    dims = dict.fromkeys(manifest.dims, str)
     import pandas as pd
 
     try:
-        if fmt == "parquet":
+        if manifest.output.format == "parquet":
             return pd.read_parquet(path)
-        if fmt == "json":
+        if manifest.output.format == "json":
             return pd.read_json(path, dtype=dims)
         return pd.read_csv(
             path, dtype={**dims, "status": str, "reason": str}, keep_default_na=False
@@ -60,13 +64,15 @@ def audit(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Recompute every suppressed cell's interval from the published files alone."""
-    from anonymization.reaudit import reaudit  # the LP machinery, loaded for this command only
+    # The LP machinery, loaded for this command only.
+    from anonymization.reaudit import read_manifest, reaudit
 
     with handled(quiet, "audit") as progress:
-        document = read_manifest(manifest)
+        document = read_manifest(read_json(manifest))
         result = reaudit(read_table(table, document), document, progress)
     stderr.print(
         f"audit passed: {result.cells} cells, {result.suppressed} suppressed, "
-        f"{result.protected} protected cells hold their required interval",
+        f"{result.protected} protected cells hold their required interval"
+        + ("" if result.subjects else " (subjects are not published: only the sums audited)"),
         highlight=False,
     )
