@@ -7,7 +7,7 @@ a single suppressed cell (which it would give away by subtraction) first gets it
 published cell suppressed, until no relation has exactly one. Then the LP audit runs on the
 protected cells; for each one whose interval is still too narrow, each relation through it gets
 one more complement (the smallest cell large enough to hide the protected one, else the
-largest), and the loop repeats on the groups that changed. Last, in groups small enough, each
+largest), and the loop repeats on the cells found short. Last, in groups small enough, each
 complement is published again if the audit finds it unneeded. Cost is the cells' subject
 counts: few cells, small ones first.
 """
@@ -148,10 +148,12 @@ def _greedy(
             mask[added or _widen(relations, int(cell), mask, free, cost)] = True
         if (mask == before).all():
             return mask
-        _close_singletons(relations, mask, free, cost)
-        _, group = components(relations, mask)
-        changed = np.unique(group[np.flatnonzero(mask & ~before)])
-        pending = np.isin(group[requirement.cells], changed)
+        # Only the cells found short are checked again: a cell once proved stays proved, as
+        # complements only add suppressed cells (any solution found stays one, the new
+        # complements at their published values).
+        short = np.flatnonzero(pending)[failing]
+        pending = np.zeros(len(requirement.cells), dtype=bool)
+        pending[short] = True
 
 
 def _drop_unneeded(
