@@ -10,7 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from anonymization.errors import InvalidRequest
 from anonymization.noise import CellKeyNoise
@@ -183,9 +190,17 @@ class ProtectionSpec(BaseModel):
     preset: str | None = None
     k: int | None = Field(default=None, ge=2)
     dominance: DominanceRule | None = None
-    p_percent: PPercentRule | float | None = None
+    p_percent: PPercentRule | None = None
     interval: IntervalRequirement | None = None
     noise: CellKeyNoise | None = None
+
+    @field_validator("p_percent", mode="before")
+    @classmethod
+    def _p_alone(cls, value: object) -> object:
+        """``p_percent: 10`` is short for ``p_percent: {p: 10}``."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {"p": value}
+        return value
 
     @model_validator(mode="after")
     def _needs_k(self) -> ProtectionSpec:
@@ -204,20 +219,20 @@ class ProtectionSpec(BaseModel):
                     field="protection.preset",
                 )
             base = dict(known[self.preset])
-        p_rule = (
-            PPercentRule(p=self.p_percent)
-            if isinstance(self.p_percent, float | int)
-            else self.p_percent
-        )
         explicit = {
             "k": self.k,
             "dominance": self.dominance,
-            "p_percent": p_rule,
+            "p_percent": self.p_percent,
             "interval": self.interval,
             "noise": self.noise,
         }
         base.update({key: value for key, value in explicit.items() if value is not None})
-        return Protection.model_validate(base)
+        try:
+            return Protection.model_validate(base)
+        except ValidationError as error:  # a preset's values that the explicit ones do not fit
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in ("protection", *first["loc"]))
+            raise InvalidRequest(first["msg"], field=where) from None
 
 
 SuppressionReason = Literal["k", "dominance", "p_percent", "secondary", "differencing"]

@@ -44,6 +44,15 @@ def test_created_agreement_is_version_1_in_force(setup: dict[str, Any]) -> None:
         ({**RELEASE, "measures": {"age": ["sum"]}}, "release.measures.age"),
         ({**RELEASE, "protection": {"k": 1}}, "release.protection.k"),
         ({**RELEASE, "dimensions": {"date": "fortnight"}}, "release.dimensions.date"),
+        ({**RELEASE, "protection": {"k": 5, "p_percent": 0}}, "release.protection.p_percent.p"),
+        (
+            {**RELEASE, "protection": {"k": 5, "interval": {"p": 100}}},
+            "release.protection.interval.p",
+        ),
+        (
+            {**RELEASE, "protection": {"k": 5, "noise": {"method": "cell_key", "max": -1}}},
+            "release.protection.noise.max",
+        ),
     ],
 )
 def test_release_block_is_checked_against_the_dataset(
