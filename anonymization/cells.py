@@ -258,12 +258,21 @@ def _lookup(
     return f"JOIN {table}_{alias} {alias} ON c.{key} = {alias}.raw"
 
 
-def grouping_sets(count: int, totals: bool) -> list[tuple[int, ...]]:
-    """Every published combination of dimensions: the full grid, and all margins with totals."""
+def grouping_sets(
+    count: int, totals: bool, constant: frozenset[int] = frozenset()
+) -> list[tuple[int, ...]]:
+    """Every published combination of dimensions: the full grid, and all margins with totals.
+    A ``constant`` dimension (grouped at ``*``) has no margin of its own: its total is the cell
+    itself, which would be published twice."""
     full = tuple(range(count))
     if not totals:
         return [full]
-    return [combo for size in range(count, -1, -1) for combo in combinations(full, size)]
+    varying = tuple(d for d in full if d not in constant)
+    return [
+        tuple(sorted((*combo, *constant)))
+        for size in range(len(varying), -1, -1)
+        for combo in combinations(varying, size)
+    ]
 
 
 def compute_cells(
@@ -388,7 +397,11 @@ def per_subject_sql(
     summed = range(len(plan.summed))
     sets = ", ".join(
         "(" + ", ".join([*(dims[i] for i in combo), "subject"]) + ")"
-        for combo in grouping_sets(len(dims), plan.totals)
+        for combo in grouping_sets(
+            len(dims),
+            plan.totals,
+            frozenset(i for i, d in enumerate(plan.dimensions) if d.level == TOP),
+        )
     )
     grouping = f"GROUPING({', '.join(dims)})" if dims else "0"
     inner = (

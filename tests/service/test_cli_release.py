@@ -85,6 +85,23 @@ def test_release_writes_the_table_and_its_manifest(workdir: Path) -> None:
             assert high is None or high - low >= 10
 
 
+def test_a_dimension_grouped_at_top_has_no_margin_of_its_own(workdir: Path) -> None:
+    """With totals, a dimension grouped at ``*`` is ``*`` in every cell: its margin would be
+    each cell again (every row was published twice)."""
+    (workdir / "top.yaml").write_text(
+        "group_by: {departement: '*', date: month}\nmeasures: [amount.sum, subjects]\n"
+        "filters: {date: {from: 2025-06-01, to: 2025-08-31}}\ntotals: true\n"
+    )
+    code, output = release(
+        workdir, "--manifest", str(workdir / "manifest.json"), request="top.yaml"
+    )
+    assert code == 0, output
+    table = pd.read_csv(workdir / "out.csv", dtype=str, keep_default_na=False)
+    assert not table.duplicated(["departement", "date"]).any()
+    assert set(table["departement"]) == {"*"}
+    assert sorted(table["date"]) == ["*", "2025-06", "2025-07", "2025-08"]
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "json"])
 def test_other_formats_keep_codes_as_text(workdir: Path, fmt: str) -> None:
     code, output = release(workdir, "--format", fmt)
