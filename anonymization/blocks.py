@@ -143,6 +143,7 @@ class Audit:
     method: str = "linear programming (HiGHS) over the published cells' relations"
     errors: dict[str, float] = field(default_factory=dict)
     complements: str | None = None  # how the complements were chosen (None: none looked for)
+    held: int = 0  # releases the partner held over the same population, in the LP with this one
 
     def to_manifest(self) -> dict[str, Any]:
         """The manifest's ``audit`` block (an unbounded side is ``null``)."""
@@ -164,6 +165,7 @@ class Audit:
             "additive_dimensions": self.additive,
             "nonnegative": self.nonnegative,
             **({"published_error": self.errors} if self.errors else {}),
+            **({"held_releases": self.held} if self.held else {}),
             "passed": True,
             "cells": cells,
         }

@@ -3,8 +3,12 @@
 Held releases over the same population (same dataset, same filters) join the release's LP: a
 held cell is tied to the release's cells by ``coarser cell = sum of the finer cells mapping to
 it`` (through the dimensions' hierarchies, e.g. a département and its communes), so secondary
-suppression and the audit see every margin the partner can form. A cell suppressed before stays
-suppressed at the same key.
+suppression and the audit see every margin the partner can form. Two tables of one population
+also meet where neither publishes a cell: a table by commune and one by tariff, both without
+totals, add up to the same grand total, so one's suppressed cell is the other's sum minus its
+own published cells. Each such common margin (over the dimensions both tables have, at the
+coarser of their levels) joins the LP as cells of no release, unknown to the partner. A cell
+suppressed before stays suppressed at the same key.
 
 Held releases over another population of the same dataset (other filters) cannot be tied by
 exact relations; for them the engine, which has the data, counts per cell the subjects that the
@@ -22,13 +26,15 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from anonymization.blocks import Block
-from anonymization.cells import Source, differing_subjects
+from anonymization.blocks import Block, engine_block
+from anonymization.cells import Source, compute_cells, differing_subjects
 from anonymization.hierarchies import TOP, Hierarchy
 from anonymization.ledger import HeldRelease
-from anonymization.plan import AggregatePlan
+from anonymization.plan import AggregatePlan, Dimension
 from anonymization.relations import Relations
 from anonymization.suppression import System, build_system
+
+UNPUBLISHED = "unpublished"  # the reason of a common margin's cells: no release shows them
 
 
 def context_of(plan: AggregatePlan) -> str:
@@ -213,5 +219,62 @@ def joint_system(
     reason, margins = differencing(source, plan, Placed(block, levels, 0), others, reason)
     placed = [Placed(replace(block, reason=reason), levels, 0), *theirs]
     hierarchies = {d.column: d.hierarchy for d in plan.dimensions}
-    cross = joint_relations(placed, hierarchies, int(offsets[-1])) if same else []
-    return build_system([p.block for p in placed], cross), margins
+    if not same:
+        return build_system([p.block for p in placed]), margins
+    meeting = common_margins(source, plan, placed, int(offsets[-1]))
+    total = int(offsets[-1]) + sum(len(m.block) for m in meeting)
+    cross = joint_relations(placed, hierarchies, total)
+    cross += [cross_relations(m, p, hierarchies, total) for m in meeting for p in placed]
+    return build_system([p.block for p in [*placed, *meeting]], cross), margins
+
+
+def common_margins(
+    source: Source, plan: AggregatePlan, placed: Sequence[Placed], start: int
+) -> list[Placed]:
+    """The margins two blocks of one population both add up to and neither publishes whole,
+    as blocks of unpublished cells (true values from ``source``) placed from ``start``: per
+    pair, over the plan's dimensions both have, each at the coarser of their two levels."""
+    dimensions = {d.column: d for d in plan.dimensions}
+    wanted: dict[tuple[tuple[str, str], ...], None] = {}
+    for index, one in enumerate(placed):
+        for other in placed[index + 1 :]:
+            levels = tuple(
+                (column, level)
+                for column, dimension in dimensions.items()
+                if column in one.levels and column in other.levels
+                for level in [_coarser(dimension, one.levels[column], other.levels[column])]
+                if level is not None and level != TOP
+            )
+            if not (_publishes(one, levels) or _publishes(other, levels)):
+                wanted[levels] = None
+    out: list[Placed] = []
+    for levels in wanted:
+        margin = replace(
+            plan,
+            dimensions=tuple(replace(dimensions[c], level=level) for c, level in levels),
+            totals=False,
+            protection=plan.protection.model_copy(update={"noise": None}),
+        )
+        cells = compute_cells(source, margin)
+        reason = pd.Series(UNPUBLISHED, index=cells.index, dtype=object)
+        out.append(Placed(engine_block(cells, margin, reason), dict(levels), start))
+        start += len(cells)
+    return out
+
+
+def _coarser(dimension: Dimension, one: str, other: str) -> str | None:
+    """The coarser of two levels of a dimension (None if its hierarchy does not order them)."""
+    if one == other:
+        return one
+    if dimension.hierarchy.is_coarser_or_equal(one, other):
+        return one
+    return other if dimension.hierarchy.is_coarser_or_equal(other, one) else None
+
+
+def _publishes(block: Placed, levels: tuple[tuple[str, str], ...]) -> bool:
+    """Whether ``block`` publishes every cell of the margin at ``levels`` (its own grouping, or
+    one of its totals), so the relations between blocks already meet there."""
+    grouped = {c for c, level in block.levels.items() if level != TOP}
+    if any(block.levels.get(c) != level for c, level in levels):
+        return False
+    return block.block.totals or grouped == {c for c, _ in levels}

@@ -48,6 +48,7 @@ class ReauditResult:
     suppressed: int
     protected: int
     subjects: bool  # whether the table publishes subjects (else only its sums are audited)
+    held: int  # releases held with it (its intervals were checked to contain the manifest's)
 
 
 class _Bounds(BaseModel):
@@ -71,6 +72,7 @@ class _Audit(BaseModel):
     additive_dimensions: list[StrictStr]
     nonnegative: list[StrictStr]
     cells: list[_Cell]
+    held_releases: StrictInt = Field(default=0, ge=0)
 
 
 class _Interval(BaseModel):
@@ -234,6 +236,7 @@ def reaudit(
     bounds = intervals(system.relations, quantities, suppressed, hidden, progress, nearby)
     stated = _stated(manifest, dims)
     protection = manifest.plan.protection
+    held = manifest.audit.held_releases
     protected = 0
     for position, row in enumerate(hidden):
         where = describe_key(block.labels, int(row))
@@ -247,7 +250,14 @@ def reaudit(
             )
         for name, bound in bounds.items():
             low, high = bound[position]
-            _same((entry.__pydantic_extra__ or {}).get(name), low, high, name, where)
+            claimed = (entry.__pydantic_extra__ or {}).get(name)
+            if held:
+                # The manifest's interval came from an LP that also read the held releases:
+                # this table alone can only confirm it is no wider than what it gives.
+                _within(claimed, low, high, name, where)
+                low, high = _bounds(claimed)
+            else:
+                _same(claimed, low, high, name, where)
             if block.reason[row] in PROTECTED:
                 _requirement(name, low, high, protection.k, protection.interval.p, where)
         protected += block.reason[row] in PROTECTED
@@ -256,7 +266,7 @@ def reaudit(
         raise AuditFailure(
             f"the manifest's audit lists a cell ({where}) the table does not suppress"
         )
-    return ReauditResult(len(table), len(hidden), protected, SUBJECTS in measures)
+    return ReauditResult(len(table), len(hidden), protected, SUBJECTS in measures, held)
 
 
 def _stated(manifest: Manifest, dims: list[str]) -> dict[tuple[str, ...], _Cell]:
@@ -284,6 +294,26 @@ def _same(stated: _Bounds | None, low: float, high: float, name: str, where: str
             f"cell ({where}): the manifest states {name} in {_show(stated)}, "
             f"the published cells give [{low:g}, {high:g}]"
         )
+
+
+def _bounds(stated: _Bounds | None) -> tuple[float, float]:
+    """A stated interval as floats (``null`` sides infinite)."""
+    assert stated is not None
+    low = -np.inf if stated.lower is None else stated.lower
+    return low, np.inf if stated.upper is None else stated.upper
+
+
+def _within(stated: _Bounds | None, low: float, high: float, name: str, where: str) -> None:
+    """The manifest's interval lies within [low, high] (up to rounding)."""
+    if stated is not None:
+        inner_low, inner_high = _bounds(stated)
+        slack = TOLERANCE * (1 + np.abs([inner_low, inner_high]))
+        if inner_low >= low - slack[0] and inner_high <= high + slack[1]:
+            return
+    raise AuditFailure(
+        f"cell ({where}): the manifest states {name} in {_show(stated)}, wider than "
+        f"[{low:g}, {high:g}] that the published cells give"
+    )
 
 
 def _show(stated: _Bounds | None) -> str:

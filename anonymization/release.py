@@ -155,7 +155,8 @@ def _protect_jointly(
     system, margins = joint_system(source, plan, block, held)
     protection = plan.protection
     reasons, audit = protect(system, protection.k, protection.interval.p, margins, report)
-    return replace(system.blocks[0], reason=reasons), audit
+    same = sum(entry.context == context_of(plan) for entry, _ in held)
+    return replace(system.blocks[0], reason=reasons), replace(audit, held=same)
 
 
 def serialize(table: pd.DataFrame, fmt: OutputFormat) -> bytes:

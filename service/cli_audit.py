@@ -73,6 +73,12 @@ def audit(
     stderr.print(
         f"audit passed: {result.cells} cells, {result.suppressed} suppressed, "
         f"{result.protected} protected cells hold their required interval"
-        + ("" if result.subjects else " (subjects are not published: only the sums audited)"),
+        + ("" if result.subjects else " (subjects are not published: only the sums audited)")
+        + (
+            f" (protected jointly with {result.held} held release(s): the intervals this table "
+            "gives alone contain the manifest's; the joint ones need the held releases' files)"
+            if result.held
+            else ""
+        ),
         highlight=False,
     )

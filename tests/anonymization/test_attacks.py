@@ -7,6 +7,7 @@ Each runs with complements chosen by the exact method and by the greedy one.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from scipy.optimize import linprog
 
 from anonymization import exact
-from anonymization.hierarchies import CategoricalHierarchy, builtin
+from anonymization.hierarchies import CategoricalHierarchy, TimeHierarchy, builtin
 from anonymization.ledger import SQLiteLedger
 from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
 from anonymization.protection import Protection
@@ -148,3 +149,33 @@ def test_a_hierarchy_level_released_twice(tmp_path: Path) -> None:
     assert high - low >= K
     again = deliver(ledger, given, plan("commune"))
     assert (again.table["status"] == table["status"]).all()
+
+
+def test_two_tables_by_different_dimensions_without_totals(tmp_path: Path) -> None:
+    """By commune, then by month, neither with totals: both add up to the same grand total,
+    which neither publishes, so a suppressed commune's kWh would be the months' sum minus the
+    communes published."""
+    ledger, given = SQLiteLedger(tmp_path / "ledger.db"), []
+    by_commune = deliver(ledger, given, plan("commune"))
+    assert value(by_commune, "commune", "06029")[2] == "k"
+    month = Dimension("date", TimeHierarchy(), "day", "month")
+    by_month = deliver(ledger, given, replace(plan(None), dimensions=(month,)))
+    communes, months = by_commune.table, by_month.table
+    assert (months["status"] == "suppressed").any(), "a month must hide the grand total"
+    shown = months[months["status"] == "released"]
+    # Unknowns: the suppressed communes, then the suppressed months; one equation: the
+    # communes' sum equals the months' sum (the grand total of both).
+    suppressed_communes = int((communes["status"] == "suppressed").sum())
+    suppressed_months = int((months["status"] == "suppressed").sum())
+    coefs = [1.0] * suppressed_communes + [-1.0] * suppressed_months
+    published = float(shown["kwh_sum"].sum()) - float(
+        communes.loc[communes["status"] == "released", "kwh_sum"].sum()
+    )
+    target = (
+        communes.index[communes["status"] == "suppressed"]
+        .tolist()
+        .index(communes.index[communes["commune"] == "06029"][0])
+    )
+    low, high = attacker_interval(len(coefs), [(coefs, published)], target)
+    truth = float(by_commune.cells.set_index("commune").loc["06029", "kwh_sum"])
+    assert low <= truth * 0.85 and high >= truth * 1.15

@@ -111,3 +111,32 @@ def test_the_ledger_protects_later_releases_to_the_same_partner(workdir: Path) -
     assert code == 0, output
     alone = pd.read_csv(workdir / "out.csv", dtype={"departement": str}).set_index("departement")
     assert (alone["status"] == "suppressed").sum() <= (second["status"] == "suppressed").sum()
+
+
+def test_a_release_held_with_another_by_other_dimensions(workdir: Path) -> None:
+    """By département, then by card country, without totals: both add up to the same June
+    total, so a suppressed département's amount would be the countries' sum minus the other
+    départements. The second release is protected with the first (a country hides the total)
+    and the audit from its files alone checks that its intervals contain the manifest's."""
+    ledger = str(workdir / "ledger.db")
+    june = "measures: [amount.sum, subjects]\nfilters: {date: {from: 2025-06-01, to: 2025-06-30}}\n"
+    (workdir / "first.yaml").write_text("group_by: {departement: departement}\n" + june)
+    (workdir / "second.yaml").write_text("group_by: {card_country: value}\n" + june)
+    code, output = release(workdir, "--ledger", ledger, request="first.yaml")
+    assert code == 0, output
+    assert "suppressed" in set(pd.read_csv(workdir / "out.csv")["status"])
+    manifest = str(workdir / "manifest.json")
+    code, output = release(
+        workdir, "--ledger", ledger, "--manifest", manifest, request="second.yaml"
+    )
+    assert code == 0, output
+    countries = pd.read_csv(workdir / "out.csv")
+    assert (countries["reason"] == "secondary").any(), "the countries' sum gives the total away"
+    code, output = audit(workdir)
+    assert code == 0 and "protected jointly with 1 held release(s)" in output, output
+    stated = json.loads((workdir / "manifest.json").read_text())
+    assert stated["audit"]["held_releases"] == 1
+    stated["audit"]["cells"][0]["amount_sum"] = {"lower": -1.0, "upper": None}
+    (workdir / "manifest.json").write_text(json.dumps(stated))
+    code, output = audit(workdir)
+    assert code == 2 and "wider than" in output, output
