@@ -24,7 +24,9 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def release(workdir: Path, *extra: str, request: str = "payments-request.yaml") -> tuple[int, str]:
+def release(
+    workdir: Path, *extra: str, request: str = "payments-request.yaml", out: str = "out.csv"
+) -> tuple[int, str]:
     result = runner.invoke(
         app,
         [
@@ -35,7 +37,7 @@ def release(workdir: Path, *extra: str, request: str = "payments-request.yaml") 
             "--request",
             str(workdir / request),
             "--out",
-            str(workdir / "out.csv"),
+            str(workdir / out),
             "--quiet",
             *extra,
         ],
