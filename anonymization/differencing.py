@@ -7,8 +7,11 @@ suppression and the audit see every margin the partner can form. Two tables of o
 also meet where neither publishes a cell: a table by commune and one by tariff, both without
 totals, add up to the same grand total, so one's suppressed cell is the other's sum minus its
 own published cells. Each such common margin (over the dimensions both tables have, at the
-coarser of their levels) joins the LP as cells of no release, unknown to the partner. A cell
-suppressed before stays suppressed at the same key.
+coarser of their levels) joins the LP as cells of no release, unknown to the partner. Three
+tables by (a, b), (b, c) and (a, c) also meet through cells none of them lists; with three
+blocks or more, the table they all add up from (the cover table of linked tables, with only the
+cells that have data: more than a partner knows, so the LP is stricter than any attacker's)
+joins the LP too. A cell suppressed before stays suppressed at the same key.
 
 Held releases over another population of the same dataset (other filters) cannot be tied by
 exact relations; for them the engine, which has the data, counts per cell the subjects that the
@@ -218,23 +221,32 @@ def joint_system(
     reason = carry_over(Placed(block, levels, 0), theirs, block.reason)
     reason, margins = differencing(source, plan, Placed(block, levels, 0), others, reason)
     placed = [Placed(replace(block, reason=reason), levels, 0), *theirs]
-    hierarchies = {d.column: d.hierarchy for d in plan.dimensions}
     if not same:
         return build_system([p.block for p in placed]), margins
-    meeting = common_margins(source, plan, placed, int(offsets[-1]))
+    # Every dimension any of these releases grouped by (the same dataset: the same hierarchies).
+    dimensions = {d.column: d for _, its in held for d in its.dimensions}
+    dimensions.update({d.column: d for d in plan.dimensions})
+    hierarchies = {column: d.hierarchy for column, d in dimensions.items()}
+    meeting = common_margins(source, plan, dimensions, placed, int(offsets[-1]))
     total = int(offsets[-1]) + sum(len(m.block) for m in meeting)
     cross = joint_relations(placed, hierarchies, total)
+    # A common margin adds up cells of the blocks; the blocks' cells add up the cover table.
     cross += [cross_relations(m, p, hierarchies, total) for m in meeting for p in placed]
+    cross += [cross_relations(p, m, hierarchies, total) for m in meeting for p in placed]
     return build_system([p.block for p in [*placed, *meeting]], cross), margins
 
 
 def common_margins(
-    source: Source, plan: AggregatePlan, placed: Sequence[Placed], start: int
+    source: Source,
+    plan: AggregatePlan,
+    dimensions: dict[str, Dimension],
+    placed: Sequence[Placed],
+    start: int,
 ) -> list[Placed]:
     """The margins two blocks of one population both add up to and neither publishes whole,
-    as blocks of unpublished cells (true values from ``source``) placed from ``start``: per
-    pair, over the plan's dimensions both have, each at the coarser of their two levels."""
-    dimensions = {d.column: d for d in plan.dimensions}
+    as blocks of unpublished cells (true values from ``source``, the population of ``plan``)
+    placed from ``start``: per pair, over the ``dimensions`` both have, each at the coarser of
+    their two levels; with three blocks or more, also the table they all add up from."""
     wanted: dict[tuple[tuple[str, str], ...], None] = {}
     for index, one in enumerate(placed):
         for other in placed[index + 1 :]:
@@ -247,6 +259,12 @@ def common_margins(
             )
             if not (_publishes(one, levels) or _publishes(other, levels)):
                 wanted[levels] = None
+    if len(placed) > 2:
+        # Three tables can meet through cells none of them lists (by (a, b), (b, c) and (a, c):
+        # an a with one b and one c); the table they all add up from ties them all at once.
+        finest = _finest(dimensions, placed)
+        if not any(_publishes(one, finest) for one in placed):
+            wanted[finest] = None
     out: list[Placed] = []
     for levels in wanted:
         margin = replace(
@@ -260,6 +278,22 @@ def common_margins(
         out.append(Placed(engine_block(cells, margin, reason), dict(levels), start))
         start += len(cells)
     return out
+
+
+def _finest(
+    dimensions: dict[str, Dimension], placed: Sequence[Placed]
+) -> tuple[tuple[str, str], ...]:
+    """The cover table's levels: every plan dimension some block groups by, at the finest
+    level any of them uses (τ-ARGUS's cover table of linked tables)."""
+    levels: dict[str, str] = {}
+    for one in placed:
+        for column, level in one.levels.items():
+            if column not in dimensions or level == TOP:
+                continue
+            known = levels.get(column, level)
+            coarser = _coarser(dimensions[column], known, level)
+            levels[column] = level if coarser == known else known
+    return tuple((column, levels[column]) for column in dimensions if column in levels)
 
 
 def _coarser(dimension: Dimension, one: str, other: str) -> str | None:
