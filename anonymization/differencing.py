@@ -211,7 +211,11 @@ def joint_system(
     stacked with the held blocks of the same population and every relation between them; and
     the sums' margins the differencing cells need."""
     context = context_of(plan)
-    same = [entry for entry, _ in held if entry.context == context]
+    same = [
+        _completed(source, plan, block, entry, its)
+        for entry, its in held
+        if entry.context == context
+    ]
     others = [(entry, its) for entry, its in held if entry.context != context]
     offsets = np.cumsum([0, len(block), *(len(entry.block) for entry in same)])
     theirs = [
@@ -234,6 +238,36 @@ def joint_system(
     cross += [cross_relations(m, p, hierarchies, total) for m in meeting for p in placed]
     cross += [cross_relations(p, m, hierarchies, total) for m in meeting for p in placed]
     return build_system([p.block for p in [*placed, *meeting]], cross), margins
+
+
+def _completed(
+    source: Source, plan: AggregatePlan, block: Block, entry: HeldRelease, its: AggregatePlan
+) -> HeldRelease:
+    """``entry`` with the true values of the quantities the release has and it lacks (it did
+    not publish them: a sum the new release adds). Taken as published, they tie the LP more
+    than the partner can, so protection only errs on the safe side."""
+    missing = [name for name in block.values if name not in entry.block.values]
+    if not missing:
+        return entry
+    other = replace(
+        its,
+        measures=plan.measures,
+        filters=plan.filters,
+        protection=plan.protection.model_copy(update={"noise": None}),
+    )
+    cells = compute_cells(source, other)
+    truth = engine_block(cells, other, pd.Series(None, index=cells.index, dtype=object))
+    columns = list(entry.block.labels.columns)
+    found = entry.block.labels.merge(
+        truth.labels.assign(_row=np.arange(len(truth.labels))), on=columns, how="left"
+    )["_row"]
+    rows = found.to_numpy(dtype=float)
+    values = dict(entry.block.values)
+    for name in missing:
+        known = truth.values[name][np.nan_to_num(rows, nan=0).astype(int)]
+        values[name] = np.where(np.isnan(rows), 0.0, known)
+    nonnegative = entry.block.nonnegative | (truth.nonnegative & set(missing))
+    return replace(entry, block=replace(entry.block, values=values, nonnegative=nonnegative))
 
 
 def common_margins(

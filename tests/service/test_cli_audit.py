@@ -140,3 +140,25 @@ def test_a_release_held_with_another_by_other_dimensions(workdir: Path) -> None:
     (workdir / "manifest.json").write_text(json.dumps(stated))
     code, output = audit(workdir)
     assert code == 2 and "wider than" in output, output
+
+
+def test_a_later_release_may_add_a_sum_the_held_one_lacks(workdir: Path) -> None:
+    """The partner holds subjects by département; the next release adds the amount: the held
+    cells' amounts, never published, are taken at their true values (a stricter LP than the
+    partner's), and the release goes out audited."""
+    ledger = str(workdir / "ledger.db")
+    june = "filters: {date: {from: 2025-06-01, to: 2025-06-30}}\n"
+    (workdir / "counts.yaml").write_text(
+        "group_by: {departement: departement}\nmeasures: [subjects]\n" + june
+    )
+    (workdir / "sums.yaml").write_text(
+        "group_by: {card_country: value}\nmeasures: [amount.sum, subjects]\n" + june
+    )
+    code, output = release(workdir, "--ledger", ledger, request="counts.yaml")
+    assert code == 0, output
+    manifest = str(workdir / "manifest.json")
+    code, output = release(workdir, "--ledger", ledger, "--manifest", manifest, request="sums.yaml")
+    assert code == 0, output
+    assert "amount_sum" in pd.read_csv(workdir / "out.csv").columns
+    code, output = audit(workdir)
+    assert code == 0, output
