@@ -243,9 +243,10 @@ def joint_system(
 def _completed(
     source: Source, plan: AggregatePlan, block: Block, entry: HeldRelease, its: AggregatePlan
 ) -> HeldRelease:
-    """``entry`` with the true values of the quantities the release has and it lacks (it did
-    not publish them: a sum the new release adds). Taken as published, they tie the LP more
-    than the partner can, so protection only errs on the safe side."""
+    """``entry`` with the quantities the release has and it lacks (it did not publish them: a
+    sum the new release adds): their true values, each known only within an infinite error,
+    so every relation through one of its published cells leaves that quantity free (the
+    partner knows nothing of it there) while the values stay a solution of the relations."""
     missing = [name for name in block.values if name not in entry.block.values]
     if not missing:
         return entry
@@ -258,16 +259,22 @@ def _completed(
     cells = compute_cells(source, other)
     truth = engine_block(cells, other, pd.Series(None, index=cells.index, dtype=object))
     columns = list(entry.block.labels.columns)
-    found = entry.block.labels.merge(
-        truth.labels.assign(_row=np.arange(len(truth.labels))), on=columns, how="left"
-    )["_row"]
-    rows = found.to_numpy(dtype=float)
+    if columns:
+        found = entry.block.labels.merge(
+            truth.labels.assign(_row=np.arange(len(truth.labels))), on=columns, how="left"
+        )["_row"]
+        rows = found.to_numpy(dtype=float)
+    else:  # the grand total alone
+        rows = np.zeros(len(entry.block.labels))
     values = dict(entry.block.values)
     for name in missing:
         known = truth.values[name][np.nan_to_num(rows, nan=0).astype(int)]
         values[name] = np.where(np.isnan(rows), 0.0, known)
     nonnegative = entry.block.nonnegative | (truth.nonnegative & set(missing))
-    return replace(entry, block=replace(entry.block, values=values, nonnegative=nonnegative))
+    errors = dict(entry.block.errors)
+    errors.update({name: np.full(len(rows), np.inf) for name in missing})
+    completed = replace(entry.block, values=values, nonnegative=nonnegative, errors=errors)
+    return replace(entry, block=completed)
 
 
 def common_margins(

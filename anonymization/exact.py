@@ -77,6 +77,8 @@ def exact_suppression(
     protected cell meets ``requirement``, or None when the problem is too large or is not
     solved to optimality within its limits. ``progress`` hears of each round (and may raise
     to stop)."""
+    if any(q.error is not None and not np.isfinite(q.error).all() for q in quantities):
+        return None  # a quantity a held release never published: its boxes have no centre
     # The cells some chain of relations links to a protected cell (the others cannot help).
     _, linked = components(relations, np.ones(relations.size, dtype=bool))
     cells = np.flatnonzero(np.isin(linked, linked[requirement.cells]))

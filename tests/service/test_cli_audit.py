@@ -144,8 +144,8 @@ def test_a_release_held_with_another_by_other_dimensions(workdir: Path) -> None:
 
 def test_a_later_release_may_add_a_sum_the_held_one_lacks(workdir: Path) -> None:
     """The partner holds subjects by département; the next release adds the amount: the held
-    cells' amounts, never published, are taken at their true values (a stricter LP than the
-    partner's), and the release goes out audited."""
+    cells' amounts, never published, are left free in its LP (they crashed the joint system),
+    and the release goes out audited."""
     ledger = str(workdir / "ledger.db")
     june = "filters: {date: {from: 2025-06-01, to: 2025-06-30}}\n"
     (workdir / "counts.yaml").write_text(
