@@ -250,26 +250,13 @@ def _completed(
     missing = [name for name in block.values if name not in entry.block.values]
     if not missing:
         return entry
-    other = replace(
-        its,
-        measures=plan.measures,
-        filters=plan.filters,
-        protection=plan.protection.model_copy(update={"noise": None}),
-    )
-    cells = compute_cells(source, other)
-    truth = engine_block(cells, other, pd.Series(None, index=cells.index, dtype=object))
-    columns = list(entry.block.labels.columns)
-    if columns:
-        found = entry.block.labels.merge(
-            truth.labels.assign(_row=np.arange(len(truth.labels))), on=columns, how="left"
-        )["_row"]
-        rows = found.to_numpy(dtype=float)
-    else:  # the grand total alone
-        rows = np.zeros(len(entry.block.labels))
+    truth = _true_block(source, replace(plan, dimensions=its.dimensions, totals=its.totals), None)
+    at = {key: row for row, key in enumerate(truth.labels.itertuples(index=False, name=None))}
+    keys = entry.block.labels.itertuples(index=False, name=None)
+    rows = np.array([at.get(key, -1) for key in keys], dtype=int)
     values = dict(entry.block.values)
     for name in missing:
-        known = truth.values[name][np.nan_to_num(rows, nan=0).astype(int)]
-        values[name] = np.where(np.isnan(rows), 0.0, known)
+        values[name] = np.where(rows >= 0, truth.values[name][rows], 0.0)
     nonnegative = entry.block.nonnegative | (truth.nonnegative & set(missing))
     errors = dict(entry.block.errors)
     errors.update({name: np.full(len(rows), np.inf) for name in missing})
@@ -308,17 +295,19 @@ def common_margins(
             wanted[finest] = None
     out: list[Placed] = []
     for levels in wanted:
-        margin = replace(
-            plan,
-            dimensions=tuple(replace(dimensions[c], level=level) for c, level in levels),
-            totals=False,
-            protection=plan.protection.model_copy(update={"noise": None}),
-        )
-        cells = compute_cells(source, margin)
-        reason = pd.Series(UNPUBLISHED, index=cells.index, dtype=object)
-        out.append(Placed(engine_block(cells, margin, reason), dict(levels), start))
-        start += len(cells)
+        grouping = tuple(replace(dimensions[c], level=level) for c, level in levels)
+        margin = _true_block(source, replace(plan, dimensions=grouping, totals=False), UNPUBLISHED)
+        out.append(Placed(margin, dict(levels), start))
+        start += len(margin)
     return out
+
+
+def _true_block(source: Source, plan: AggregatePlan, reason: str | None) -> Block:
+    """The true cells of ``plan`` (its population and measures, no noise), every one with
+    ``reason``."""
+    plan = replace(plan, protection=plan.protection.model_copy(update={"noise": None}))
+    cells = compute_cells(source, plan)
+    return engine_block(cells, plan, pd.Series(reason, index=cells.index, dtype=object))
 
 
 def _finest(

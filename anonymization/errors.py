@@ -5,6 +5,11 @@ The service maps them to HTTP once (one exception handler); the CLI maps them to
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class PartageError(Exception):
     """Base of every error the engine or the policies raise on bad input."""
@@ -54,3 +59,10 @@ class AuditFailure(PartageError):
     """The independent audit found a suppressed cell that the release lets be recovered."""
 
     code = "audit_failed"
+
+
+def invalid_field(error: ValidationError, prefix: str) -> InvalidRequest:
+    """The first problem of a pydantic validation error, as an InvalidRequest naming its field
+    under ``prefix`` (``manifest.plan.protection.k``)."""
+    first = error.errors()[0]
+    return InvalidRequest(first["msg"], field=".".join(str(p) for p in (prefix, *first["loc"])))

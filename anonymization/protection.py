@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from anonymization.errors import InvalidRequest
+from anonymization.errors import InvalidRequest, invalid_field
 from anonymization.noise import CellKeyNoise
 
 if TYPE_CHECKING:
@@ -230,9 +230,7 @@ class ProtectionSpec(BaseModel):
         try:
             return Protection.model_validate(base)
         except ValidationError as error:  # a preset's values that the explicit ones do not fit
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in ("protection", *first["loc"]))
-            raise InvalidRequest(first["msg"], field=where) from None
+            raise invalid_field(error, "protection") from None
 
 
 SuppressionReason = Literal["k", "dominance", "p_percent", "secondary", "differencing"]

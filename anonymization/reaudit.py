@@ -33,7 +33,7 @@ from pydantic import (
 
 from anonymization.audit import intervals
 from anonymization.blocks import PROTECTED, SUBJECTS, Block, audited_sums, describe_key
-from anonymization.errors import AuditFailure, InvalidRequest
+from anonymization.errors import AuditFailure, InvalidRequest, invalid_field
 from anonymization.relations import Quantity
 from anonymization.suppression import SubTables, build_system
 
@@ -126,9 +126,7 @@ def read_manifest(document: object) -> Manifest:
     try:
         return Manifest.model_validate(document)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in ("manifest", *first["loc"]))
-        raise InvalidRequest(first["msg"], field=where) from None
+        raise invalid_field(error, "manifest") from None
 
 
 def published_block(table: pd.DataFrame, manifest: Manifest) -> Block:
