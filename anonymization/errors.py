@@ -61,8 +61,13 @@ class AuditFailure(PartageError):
     code = "audit_failed"
 
 
-def invalid_field(error: ValidationError, prefix: str) -> InvalidRequest:
+def invalid_field(
+    error: ValidationError, prefix: str = "", *, default: str | None = None, code: str | None = None
+) -> InvalidRequest:
     """The first problem of a pydantic validation error, as an InvalidRequest naming its field
-    under ``prefix`` (``manifest.plan.protection.k``)."""
+    under ``prefix`` (``manifest.plan.protection.k``), or ``default`` when it has no location.
+    Validator wrappers (``function-after``) are not part of the name."""
     first = error.errors()[0]
-    return InvalidRequest(first["msg"], field=".".join(str(p) for p in (prefix, *first["loc"])))
+    location = [str(part) for part in first["loc"] if part != "function-after"]
+    field = ".".join(part for part in (prefix, *location) if part) or default
+    return InvalidRequest(first["msg"], field=field, code=code)

@@ -241,9 +241,17 @@ def _check(
             cell = int(needs.cells[np.flatnonzero(short)[0]])
             block = int(np.searchsorted(system.offsets, cell, side="right") - 1)
             labels = system.blocks[block].labels
-            lower, upper = protected[name][np.flatnonzero(short)[0]]
+            row = int(np.flatnonzero(short)[0])
+            lower, upper = protected[name][row] + 0.0  # no "-0"
+            if name == SUBJECTS:
+                why = f"narrower than k = {needs.width[row]:g}"
+            else:
+                truth = float(np.nan_to_num(truths[name][cell]))
+                side = "below" if lower > truth - needs.margins[name][row] else "above"
+                why = f"not reaching {needs.margins[name][row]:g} {side} its value"
+            with_held = " with the releases the partner holds" if len(system.blocks) > 1 else ""
             raise AuditFailure(
                 f"suppressed cell ({describe_key(labels, cell - int(system.offsets[block]))}) "
-                f"can be narrowed to {name} in [{lower:g}, {upper:g}]",
+                f"can be narrowed to {name} in [{lower:g}, {upper:g}]{with_held}, {why}",
                 code="audit_failed",
             )

@@ -10,17 +10,9 @@ import rfc8785
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from anonymization.errors import InvalidRequest
+from anonymization.errors import InvalidRequest, invalid_field
 
 Model = TypeVar("Model", bound=BaseModel)
-
-
-def invalid(error: ValidationError, prefix: str = "") -> InvalidRequest:
-    """The first problem of a pydantic validation error, as an InvalidRequest naming its field."""
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"] if part not in ("function-after",))
-    field = ".".join(part for part in (prefix, location) if part) or None
-    return InvalidRequest(first["msg"], field=field)
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -47,7 +39,7 @@ def parse(model: type[Model], document: dict[str, Any], prefix: str = "") -> Mod
     try:
         return model.model_validate(document)
     except ValidationError as error:
-        raise invalid(error, prefix) from None
+        raise invalid_field(error, prefix) from None
 
 
 def digest(document: Any) -> str:

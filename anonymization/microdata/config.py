@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from anonymization.errors import InvalidRequest
+from anonymization.errors import invalid_field
 
 Metric = Literal["loss", "discernibility", "average_class_size", "entropy"]
 
@@ -147,6 +147,4 @@ def parse_policy(document: object) -> MicrodataPolicy:
     try:
         return MicrodataPolicy.model_validate(document)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "policy"
-        raise InvalidRequest(first["msg"], field=where, code="invalid_policy") from None
+        raise invalid_field(error, default="policy", code="invalid_policy") from None

@@ -11,9 +11,8 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from anonymization.errors import InvalidRequest
+from anonymization.errors import InvalidRequest, invalid_field
 from anonymization.hierarchies import Hierarchy
-from policies.files import invalid
 from policies.models import BandSpec
 from service.agreements.models import LIVE_STATUSES, Agreement
 from service.audit import service as audit
@@ -44,7 +43,7 @@ def parse_policy(text: str) -> DatasetPolicy:
             raise InvalidRequest(
                 f"not valid JSON: {error.errors()[0]['msg']}", field="policy"
             ) from None
-        raise invalid(error) from None
+        raise invalid_field(error) from None
 
 
 def _hierarchy_files(policy: DatasetPolicy, uploaded: dict[str, str]) -> dict[str, str]:

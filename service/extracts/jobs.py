@@ -21,7 +21,7 @@ from typing import Any, cast
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from anonymization.errors import PartageError, PolicyViolation
+from anonymization.errors import AuditFailure, PartageError, PolicyViolation
 from anonymization.release import Held, Release, run_release, serialize
 from policies.decisions import AgreementStatus, status_reasons
 from policies.microdata import MicrodataReleaseSpec
@@ -295,7 +295,19 @@ def commit_release(runtime: Runtime, extract_id: uuid.UUID, produced: Produced) 
         session.commit()
 
 
-def _mark_failed(session: Session, extract: Extract, code: str, detail: str) -> None:
+# What the partner reads when the audit refuses a release. The engine's own message names the
+# protected cell and the interval the partner could narrow it to, which tells how close to a
+# bound the true value lies: that detail goes to the administrators' audit log only.
+WITHHELD = (
+    "the release could not be protected against what it would let be derived (with the "
+    "releases already received); the administrators' audit log holds the detail"
+)
+
+
+def _mark_failed(
+    session: Session, extract: Extract, code: str, detail: str, logged: str | None = None
+) -> None:
+    """Fail the job: ``detail`` for the partner, ``logged`` (default: the same) in the audit log."""
     extract.status, extract.progress = FAILED, "failed"
     extract.failure_code, extract.failure = code, detail[:2000]
     extract.finished_at = utcnow()
@@ -304,16 +316,18 @@ def _mark_failed(session: Session, extract: Extract, code: str, detail: str) -> 
         SERVICE,
         "release.failed",
         f"extract:{extract.id}",
-        {"code": code, "detail": detail},
+        {"code": code, "detail": detail if logged is None else logged},
     )
 
 
-def _fail(runtime: Runtime, extract_id: uuid.UUID, code: str, detail: str) -> None:
+def _fail(
+    runtime: Runtime, extract_id: uuid.UUID, code: str, detail: str, logged: str | None = None
+) -> None:
     files.delete(runtime.store, extract_id)
     with runtime.sessions() as session:
         extract = session.get(Extract, extract_id)
         if extract is not None and extract.status == RUNNING:
-            _mark_failed(session, extract, code, detail)
+            _mark_failed(session, extract, code, detail, logged)
             session.commit()
 
 
@@ -321,6 +335,8 @@ def run_job(runtime: Runtime, extract_id: uuid.UUID) -> None:
     """Run one claimed job to ``succeeded`` or ``failed`` (with the reason)."""
     try:
         commit_release(runtime, extract_id, produce(runtime, extract_id))
+    except AuditFailure as error:
+        _fail(runtime, extract_id, error.code, WITHHELD, logged=error.detail)
     except PartageError as error:
         _fail(runtime, extract_id, error.code, error.detail)
     except StorageError as error:

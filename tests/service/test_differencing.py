@@ -102,3 +102,39 @@ def test_two_overlapping_api_extracts_recover_nothing(
             .where(LedgerEntry.partner_id == uuid.UUID(partner["id"]))
         )
     assert entries == 2
+
+
+def test_a_refusal_tells_the_partner_nothing_about_the_cell(
+    client: TestClient, admin: dict[str, str], make_partner: Any
+) -> None:
+    """Three tempo meters use 99 % of the energy. Held: the communes and their total. New: by
+    tariff, where tempo (3 meters) is protected and its upper bound is the held total, within
+    15 % of its value: no complement helps, the release is refused. The partner's failure says
+    so without naming the cell or its interval (which would tell the value within 15 %); the
+    administrators' audit log has both."""
+    homes = [("06088", "base", 1.0)] * 30 + [("13055", "base", 1.0)] * 9
+    homes += [("13055", "tempo", 1000.0)] * 3
+    rows = [(f"M{n:03d}", c, t, "2025-01-05", kwh) for n, (c, t, kwh) in enumerate(homes)]
+    data = pd.DataFrame(rows, columns=["meter", "commune", "tariff", "date", "kwh"])
+    files = {"file": ("meters.csv", csv_bytes(data), "text/csv")}
+    form = {"name": "meters", "policy": json.dumps(POLICY)}
+    dataset = client.post("/datasets", data=form, files=files, headers=admin).json()
+    partner = make_partner("Energy observatory")
+    agreement = make_agreement(
+        client, admin, partner["id"], dataset["id"], release=RELEASE, limits={}
+    )
+    headers = partner["headers"]
+    by_commune = {"group_by": {"commune": "commune"}, "measures": ["kwh.sum"], "totals": True}
+    assert request_and_wait(client, headers, agreement["id"], by_commune)["status"] == "succeeded"
+    by_tariff = {"group_by": {"tariff": "value"}, "measures": ["kwh.sum"]}
+    refused = request_and_wait(client, headers, agreement["id"], by_tariff)
+
+    assert (refused["status"], refused["failure_code"]) == ("failed", "audit_failed")
+    assert "tempo" not in refused["failure"] and not any(c.isdigit() for c in refused["failure"])
+    events = client.get(
+        "/audit",
+        params={"action": "release.failed", "object": f"extract:{refused['id']}"},
+        headers=admin,
+    ).json()["items"]
+    detail = events[0]["details"]["detail"]
+    assert "tariff=tempo" in detail and "with the releases the partner holds" in detail
