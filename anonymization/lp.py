@@ -1,14 +1,16 @@
-"""Linear programs over a group of suppressed cells: bound propagation, the HiGHS model, and
-the inequalities every solution meets with equality."""
+"""Linear programs over a group of suppressed cells: bound propagation, the HiGHS model, the
+inequalities every solution meets with equality and the cells they keep equal."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import highspy
 import numpy as np
 from highspy import _core
 from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
 INF = math.inf
 IMPLICIT_ROUNDS = 20  # LPs at most to find the inequalities every solution meets with equality
@@ -148,3 +150,77 @@ def implicit_equalities(
             return tight
         left = left[~loose]
     return np.zeros(len(row_low), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Merged:
+    """A group's LP once its tight inequalities are equations and the cells they keep equal
+    one column: (rows, row_low, row_high, lp_low, lp_high), each old cell's column
+    (``of_cell``) and the first old cell of each column (``first``, in order)."""
+
+    rows: tuple[sparse.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    of_cell: np.ndarray
+    first: np.ndarray
+
+
+def merge_tight(
+    rows: sparse.csr_matrix,
+    row_low: np.ndarray,
+    row_high: np.ndarray,
+    lp_low: np.ndarray,
+    lp_high: np.ndarray,
+    floor: float,
+) -> Merged | None:
+    """Make the inequalities every solution meets with equality equations, merge the cells a
+    tight ``x_a - x_b <= 0`` keeps equal, and drop the rows left empty or repeated (keeping
+    the tightest bounds); None if no inequality is tight. ``row_*`` are the bounds propagation
+    reads, ``lp_*`` the LP's (with numeric slack)."""
+    tight = implicit_equalities(rows, row_low, row_high, floor)
+    if not tight.any():
+        return None
+    row_low, lp_low = row_low.copy(), lp_low.copy()
+    row_low[tight] = row_high[tight]
+    lp_low[tight] = 2 * row_high[tight] - lp_high[tight]
+    # A tight row ``x_a - x_b = 0`` (nothing published in it) merges a and b.
+    pairs = rows[np.flatnonzero(tight)]
+    twin = (np.diff(pairs.indptr) == 2) & (row_high[tight] == 0.0)
+    twin &= np.add.reduceat(pairs.data, pairs.indptr[:-1]) == 0.0
+    edges = pairs[np.flatnonzero(twin)].tocoo()
+    count = rows.shape[1]
+    graph = sparse.coo_matrix(
+        (np.ones(len(edges.row)), (edges.col, count + edges.row)),
+        shape=(count + len(edges.row), count + len(edges.row)),
+    )
+    _, label = connected_components(graph, directed=False)
+    label = label[:count]
+    # Classes numbered by their first cell, so columns keep the order of the cells.
+    first = np.unique(label, return_index=True)[1]
+    first.sort()
+    number = np.empty(label.max() + 1, dtype=np.int64)
+    number[label[first]] = np.arange(len(first))
+    of_cell = number[label]
+    merge = sparse.csr_matrix(
+        (np.ones(count), (np.arange(count), of_cell)), shape=(count, len(first))
+    )
+    merged = (rows @ merge).tocsr()
+    merged.eliminate_zeros()
+    merged.sort_indices()  # so that identical rows read as identical below
+    # Rows left empty (the merging equations themselves) hold; identical rows are one.
+    keep = np.flatnonzero(np.diff(merged.indptr) > 0)
+    seen: dict[tuple[bytes, bytes], int] = {}
+    unique: list[int] = []
+    low, high = row_low[keep], row_high[keep]
+    lp_low, lp_high = lp_low[keep], lp_high[keep]
+    for at, row in enumerate(keep):
+        span = slice(merged.indptr[row], merged.indptr[row + 1])
+        key = (merged.indices[span].tobytes(), merged.data[span].tobytes())
+        if key in seen:
+            other = seen[key]
+            low[other], high[other] = max(low[other], low[at]), min(high[other], high[at])
+            lp_low[other] = max(lp_low[other], lp_low[at])
+            lp_high[other] = min(lp_high[other], lp_high[at])
+        else:
+            seen[key] = at
+            unique.append(at)
+    kept = (merged[keep[unique]], low[unique], high[unique], lp_low[unique], lp_high[unique])
+    return Merged(kept, of_cell, first)

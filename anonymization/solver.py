@@ -14,10 +14,9 @@ import highspy
 import numpy as np
 from highspy import _core
 from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
 from anonymization.errors import AuditFailure
-from anonymization.lp import INF, highs_model, implicit_equalities, propagate, run
+from anonymization.lp import INF, highs_model, merge_tight, propagate, run
 from anonymization.relations import Quantity, Relations, quantity_rows, row_tolerance
 
 REPORT_EVERY = 1.0  # seconds between two progress reports of a long audit
@@ -135,57 +134,13 @@ class Solver:
         in every month), make them equations, and merge the cells such an equation keeps equal
         into one column: the LPs shrink (by about the number of months) and propagation reads
         the equations."""
-        tight = implicit_equalities(self.rows, self.row_low, self.row_high, self.floor)
-        if not tight.any():
-            return
-        self.row_low[tight] = self.row_high[tight]
-        self.lp_low[tight] = 2 * self.row_high[tight] - self.lp_high[tight]
-        # A tight row ``x_a - x_b = 0`` (nothing published in it) merges a and b.
-        pairs = self.rows[np.flatnonzero(tight)]
-        twin = (np.diff(pairs.indptr) == 2) & (self.row_high[tight] == 0.0)
-        twin &= np.add.reduceat(pairs.data, pairs.indptr[:-1]) == 0.0
-        edges = pairs[np.flatnonzero(twin)].tocoo()
-        count = len(self.cells)
-        graph = sparse.coo_matrix(
-            (np.ones(len(edges.row)), (edges.col, count + edges.row)),
-            shape=(count + len(edges.row), count + len(edges.row)),
+        merged = merge_tight(
+            self.rows, self.row_low, self.row_high, self.lp_low, self.lp_high, self.floor
         )
-        _, label = connected_components(graph, directed=False)
-        label = label[:count]
-        # Classes numbered by their first cell, so positions keep the order of the cells.
-        first = np.unique(label, return_index=True)[1]
-        first.sort()
-        number = np.empty(label.max() + 1, dtype=np.int64)
-        number[label[first]] = np.arange(len(first))
-        of_cell = number[label]
-        merge = sparse.csr_matrix(
-            (np.ones(count), (np.arange(count), of_cell)), shape=(count, len(first))
-        )
-        rows = (self.rows @ merge).tocsr()
-        rows.eliminate_zeros()
-        rows.sort_indices()  # so that identical rows read as identical below
-        # Rows left empty (the merging equations themselves) hold; identical rows are one.
-        keep = np.flatnonzero(np.diff(rows.indptr) > 0)
-        seen: dict[tuple[bytes, bytes], int] = {}
-        unique: list[int] = []
-        low, high = self.row_low[keep], self.row_high[keep]
-        lp_low, lp_high = self.lp_low[keep], self.lp_high[keep]
-        for at, row in enumerate(keep):
-            span = slice(rows.indptr[row], rows.indptr[row + 1])
-            key = (rows.indices[span].tobytes(), rows.data[span].tobytes())
-            if key in seen:
-                other = seen[key]
-                low[other], high[other] = max(low[other], low[at]), min(high[other], high[at])
-                lp_low[other] = max(lp_low[other], lp_low[at])
-                lp_high[other] = min(lp_high[other], lp_high[at])
-            else:
-                seen[key] = at
-                unique.append(at)
-        self.rows = rows[keep[unique]]
-        self.row_low, self.row_high = low[unique], high[unique]
-        self.lp_low, self.lp_high = lp_low[unique], lp_high[unique]
-        self.of_cell = of_cell
-        self.cells = self.group[first]
+        if merged is not None:
+            self.rows, self.row_low, self.row_high, self.lp_low, self.lp_high = merged.rows
+            self.of_cell = merged.of_cell
+            self.cells = self.group[merged.first]
 
     def at(self, cells: np.ndarray) -> np.ndarray:
         """Positions in this solver of ``cells``, cells of the group."""
