@@ -10,6 +10,7 @@ import math
 from unittest.mock import patch
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -104,6 +105,19 @@ def test_a_table_too_large_for_the_program_falls_back_to_the_greedy_method() -> 
     assert large.counts()["complements_method"] == GREEDY
     assert small.summary()["complements_method"] == EXACT
     assert small.counts()["complements"] >= 1 and large.counts()["complements"] >= 1
+
+
+@pytest.mark.parametrize("limit", ["MAX_SOLVES", "MAX_ITERATIONS"])
+def test_past_its_counted_work_the_exact_method_gives_way_to_the_greedy_one(limit: str) -> None:
+    """The guards count LPs and simplex iterations, not seconds: the same table gets the same
+    method on any machine, under any load."""
+    rows = [(f"s{i}", f"a{i % 3}", f"b{i % 4}", "c0", float(i)) for i in range(40)]
+    rows += [("rare", "a0", "b9", "c0", 5.0)]
+    table = pd.DataFrame(rows, columns=["subject", "a", "b", "c", "x"])
+    with patch.object(exact, limit, -1):
+        stopped = protected_release(table, ["a", "b"], k=3, p=15.0)
+    assert stopped.counts()["complements_method"] == GREEDY
+    assert protected_release(table, ["a", "b"], k=3, p=15.0).counts()["complements_method"] == EXACT
 
 
 @SMALL

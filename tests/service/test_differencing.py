@@ -61,17 +61,25 @@ def attacker_interval(hidden: int, total: float, target: int) -> tuple[float, fl
     return bounds[0], bounds[1]
 
 
-def test_two_overlapping_api_extracts_recover_nothing(
-    app: FastAPI, client: TestClient, admin: dict[str, str], make_partner: Any
-) -> None:
-    files = {"file": ("meters.csv", csv_bytes(meters()), "text/csv")}
+def partner_agreement(
+    client: TestClient, admin: dict[str, str], make_partner: Any, data: pd.DataFrame
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A dataset of ``data``, a partner and its agreement: the agreement and its headers."""
+    files = {"file": ("meters.csv", csv_bytes(data), "text/csv")}
     form = {"name": "meters", "policy": json.dumps(POLICY)}
     dataset = client.post("/datasets", data=form, files=files, headers=admin).json()
     partner = make_partner("Energy observatory")
     agreement = make_agreement(
         client, admin, partner["id"], dataset["id"], release=RELEASE, limits={}
     )
-    headers = partner["headers"]
+    headers: dict[str, str] = partner["headers"]
+    return agreement, headers
+
+
+def test_two_overlapping_api_extracts_recover_nothing(
+    app: FastAPI, client: TestClient, admin: dict[str, str], make_partner: Any
+) -> None:
+    agreement, headers = partner_agreement(client, admin, make_partner, meters())
     by_commune = {"group_by": {"commune": "commune"}, "measures": ["subjects", "kwh.sum"]}
     first = request_and_wait(client, headers, agreement["id"], by_commune)
     without_tempo = {**by_commune, "filters": {"tariff": {"in": ["base"]}}, "totals": True}
@@ -99,7 +107,7 @@ def test_two_overlapping_api_extracts_recover_nothing(
         entries = session.scalar(
             select(func.count())
             .select_from(LedgerEntry)
-            .where(LedgerEntry.partner_id == uuid.UUID(partner["id"]))
+            .where(LedgerEntry.partner_id == uuid.UUID(agreement["partner_id"]))
         )
     assert entries == 2
 
@@ -116,14 +124,7 @@ def test_a_refusal_tells_the_partner_nothing_about_the_cell(
     homes += [("13055", "tempo", 1000.0)] * 3
     rows = [(f"M{n:03d}", c, t, "2025-01-05", kwh) for n, (c, t, kwh) in enumerate(homes)]
     data = pd.DataFrame(rows, columns=["meter", "commune", "tariff", "date", "kwh"])
-    files = {"file": ("meters.csv", csv_bytes(data), "text/csv")}
-    form = {"name": "meters", "policy": json.dumps(POLICY)}
-    dataset = client.post("/datasets", data=form, files=files, headers=admin).json()
-    partner = make_partner("Energy observatory")
-    agreement = make_agreement(
-        client, admin, partner["id"], dataset["id"], release=RELEASE, limits={}
-    )
-    headers = partner["headers"]
+    agreement, headers = partner_agreement(client, admin, make_partner, data)
     by_commune = {"group_by": {"commune": "commune"}, "measures": ["kwh.sum"], "totals": True}
     assert request_and_wait(client, headers, agreement["id"], by_commune)["status"] == "succeeded"
     by_tariff = {"group_by": {"tariff": "value"}, "measures": ["kwh.sum"]}
