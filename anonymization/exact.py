@@ -48,7 +48,8 @@ MAX_SIZE = 1_500_000
 MAX_ROUNDS = 300  # master problems solved at most
 # Guards on the work, counted and not timed, so that whether a table gets the exact method does
 # not depend on the machine or its load. Measured here: 10,000-25,000 simplex iterations in
-# 600-1,500 LPs take 1.4-4 s (tables of 214-304 cells); the limits are about 30 s of that.
+# 600-1,500 LPs take 1.4-4 s (tables of 214-304 cells); tables of 750-1,560 cells reached
+# these limits after 10-17 s.
 MAX_ITERATIONS = 300_000  # simplex iterations over all the attackers' LPs
 MAX_SOLVES = 12_000  # attackers' LPs
 MAX_NODES = 20_000  # branch-and-bound nodes of one master problem
