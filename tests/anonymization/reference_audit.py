@@ -78,3 +78,17 @@ def reference_intervals(
             found.append(sense * result.fun if result.status == 0 else -sense * np.inf)
         out[row] = (found[0], found[1])
     return out
+
+
+def meets_requirement(
+    subjects: tuple[float, float], sums: tuple[float, float], value: float, k: int, p: float
+) -> bool:
+    """Whether a protected cell's intervals (by :func:`reference_intervals`) meet the
+    requirement: subjects at least ``k`` wide, the sum reaching ``p`` % below and above
+    ``value`` (within 1e-6)."""
+    (low, high), (sum_low, sum_high) = subjects, sums
+    return (
+        high - low >= k - 1e-6
+        and sum_low <= value * (1 - p / 100) + 1e-6
+        and sum_high >= value * (1 + p / 100) - 1e-6
+    )
