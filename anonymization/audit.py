@@ -114,18 +114,20 @@ class Requirement:
 
 def shortfalls(
     bounds: dict[str, np.ndarray], requirement: Requirement, truths: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Per quantity, a mask of the protected cells whose interval is too narrow."""
-    out: dict[str, np.ndarray] = {}
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per quantity, masks of the protected cells whose interval does not reach far enough
+    (below, above); for subjects, both are the cells whose interval is too narrow."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, interval in bounds.items():
         lower, upper = interval[:, 0], interval[:, 1]
         if name == SUBJECTS:
-            out[name] = upper - lower < requirement.width - 1e-6
+            narrow = upper - lower < requirement.width - 1e-6
+            out[name] = (narrow, narrow)
             continue
         truth = np.nan_to_num(truths[name][requirement.cells].astype(float))
         margin = requirement.margins[name]
         slack = 1e-6 * (1 + np.abs(truth))
-        out[name] = (lower > truth - margin + slack) | (upper < truth + margin - slack)
+        out[name] = (lower > truth - margin + slack, upper < truth + margin - slack)
     return out
 
 

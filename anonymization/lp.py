@@ -155,10 +155,15 @@ def implicit_equalities(
 @dataclass(frozen=True)
 class Merged:
     """A group's LP once its tight inequalities are equations and the cells they keep equal
-    one column: (rows, row_low, row_high, lp_low, lp_high), each old cell's column
-    (``of_cell``) and the first old cell of each column (``first``, in order)."""
+    one column: its rows and their bounds (``row_*`` for propagation, ``lp_*`` for the LP),
+    each old cell's column (``of_cell``) and the first old cell of each column (``first``,
+    in order)."""
 
-    rows: tuple[sparse.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    rows: sparse.csr_matrix
+    row_low: np.ndarray
+    row_high: np.ndarray
+    lp_low: np.ndarray
+    lp_high: np.ndarray
     of_cell: np.ndarray
     first: np.ndarray
 
@@ -222,5 +227,12 @@ def merge_tight(
         else:
             seen[key] = at
             unique.append(at)
-    kept = (merged[keep[unique]], low[unique], high[unique], lp_low[unique], lp_high[unique])
-    return Merged(kept, of_cell, first)
+    return Merged(
+        merged[keep[unique]],
+        low[unique],
+        high[unique],
+        lp_low[unique],
+        lp_high[unique],
+        of_cell,
+        first,
+    )

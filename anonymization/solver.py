@@ -138,7 +138,8 @@ class Solver:
             self.rows, self.row_low, self.row_high, self.lp_low, self.lp_high, self.floor
         )
         if merged is not None:
-            self.rows, self.row_low, self.row_high, self.lp_low, self.lp_high = merged.rows
+            self.rows, self.row_low, self.row_high = merged.rows, merged.row_low, merged.row_high
+            self.lp_low, self.lp_high = merged.lp_low, merged.lp_high
             self.of_cell = merged.of_cell
             self.cells = self.group[merged.first]
 

@@ -236,18 +236,17 @@ def _check(
     at = np.searchsorted(targets, needs.cells)
     protected = {name: bound[at] for name, bound in bounds.items()}
     truths = {q.name: q.values for q in system.quantities}
-    for name, short in shortfalls(protected, needs, truths).items():
-        if short.any():
-            cell = int(needs.cells[np.flatnonzero(short)[0]])
+    for name, (below, above) in shortfalls(protected, needs, truths).items():
+        if (below | above).any():
+            row = int(np.flatnonzero(below | above)[0])
+            cell = int(needs.cells[row])
             block = int(np.searchsorted(system.offsets, cell, side="right") - 1)
             labels = system.blocks[block].labels
-            row = int(np.flatnonzero(short)[0])
             lower, upper = protected[name][row] + 0.0  # no "-0"
             if name == SUBJECTS:
                 why = f"narrower than k = {needs.width[row]:g}"
             else:
-                truth = float(np.nan_to_num(truths[name][cell]))
-                side = "below" if lower > truth - needs.margins[name][row] else "above"
+                side = "below" if below[row] else "above"
                 why = f"not reaching {needs.margins[name][row]:g} {side} its value"
             with_held = " with the releases the partner holds" if len(system.blocks) > 1 else ""
             raise AuditFailure(
