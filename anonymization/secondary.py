@@ -7,9 +7,9 @@ a single suppressed cell (which it would give away by subtraction) first gets it
 published cell suppressed, until no relation has exactly one. Then the LP audit runs on the
 protected cells; for each one whose interval is still too narrow, each relation through it gets
 one more complement (the smallest cell large enough to hide the protected one, else the
-largest), and the loop repeats on the cells found short. Last, in groups small enough, each
-complement is published again if the audit finds it unneeded. Cost is the cells' subject
-counts: few cells, small ones first.
+largest), and the loop repeats on the cells found short. Last, each complement is published
+again if every protected cell can do without it (:mod:`anonymization.pruning`). Cost is the
+cells' subject counts: few cells, small ones first.
 """
 
 from __future__ import annotations
@@ -23,14 +23,11 @@ from scipy import sparse
 from anonymization.audit import Requirement, certify
 from anonymization.blocks import SUBJECTS
 from anonymization.exact import exact_suppression
+from anonymization.pruning import MAX_LPS, Work, prune
 from anonymization.relations import Quantity, Relations, components
 from anonymization.solver import Nearby
 
 Progress = Callable[[str], None]
-# Suppressed cells in a group at most for the greedy method's complements there to be tried
-# again one by one (random 75- and 165-cell tables: 14-29 complements down to 6-15, 0.1-0.2 s;
-# the 1M benchmark's group of 1,889 would go from 810 to 691 in 238 s instead of 0.7 s).
-DROP_GROUP = 500
 
 
 def _close_singletons(
@@ -113,7 +110,9 @@ def secondary_suppression(
         return Complements(exact, EXACT)
     cost = next(q.values for q in quantities if q.name == SUBJECTS).astype(float)
     mask = _greedy(relations, quantities, suppressed, requirement, free, cost, progress, nearby)
-    mask = _drop_unneeded(relations, quantities, suppressed, requirement, mask, cost, progress)
+    mask = _drop_unneeded(
+        relations, quantities, suppressed, requirement, mask, cost, progress, nearby
+    )
     return Complements(mask, GREEDY)
 
 
@@ -164,24 +163,20 @@ def _drop_unneeded(
     mask: np.ndarray,
     cost: np.ndarray,
     progress: Progress | None,
+    nearby: Nearby | None,
 ) -> np.ndarray:
-    """``mask`` without the complements the audit finds unneeded: each in turn, the most
-    subjects first, is published again if every protected cell of its group still meets its
-    requirement. Only in groups of at most ``DROP_GROUP`` suppressed cells (each try is an
-    audit of the group)."""
-    mask = mask.copy()
+    """``mask`` without the complements found unneeded, group by group: each in turn, the
+    most subjects first, is published again if every protected cell of its group still meets
+    its requirement (:func:`anonymization.pruning.prune`), within ``MAX_LPS`` LPs in all."""
     _, group = components(relations, mask)
-    sizes = np.bincount(group[mask])
     extra = np.flatnonzero(mask & ~suppressed)
-    extra = extra[sizes[group[extra]] <= DROP_GROUP]
-    if len(extra) and progress is not None:
-        progress(f"trying {len(extra)} complements again")
-    for cell in extra[np.argsort(-cost[extra], kind="stable")]:
-        mask[cell] = False
-        # The group may split without the cell: its protected cells are checked all the same.
-        mine = _subset(requirement, group[requirement.cells] == group[cell])
-        if certify(relations, quantities, mask, mine).any():
-            mask[cell] = True
+    extra = extra[np.argsort(-cost[extra], kind="stable")]
+    work = Work(MAX_LPS)
+    for label in np.unique(group[extra]):
+        cells = np.flatnonzero(mask & (group == label))
+        mine = _subset(requirement, group[requirement.cells] == label)
+        theirs = extra[group[extra] == label]
+        mask = prune(relations, quantities, cells, theirs, mine, mask, nearby, work, progress)
     return mask
 
 

@@ -27,6 +27,7 @@ TILE_ROUNDS = 12  # LPs per sense over a tile, at most
 # open bounds from which a group's are shared among them (each extra model starts cold).
 THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 THREADS_FROM = 40
+MOVED = 1e-7  # relative change from its base value from which a cell counts as moved
 
 
 Wanted = Callable[[float], np.ndarray]
@@ -121,6 +122,7 @@ class Solver:
         self.high = np.full(len(cells), -INF)
         self.equations: sparse.csc_matrix | None = None
         self.by_cell: sparse.csc_matrix | None = None
+        self.level: np.ndarray | None = None  # each row's level with every cell at its base
         self.base = self._base(np.nan_to_num(quantity.values[cells].astype(float)))
         if self.base is not None:
             self._witness(self.positions, self.base)
@@ -178,6 +180,83 @@ class Solver:
         fixed = part @ self.base - inside @ self.base[members]
         low, high = self.lp_low[touched] - fixed, self.lp_high[touched] - fixed
         return highs_model(inside, self.floor, low, high)
+
+    def local_solution(
+        self, members: np.ndarray, senses: tuple[float, ...]
+    ) -> list[np.ndarray | None]:
+        """Per sense, the values of the cells at ``members`` (positions, the cell whose bound is
+        sought first) in a solution taking that cell to its minimum (1) or maximum (-1) over
+        ``members`` alone, every other cell of the group at its base value (None where that LP
+        has no optimum). Each is a witness too."""
+        assert self.base is not None
+        highs = self._submodel(members)
+        found: list[np.ndarray | None] = []
+        for sense in senses:
+            cost = np.zeros(len(members))
+            cost[0] = sense
+            highs.changeColsCost(len(members), np.arange(len(members), dtype=np.int32), cost)
+            highs.run()
+            if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                found.append(None)
+                continue
+            values = np.asarray(highs.getSolution().col_value)
+            self._witness(members, values)
+            found.append(values)
+        return found
+
+    def nearest(
+        self, members: np.ndarray, sense: float, target: float, weight: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """A solution in which the cell at ``members[0]`` reaches ``target`` (at most, sense 1;
+        at least, sense -1), only the cells at ``members`` (positions) leaving their base values
+        and as little as can be (the LP minimises the sum of the moves, each times the cell's
+        ``weight``, so few cells move): the positions that move and their values; None if no
+        such solution exists."""
+        assert self.base is not None
+        if self.by_cell is None:
+            self.by_cell = self.rows.tocsc()
+        if self.level is None:
+            self.level = self.rows @ self.base
+        # The moves up then down of the cells at ``members``, as columns over the rows they touch
+        # (built from the arrays: scipy's slicing would cost more than the LP).
+        starts, indices, data = self.by_cell.indptr, self.by_cell.indices, self.by_cell.data
+        lengths = starts[members + 1] - starts[members]
+        picked = np.repeat(starts[members] - np.cumsum(np.r_[0, lengths[:-1]]), lengths)
+        picked += np.arange(int(lengths.sum()))
+        touched, rows = np.unique(indices[picked], return_inverse=True)
+        count = len(members)
+        base = self.base[members]
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = 2 * count, len(touched)
+        lp.col_cost_ = np.tile(weight[members], 2)
+        lower = np.zeros(2 * count)
+        # How far each cell can go up, then down (infinite where nothing bounds it below).
+        upper = np.concatenate([np.full(count, INF), base - self.floor])
+        if sense > 0:
+            lower[count], upper[0] = max(0.0, base[0] - target), 0.0
+        else:
+            lower[0], upper[count] = max(0.0, target - base[0]), 0.0
+        if (lower > upper).any():
+            return None
+        lp.col_lower_, lp.col_upper_ = lower, upper
+        lp.row_lower_ = self.lp_low[touched] - self.level[touched]
+        lp.row_upper_ = self.lp_high[touched] - self.level[touched]
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        column_starts = np.r_[0, np.cumsum(lengths)]
+        lp.a_matrix_.start_ = np.r_[column_starts, column_starts[1:] + column_starts[-1]]
+        lp.a_matrix_.index_ = np.tile(rows, 2)
+        lp.a_matrix_.value_ = np.r_[data[picked], -data[picked]]
+        highs = _core._Highs()
+        highs.setOptionValue("output_flag", False)
+        highs.passModel(lp)
+        if run(highs) != highspy.HighsModelStatus.kOptimal:
+            return None
+        solution = np.asarray(highs.getSolution().col_value)
+        values = base + solution[:count] - solution[count:]
+        moved = np.abs(values - base) > MOVED * (1 + np.abs(base))
+        moved[0] = True
+        self._witness(members[moved], values[moved])
+        return members[moved], values[moved]
 
     def _run_local(self, highs: _core._Highs, members: np.ndarray, cost: np.ndarray) -> None:
         highs.changeColsCost(len(members), np.arange(len(members), dtype=np.int32), cost)
@@ -390,6 +469,14 @@ class Solver:
             return False
         self._witness(self.positions, solution)
         return True
+
+    def optimum(self, cost: np.ndarray) -> np.ndarray | None:
+        """An optimal solution of this group's model for ``cost`` (kept as a witness); None if
+        unbounded."""
+        solution = self._optimum(self.highs, cost)
+        if solution is not None:
+            self._witness(self.positions, solution)
+        return solution
 
     def _optimum(self, highs: _core._Highs, cost: np.ndarray) -> np.ndarray | None:
         """An optimal solution of ``highs`` (this group's model) for ``cost``; None if

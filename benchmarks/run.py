@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["release.py", "protection.py", "microdata.py", "api.py", "demo.py"]
+SCRIPTS = ["release.py", "protection.py", "complements.py", "microdata.py", "api.py", "demo.py"]
 
 
 def main() -> None:

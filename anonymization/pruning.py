@@ -1,0 +1,286 @@
+"""The greedy method's complements published again where they turn out unneeded.
+
+Every side of every protected cell of a group (how far below and above its true value it must be
+able to go, per quantity) keeps a witness: a solution of the group's relations that reaches that
+far while moving the cells as little as can be from their true values (:meth:`Solver.nearest`),
+found over a sub-table around the cell with every other cell at its true value, else over the
+whole group. Publishing a complement fixes it at its true value, so a witness that leaves it
+there stays a solution. Each complement in turn, the most subjects first, is published again if
+every side whose witness moves it gets a new one without it (for the subjects, the k the
+interval needs may be split anew between its two sides); otherwise it stays suppressed. As a
+side gets a witness whenever one exists, this publishes what an audit of the group at each try
+would; the final audit proves the result, as after any method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from anonymization.audit import Requirement
+from anonymization.blocks import SUBJECTS
+from anonymization.lp import INF
+from anonymization.relations import Quantity, Relations
+from anonymization.solver import Nearby, Solver
+
+# LPs at most for the whole pass, counted (not timed) so that the result does not depend on the
+# machine: the 1M benchmark's group of 1,889 cells (1,079 protected) takes about 10,000.
+MAX_LPS = 20_000
+BREADTHS = (1, 3, 12)  # other labels per dimension in the sub-tables tried, in turn
+EXTRA_WEIGHT = 100.0  # cost of moving a complement still to try, against 1 for any other cell
+
+Side = tuple[int, float]  # (row among the group's protected cells, sense: 1 below, -1 above)
+Found = dict[Side, tuple[np.ndarray, float]]  # per side, the positions moved and the target
+
+
+class OutOfWork(Exception):
+    """The pass has solved its ``MAX_LPS`` LPs."""
+
+
+class Work:
+    """LPs left to the pass (over all groups)."""
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def spend(self, lps: int = 1) -> None:
+        if self.left < lps:
+            raise OutOfWork
+        self.left -= lps
+
+
+class Witnesses:
+    """One quantity's witnesses over one group: per side of each protected cell, the value it
+    must reach and the cells (positions in the solver) its witness moves."""
+
+    def __init__(
+        self,
+        solver: Solver,
+        quantity: Quantity,
+        requirement: Requirement,
+        extra: np.ndarray,
+        work: Work,
+    ) -> None:
+        self.solver = solver
+        self.work = work
+        self.protected = requirement.cells
+        self.at = solver.at(requirement.cells)
+        self.truth = np.nan_to_num(quantity.values[requirement.cells].astype(float))
+        self.width = requirement.width if quantity.name == SUBJECTS else None
+        self.margin = requirement.margins.get(quantity.name)
+        # Witnesses move the complements still to try only where they must.
+        self.weight = np.ones(len(solver.cells))
+        self.weight[solver.at(extra)] = EXTRA_WEIGHT
+        self.target: dict[Side, float] = {}
+        self.moves: dict[Side, np.ndarray] = {}
+        self.breadth: dict[Side, int] = {}  # the narrowest sub-table that gave the last witness
+        self.by_position: dict[int, set[Side]] = {}
+        # Positions of published cells (one can stand for several cells: Solver._merge).
+        self.fixed = np.zeros(len(solver.cells), dtype=bool)
+
+    def members(
+        self, row: int, suppressed: np.ndarray, nearby: Nearby | None, index: int
+    ) -> np.ndarray:
+        """Positions of the suppressed cells of the ``index``-th sub-table around the protected
+        cell of ``row`` (itself first), or of the whole group past the last one."""
+        at = int(self.at[row])
+        if nearby is not None and index < len(BREADTHS):
+            found = self.solver.within(
+                nearby(int(self.protected[row]), suppressed, BREADTHS[index])
+            )
+        else:
+            found = np.r_[at, np.flatnonzero(np.arange(len(self.fixed)) != at)]
+        members: np.ndarray = found[~self.fixed[found]]
+        return members
+
+    def targets(self, suppressed: np.ndarray, nearby: Nearby | None) -> bool:
+        """Set how far below and above each protected cell must reach: a sum, its margin either
+        side; the subjects, k in all, split between the sides as the cell's extremes allow
+        (found over sub-tables first). False if some cell's extremes are too close."""
+        for row in range(len(self.protected)):
+            if self.width is None:
+                assert self.margin is not None
+                self.target[row, 1.0] = self.truth[row] - self.margin[row]
+                self.target[row, -1.0] = self.truth[row] + self.margin[row]
+                continue
+            low = high = self.truth[row]
+            for index in range(len(BREADTHS) + 1):
+                members = self.members(row, suppressed, nearby, index)
+                if index < len(BREADTHS):
+                    self.work.spend(2)
+                    found = self.solver.local_solution(members, (1.0, -1.0))
+                    extremes = [None if f is None else float(f[0]) for f in found]
+                else:
+                    extremes = list(self._extremes(row))
+                low = low if extremes[0] is None else min(low, extremes[0])
+                high = high if extremes[1] is None else max(high, extremes[1])
+                if high - low >= self.width[row]:
+                    break
+            else:
+                return False
+            self.target[row, 1.0], self.target[row, -1.0] = self._split(row, low, high)
+        return True
+
+    def _extremes(self, row: int) -> tuple[float, float]:
+        """The minimum and maximum of the protected cell of ``row`` over the whole group, the
+        published cells fixed at their values."""
+        solver, at = self.solver, int(self.at[row])
+        assert solver.base is not None
+        fixed = np.flatnonzero(self.fixed).astype(np.int32)
+        highs = solver.highs
+        highs.changeColsBounds(len(fixed), fixed, solver.base[fixed], solver.base[fixed])
+        try:
+            extremes = []
+            for sense in (1.0, -1.0):
+                cost = np.zeros(len(solver.cells))
+                cost[at] = sense
+                self.work.spend()
+                values = solver.optimum(cost)
+                extremes.append(-sense * INF if values is None else float(values[at]))
+        finally:
+            highs.changeColsBounds(
+                len(fixed), fixed, np.full(len(fixed), solver.floor), np.full(len(fixed), INF)
+            )
+        return extremes[0], extremes[1]
+
+    def _split(self, row: int, low: float, high: float) -> tuple[float, float]:
+        """Targets below and above the truth of ``row``, ``k`` apart within its extremes."""
+        assert self.width is not None
+        truth, width = self.truth[row], float(self.width[row])
+        low = max(low, self.solver.floor)  # an LP's solution may lie below zero by its tolerance
+        below = min(truth - low, width / 2)
+        above = width - below
+        if truth + above > high:
+            above = high - truth
+            below = width - above
+        return truth - below, truth + above
+
+    def prove(
+        self, sides: set[Side], suppressed: np.ndarray, nearby: Nearby | None
+    ) -> Found | None:
+        """New witnesses for ``sides`` under ``suppressed``; None if a side cannot reach its
+        target (nor, for the subjects, both sides a new split of k)."""
+        found: Found = {}
+        for row, sense in sorted(sides):
+            if (row, sense) in found:
+                continue
+            if self.fixed[self.at[row]]:
+                return None  # the protected cell itself would be published
+            target = self.target[row, sense]
+            moved = self._witness(row, sense, target, suppressed, nearby)
+            if moved is not None:
+                found[row, sense] = (moved, target)
+                continue
+            if self.width is None:
+                return None
+            low, high = self._extremes(row)
+            if high - low < self.width[row]:
+                return None
+            for side, target in zip((1.0, -1.0), self._split(row, low, high), strict=True):
+                moved = self._witness(row, side, target, suppressed, nearby)
+                if moved is None:
+                    return None
+                found[row, side] = (moved, target)
+        return found
+
+    def _witness(
+        self, row: int, sense: float, target: float, suppressed: np.ndarray, nearby: Nearby | None
+    ) -> np.ndarray | None:
+        """The positions moved by a witness of one side, from the narrowest sub-table that gave
+        the last one outwards; None if none reaches ``target``."""
+        first = self.breadth.get((row, sense), 0)
+        for index in range(first, len(BREADTHS) + 1):
+            members = self.members(row, suppressed, nearby, index)
+            self.work.spend()
+            witness = self.solver.nearest(members, sense, target, self.weight)
+            if witness is not None:
+                self.breadth[row, sense] = index
+                return witness[0]
+        return None
+
+    def keep(self, found: Found) -> None:
+        """Make ``found`` the witnesses (and targets) of their sides."""
+        for side, (moved, target) in found.items():
+            for position in self.moves.get(side, ()):
+                self.by_position[int(position)].discard(side)
+            self.moves[side], self.target[side] = moved, target
+            for position in moved:
+                self.by_position.setdefault(int(position), set()).add(side)
+
+    def touched(self, position: int) -> set[Side]:
+        """The sides whose witness moves the cell at ``position``."""
+        return set(self.by_position.get(position, ()))
+
+
+def prune(
+    relations: Relations,
+    quantities: list[Quantity],
+    cells: np.ndarray,
+    extra: np.ndarray,
+    requirement: Requirement,
+    mask: np.ndarray,
+    nearby: Nearby | None,
+    work: Work,
+    progress: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """``mask`` with those of ``extra`` (complements of the group ``cells``, in the order to
+    try them) published again that the group's protected cells (``requirement``) do without,
+    as far as ``work`` goes: a group whose witnesses alone would need more LPs than are left is
+    left as it is, and once none is left, the complements not yet tried stay suppressed."""
+    mask = mask.copy()
+    every = {(row, sense) for row in range(len(requirement.cells)) for sense in (1.0, -1.0)}
+    if len(every) * len(quantities) > work.left:
+        return mask
+    witnesses = []
+    try:
+        for quantity in quantities:
+            solver = Solver(relations, quantity, mask, cells)
+            if solver.base is None:
+                return mask  # no true values to start witnesses from
+            mine = Witnesses(solver, quantity, requirement, extra, work)
+            if not mine.targets(mask, nearby):
+                return mask
+            found = mine.prove(every, mask, nearby)
+            if found is None:
+                return mask
+            mine.keep(found)
+            witnesses.append(mine)
+    except OutOfWork:
+        return mask
+    if progress is not None:
+        progress(f"trying {len(extra)} complements again")
+    for cell in extra:
+        try:
+            _unneeded(witnesses, int(cell), mask, nearby)
+        except OutOfWork:
+            break
+    return mask
+
+
+def _unneeded(
+    witnesses: list[Witnesses], cell: int, mask: np.ndarray, nearby: Nearby | None
+) -> bool:
+    """Publish ``cell`` (in ``mask``) if every side whose witness moves it gets a new one;
+    whether it was (otherwise, ``mask`` and the witnesses are left as they were)."""
+    mask[cell] = False
+    positions = [int(mine.solver.at(np.array([cell]))[0]) for mine in witnesses]
+    before = [bool(mine.fixed[p]) for mine, p in zip(witnesses, positions, strict=True)]
+    trials = []
+    try:
+        for mine, position in zip(witnesses, positions, strict=True):
+            mine.fixed[position] = True
+            trial = mine.prove(mine.touched(position), mask, nearby)
+            if trial is None:
+                break
+            trials.append(trial)
+    finally:
+        if len(trials) < len(witnesses):
+            mask[cell] = True
+            for mine, position, was in zip(witnesses, positions, before, strict=True):
+                mine.fixed[position] = was
+    if len(trials) < len(witnesses):
+        return False
+    for mine, trial in zip(witnesses, trials, strict=True):
+        mine.keep(trial)
+    return True
