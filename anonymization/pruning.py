@@ -15,6 +15,7 @@ would; the final audit proves the result, as after any method.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,13 +26,25 @@ from anonymization.relations import Quantity, Relations
 from anonymization.solver import Nearby, Solver
 
 # LPs at most for the whole pass, counted (not timed) so that the result does not depend on the
-# machine: the 1M benchmark's group of 1,889 cells (1,079 protected) takes about 10,000.
+# machine: the 1M benchmark's group of 1,889 cells (1,079 protected) takes about 15,700.
 MAX_LPS = 20_000
 BREADTHS = (1, 3, 12)  # other labels per dimension in the sub-tables tried, in turn
 EXTRA_WEIGHT = 100.0  # cost of moving a complement still to try, against 1 for any other cell
 
 Side = tuple[int, float]  # (row among the group's protected cells, sense: 1 below, -1 above)
-Found = dict[Side, tuple[np.ndarray, float]]  # per side, the positions moved and the target
+
+
+@dataclass(frozen=True)
+class Witness:
+    """A side's witness: the positions it moves, the target it reaches, and the index of the
+    sub-table it was found over (len(BREADTHS): the whole group)."""
+
+    moved: np.ndarray
+    target: float
+    breadth: int
+
+
+Found = dict[Side, Witness]
 
 
 class OutOfWork(Exception):
@@ -167,10 +180,9 @@ class Witnesses:
                 continue
             if self.fixed[self.at[row]]:
                 return None  # the protected cell itself would be published
-            target = self.target[row, sense]
-            moved = self._witness(row, sense, target, suppressed, nearby)
-            if moved is not None:
-                found[row, sense] = (moved, target)
+            witness = self._witness(row, sense, self.target[row, sense], suppressed, nearby)
+            if witness is not None:
+                found[row, sense] = witness
                 continue
             if self.width is None:
                 return None
@@ -178,34 +190,34 @@ class Witnesses:
             if high - low < self.width[row]:
                 return None
             for side, target in zip((1.0, -1.0), self._split(row, low, high), strict=True):
-                moved = self._witness(row, side, target, suppressed, nearby)
-                if moved is None:
+                witness = self._witness(row, side, target, suppressed, nearby)
+                if witness is None:
                     return None
-                found[row, side] = (moved, target)
+                found[row, side] = witness
         return found
 
     def _witness(
         self, row: int, sense: float, target: float, suppressed: np.ndarray, nearby: Nearby | None
-    ) -> np.ndarray | None:
-        """The positions moved by a witness of one side, from the narrowest sub-table that gave
-        the last one outwards; None if none reaches ``target``."""
+    ) -> Witness | None:
+        """A witness of one side, from the sub-table that gave the last one outwards; None if
+        none reaches ``target``."""
         first = self.breadth.get((row, sense), 0)
         for index in range(first, len(BREADTHS) + 1):
             members = self.members(row, suppressed, nearby, index)
             self.work.spend()
-            witness = self.solver.nearest(members, sense, target, self.weight)
-            if witness is not None:
-                self.breadth[row, sense] = index
-                return witness[0]
+            solution = self.solver.nearest(members, sense, target, self.weight)
+            if solution is not None:
+                return Witness(solution[0], target, index)
         return None
 
     def keep(self, found: Found) -> None:
         """Make ``found`` the witnesses (and targets) of their sides."""
-        for side, (moved, target) in found.items():
+        for side, witness in found.items():
             for position in self.moves.get(side, ()):
                 self.by_position[int(position)].discard(side)
-            self.moves[side], self.target[side] = moved, target
-            for position in moved:
+            self.moves[side], self.target[side] = witness.moved, witness.target
+            self.breadth[side] = witness.breadth
+            for position in witness.moved:
                 self.by_position.setdefault(int(position), set()).add(side)
 
     def touched(self, position: int) -> set[Side]:

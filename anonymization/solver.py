@@ -190,18 +190,11 @@ class Solver:
         has no optimum). Each is a witness too."""
         assert self.base is not None
         highs = self._submodel(members)
-        found: list[np.ndarray | None] = []
+        found = []
         for sense in senses:
             cost = np.zeros(len(members))
             cost[0] = sense
-            highs.changeColsCost(len(members), np.arange(len(members), dtype=np.int32), cost)
-            highs.run()
-            if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                found.append(None)
-                continue
-            values = np.asarray(highs.getSolution().col_value)
-            self._witness(members, values)
-            found.append(values)
+            found.append(self._run_local(highs, members, cost))
         return found
 
     def nearest(
@@ -258,26 +251,28 @@ class Solver:
         self._witness(members[moved], values[moved])
         return members[moved], values[moved]
 
-    def _run_local(self, highs: _core._Highs, members: np.ndarray, cost: np.ndarray) -> None:
+    def _run_local(
+        self, highs: _core._Highs, members: np.ndarray, cost: np.ndarray
+    ) -> np.ndarray | None:
+        """Solve a sub-model for ``cost``: the values of the cells at ``members`` (kept as a
+        witness), None if it has no optimum."""
         highs.changeColsCost(len(members), np.arange(len(members), dtype=np.int32), cost)
         highs.run()
+        values = None
         if highs.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-            self._witness(members, np.asarray(highs.getSolution().col_value))
+            values = np.asarray(highs.getSolution().col_value)
+            self._witness(members, values)
         if self.ticker is not None:
             self.ticker.beat()
+        return values
 
     def local(
         self, position: int, members: np.ndarray, senses: tuple[float, ...] = (1.0, -1.0)
     ) -> None:
         """Witnesses for the cell at ``position`` from one small LP over ``members`` (positions
         in this group, ``position`` first), the rest of the group at its base values."""
-        if self.base is None:
-            return
-        highs = self._submodel(members)
-        for sense in senses:
-            cost = np.zeros(len(members))
-            cost[0] = sense
-            self._run_local(highs, members, cost)
+        if self.base is not None:
+            self.local_solution(members, senses)
 
     def tile(self, members: np.ndarray, wanted: Wanted, rounds: int = TILE_ROUNDS) -> None:
         """Witnesses for many cells of a tile (``members``, positions in this group) from LPs
