@@ -29,6 +29,9 @@ from anonymization.solver import Nearby, Solver
 # machine: the 1M benchmark's group of 1,889 cells (1,079 protected) takes about 15,700.
 MAX_LPS = 20_000
 BREADTHS = (1, 3, 12)  # other labels per dimension in the sub-tables tried, in turn
+# Cells in a group up to which its whole LP is tried at once, no sub-table first (as small, and
+# it gives the fewest moves).
+WHOLE_UP_TO = 1000
 EXTRA_WEIGHT = 100.0  # cost of moving a complement still to try, against 1 for any other cell
 
 Side = tuple[int, float]  # (row among the group's protected cells, sense: 1 below, -1 above)
@@ -88,6 +91,7 @@ class Witnesses:
         self.target: dict[Side, float] = {}
         self.moves: dict[Side, np.ndarray] = {}
         self.breadth: dict[Side, int] = {}  # the narrowest sub-table that gave the last witness
+        self.first = 0 if len(solver.cells) > WHOLE_UP_TO else len(BREADTHS)
         self.by_position: dict[int, set[Side]] = {}
         # Positions of published cells (one can stand for several cells: Solver._merge).
         self.fixed = np.zeros(len(solver.cells), dtype=bool)
@@ -118,7 +122,7 @@ class Witnesses:
                 self.target[row, -1.0] = self.truth[row] + self.margin[row]
                 continue
             low = high = self.truth[row]
-            for index in range(len(BREADTHS) + 1):
+            for index in range(self.first, len(BREADTHS) + 1):
                 members = self.members(row, suppressed, nearby, index)
                 if index < len(BREADTHS):
                     self.work.spend(2)
@@ -201,11 +205,14 @@ class Witnesses:
     ) -> Witness | None:
         """A witness of one side, from the sub-table that gave the last one outwards; None if
         none reaches ``target``."""
-        first = self.breadth.get((row, sense), 0)
-        for index in range(first, len(BREADTHS) + 1):
-            members = self.members(row, suppressed, nearby, index)
+        for index in range(self.breadth.get((row, sense), self.first), len(BREADTHS) + 1):
             self.work.spend()
-            solution = self.solver.nearest(members, sense, target, self.weight)
+            if index < len(BREADTHS):
+                members = self.members(row, suppressed, nearby, index)
+                solution = self.solver.nearest(members, sense, target, self.weight)
+            else:
+                at = int(self.at[row])
+                solution = self.solver.nearest_in_group(at, sense, target, self.weight, self.fixed)
             if solution is not None:
                 return Witness(solution[0], target, index)
         return None

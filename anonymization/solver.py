@@ -123,6 +123,7 @@ class Solver:
         self.equations: sparse.csc_matrix | None = None
         self.by_cell: sparse.csc_matrix | None = None
         self.level: np.ndarray | None = None  # each row's level with every cell at its base
+        self.moves: _core._Highs | None = None  # the model of nearest_in_group
         self.base = self._base(np.nan_to_num(quantity.values[cells].astype(float)))
         if self.base is not None:
             self._witness(self.positions, self.base)
@@ -250,6 +251,48 @@ class Solver:
         moved[0] = True
         self._witness(members[moved], values[moved])
         return members[moved], values[moved]
+
+    def nearest_in_group(
+        self, position: int, sense: float, target: float, weight: np.ndarray, fixed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """As :meth:`nearest` over every cell of the group but those ``fixed`` (at their base
+        values), on one model kept from call to call (each solve starts from the last basis)."""
+        assert self.base is not None
+        count = len(self.cells)
+        if self.moves is None:
+            if self.level is None:
+                self.level = self.rows @ self.base
+            self.moves = highs_model(
+                sparse.hstack([self.rows, -self.rows]),
+                0.0,
+                self.lp_low - self.level,
+                self.lp_high - self.level,
+            )
+            self.moves.changeColsCost(
+                2 * count, np.arange(2 * count, dtype=np.int32), np.tile(weight, 2)
+            )
+        lower = np.zeros(2 * count)
+        upper = np.concatenate([np.full(count, INF), self.base - self.floor])
+        upper[np.r_[fixed, fixed]] = 0.0
+        if sense > 0:
+            lower[count + position] = max(0.0, self.base[position] - target)
+            upper[position] = 0.0
+        else:
+            lower[position] = max(0.0, target - self.base[position])
+            upper[count + position] = 0.0
+        if (lower > upper).any():
+            return None
+        self.moves.changeColsBounds(2 * count, np.arange(2 * count, dtype=np.int32), lower, upper)
+        status = run(self.moves)
+        if status != highspy.HighsModelStatus.kOptimal:
+            return None
+        solution = np.asarray(self.moves.getSolution().col_value)
+        values = self.base + solution[:count] - solution[count:]
+        moved = np.abs(values - self.base) > MOVED * (1 + np.abs(self.base))
+        moved[position] = True
+        positions = np.flatnonzero(moved)
+        self._witness(positions, values[moved])
+        return positions, values[moved]
 
     def _run_local(
         self, highs: _core._Highs, members: np.ndarray, cost: np.ndarray
