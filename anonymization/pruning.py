@@ -26,11 +26,11 @@ from anonymization.relations import Quantity, Relations
 from anonymization.solver import Nearby, Solver
 
 # LPs at most for the whole pass, counted (not timed) so that the result does not depend on the
-# machine: the 1M benchmark's group of 1,889 cells (1,079 protected) takes about 15,700.
+# machine: the 1M benchmark's group of 1,889 cells (1,079 protected) takes about 10,500.
 MAX_LPS = 20_000
 BREADTHS = (1, 3, 12)  # other labels per dimension in the sub-tables tried, in turn
-# Cells in a group up to which its whole LP is tried at once, no sub-table first (as small, and
-# it gives the fewest moves).
+# Columns (cells, those kept equal merged) of a group up to which its whole LP is tried at once,
+# no sub-table first (as small, and it gives the fewest moves).
 WHOLE_UP_TO = 1000
 EXTRA_WEIGHT = 100.0  # cost of moving a complement still to try, against 1 for any other cell
 
