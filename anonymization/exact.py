@@ -42,8 +42,9 @@ from anonymization.relations import (
 # Measured on random 3-dimension tables with totals (k=5, p=15): 282k-549k (463-625 cells)
 # exact in 1.7-5.5 s with 22-40 complements where the greedy method took 14-29 s for 30-55;
 # 0.87M-1.24M (753-968 cells): 5 of 7 exact in 9-17 s with 43-66 complements against the
-# greedy method's 178-238 in 2-4 s (its last pass skips groups over 500 cells), 2 stopped by
-# the guards below after 10-17 s (then greedy); 1.65M and 3.5M stopped after 11 and 13 s.
+# greedy method's 178-238 in 2-4 s (when its last pass skipped groups over 500 cells; it now
+# tries every group: see anonymization.pruning), 2 stopped by the guards below after 10-17 s
+# (then greedy); 1.65M and 3.5M stopped after 11 and 13 s.
 MAX_SIZE = 1_500_000
 MAX_ROUNDS = 300  # master problems solved at most
 # Guards on the work, counted and not timed, so that whether a table gets the exact method does
