@@ -77,6 +77,7 @@ class Witnesses:
         requirement: Requirement,
         extra: np.ndarray,
         work: Work,
+        local: bool,
     ) -> None:
         self.solver = solver
         self.work = work
@@ -91,7 +92,8 @@ class Witnesses:
         self.target: dict[Side, float] = {}
         self.moves: dict[Side, np.ndarray] = {}
         self.breadth: dict[Side, int] = {}  # the narrowest sub-table that gave the last witness
-        self.first = 0 if len(solver.cells) > WHOLE_UP_TO else len(BREADTHS)
+        # Index of the first sub-table to try (len(BREADTHS): the whole group at once).
+        self.first = 0 if local and len(solver.cells) > WHOLE_UP_TO else len(BREADTHS)
         self.by_position: dict[int, set[Side]] = {}
         # Positions of published cells (one can stand for several cells: Solver._merge).
         self.fixed = np.zeros(len(solver.cells), dtype=bool)
@@ -100,14 +102,9 @@ class Witnesses:
         self, row: int, suppressed: np.ndarray, nearby: Nearby | None, index: int
     ) -> np.ndarray:
         """Positions of the suppressed cells of the ``index``-th sub-table around the protected
-        cell of ``row`` (itself first), or of the whole group past the last one."""
-        at = int(self.at[row])
-        if nearby is not None and index < len(BREADTHS):
-            found = self.solver.within(
-                nearby(int(self.protected[row]), suppressed, BREADTHS[index])
-            )
-        else:
-            found = np.r_[at, np.flatnonzero(np.arange(len(self.fixed)) != at)]
+        cell of ``row`` (itself first) but the published ones."""
+        assert nearby is not None  # sub-tables are tried only with it (``first``)
+        found = self.solver.within(nearby(int(self.protected[row]), suppressed, BREADTHS[index]))
         members: np.ndarray = found[~self.fixed[found]]
         return members
 
@@ -123,8 +120,8 @@ class Witnesses:
                 continue
             low = high = self.truth[row]
             for index in range(self.first, len(BREADTHS) + 1):
-                members = self.members(row, suppressed, nearby, index)
                 if index < len(BREADTHS):
+                    members = self.members(row, suppressed, nearby, index)
                     self.work.spend(2)
                     found = self.solver.local_solution(members, (1.0, -1.0))
                     extremes = [None if f is None else float(f[0]) for f in found]
@@ -257,7 +254,7 @@ def prune(
             solver = Solver(relations, quantity, mask, cells)
             if solver.base is None:
                 return mask  # no true values to start witnesses from
-            mine = Witnesses(solver, quantity, requirement, extra, work)
+            mine = Witnesses(solver, quantity, requirement, extra, work, nearby is not None)
             if not mine.targets(mask, nearby):
                 return mask
             found = mine.prove(every, mask, nearby)

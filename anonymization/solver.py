@@ -209,8 +209,7 @@ class Solver:
         assert self.base is not None
         if self.by_cell is None:
             self.by_cell = self.rows.tocsc()
-        if self.level is None:
-            self.level = self.rows @ self.base
+        level = self._level()
         # The moves up then down of the cells at ``members``, as columns over the rows they touch
         # (built from the arrays: scipy's slicing would cost more than the LP).
         starts, indices, data = self.by_cell.indptr, self.by_cell.indices, self.by_cell.data
@@ -219,22 +218,15 @@ class Solver:
         picked += np.arange(int(lengths.sum()))
         touched, rows = np.unique(indices[picked], return_inverse=True)
         count = len(members)
-        base = self.base[members]
+        bounds = self._move_bounds(self.base[members], 0, sense, target)
+        if bounds is None:
+            return None
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = 2 * count, len(touched)
         lp.col_cost_ = np.tile(weight[members], 2)
-        lower = np.zeros(2 * count)
-        # How far each cell can go up, then down (infinite where nothing bounds it below).
-        upper = np.concatenate([np.full(count, INF), base - self.floor])
-        if sense > 0:
-            lower[count], upper[0] = max(0.0, base[0] - target), 0.0
-        else:
-            lower[0], upper[count] = max(0.0, target - base[0]), 0.0
-        if (lower > upper).any():
-            return None
-        lp.col_lower_, lp.col_upper_ = lower, upper
-        lp.row_lower_ = self.lp_low[touched] - self.level[touched]
-        lp.row_upper_ = self.lp_high[touched] - self.level[touched]
+        lp.col_lower_, lp.col_upper_ = bounds
+        lp.row_lower_ = self.lp_low[touched] - level[touched]
+        lp.row_upper_ = self.lp_high[touched] - level[touched]
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         column_starts = np.r_[0, np.cumsum(lengths)]
         lp.a_matrix_.start_ = np.r_[column_starts, column_starts[1:] + column_starts[-1]]
@@ -243,14 +235,7 @@ class Solver:
         highs = _core._Highs()
         highs.setOptionValue("output_flag", False)
         highs.passModel(lp)
-        if run(highs) != highspy.HighsModelStatus.kOptimal:
-            return None
-        solution = np.asarray(highs.getSolution().col_value)
-        values = base + solution[:count] - solution[count:]
-        moved = np.abs(values - base) > MOVED * (1 + np.abs(base))
-        moved[0] = True
-        self._witness(members[moved], values[moved])
-        return members[moved], values[moved]
+        return self._moved(highs, members, 0)
 
     def nearest_in_group(
         self, position: int, sense: float, target: float, weight: np.ndarray, fixed: np.ndarray
@@ -260,39 +245,62 @@ class Solver:
         assert self.base is not None
         count = len(self.cells)
         if self.moves is None:
-            if self.level is None:
-                self.level = self.rows @ self.base
+            level = self._level()
             self.moves = highs_model(
                 sparse.hstack([self.rows, -self.rows]),
                 0.0,
-                self.lp_low - self.level,
-                self.lp_high - self.level,
+                self.lp_low - level,
+                self.lp_high - level,
             )
-            self.moves.changeColsCost(
-                2 * count, np.arange(2 * count, dtype=np.int32), np.tile(weight, 2)
-            )
-        lower = np.zeros(2 * count)
-        upper = np.concatenate([np.full(count, INF), self.base - self.floor])
+        bounds = self._move_bounds(self.base, position, sense, target)
+        if bounds is None:
+            return None
+        lower, upper = bounds
         upper[np.r_[fixed, fixed]] = 0.0
-        if sense > 0:
-            lower[count + position] = max(0.0, self.base[position] - target)
-            upper[position] = 0.0
-        else:
-            lower[position] = max(0.0, target - self.base[position])
-            upper[count + position] = 0.0
-        if (lower > upper).any():
+        every = np.arange(2 * count, dtype=np.int32)
+        self.moves.changeColsCost(2 * count, every, np.tile(weight, 2))
+        self.moves.changeColsBounds(2 * count, every, lower, upper)
+        return self._moved(self.moves, self.positions, position)
+
+    def _level(self) -> np.ndarray:
+        """Each row's level with every cell at its base value."""
+        assert self.base is not None
+        if self.level is None:
+            self.level = self.rows @ self.base
+        return self.level
+
+    def _move_bounds(
+        self, base: np.ndarray, at: int, sense: float, target: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Bounds of the moves up, then down, of cells at ``base`` values (infinite up; down to
+        the floor), the one at ``at`` taken to ``target``; None if the floor forbids it."""
+        count = len(base)
+        lower = np.zeros(2 * count)
+        upper = np.concatenate([np.full(count, INF), base - self.floor])
+        # Down (sense 1) or up (-1) by at least what reaches the target, not the other way.
+        going, not_going = (count + at, at) if sense > 0 else (at, count + at)
+        lower[going] = max(0.0, sense * (base[at] - target))
+        upper[not_going] = 0.0
+        if lower[going] > upper[going]:
             return None
-        self.moves.changeColsBounds(2 * count, np.arange(2 * count, dtype=np.int32), lower, upper)
-        status = run(self.moves)
-        if status != highspy.HighsModelStatus.kOptimal:
+        return lower, upper
+
+    def _moved(
+        self, highs: _core._Highs, members: np.ndarray, at: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Solve a model of moves of the cells at ``members``: the positions that move (the one
+        at index ``at`` always) and their values, kept as a witness; None if it has no optimum."""
+        assert self.base is not None
+        if run(highs) != highspy.HighsModelStatus.kOptimal:
             return None
-        solution = np.asarray(self.moves.getSolution().col_value)
-        values = self.base + solution[:count] - solution[count:]
-        moved = np.abs(values - self.base) > MOVED * (1 + np.abs(self.base))
-        moved[position] = True
-        positions = np.flatnonzero(moved)
-        self._witness(positions, values[moved])
-        return positions, values[moved]
+        solution = np.asarray(highs.getSolution().col_value)
+        count = len(members)
+        base = self.base[members]
+        values = base + solution[:count] - solution[count:]
+        moved = np.abs(values - base) > MOVED * (1 + np.abs(base))
+        moved[at] = True
+        self._witness(members[moved], values[moved])
+        return members[moved], values[moved]
 
     def _run_local(
         self, highs: _core._Highs, members: np.ndarray, cost: np.ndarray
@@ -502,11 +510,7 @@ class Solver:
         """Solve for the current cost; keep the solution as a witness. False if unbounded."""
         if self.ticker is not None:
             self.ticker.beat()
-        solution = self._optimum(self.highs, self.cost)
-        if solution is None:
-            return False
-        self._witness(self.positions, solution)
-        return True
+        return self.optimum(self.cost) is not None
 
     def optimum(self, cost: np.ndarray) -> np.ndarray | None:
         """An optimal solution of this group's model for ``cost`` (kept as a witness); None if
