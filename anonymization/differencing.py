@@ -54,7 +54,9 @@ class Placed:
     offset: int
 
 
-def _keys(labels: pd.DataFrame, levels: dict[str, str]) -> list[tuple[tuple[str, str, str], ...]]:
+def cell_keys(
+    labels: pd.DataFrame, levels: dict[str, str]
+) -> list[tuple[tuple[str, str, str], ...]]:
     """Each cell's key: its non-``*`` (column, level, label) triples."""
     columns = list(labels.columns)
     return [
@@ -138,6 +140,18 @@ def _children(
     return chosen, keys, split
 
 
+def margin_keys(
+    levels: tuple[tuple[str, str], ...], block: Placed, hierarchies: dict[str, Hierarchy]
+) -> list[tuple[str, ...]] | None:
+    """The cells of the margin at ``levels`` that ``block``'s cells add up to (their labels, in
+    the order of ``levels``, once each); None if the block does not add up to that margin."""
+    margin = Placed(block.block, dict(levels), 0)
+    columns = [column for column, _ in levels]
+    ctop = (block.block.labels == TOP).to_numpy()
+    mapped = _children(columns, margin, block, hierarchies, ctop)
+    return None if mapped is None else list(dict.fromkeys(mapped[1]))
+
+
 def joint_relations(
     placed: Sequence[Placed], hierarchies: dict[str, Hierarchy], total: int
 ) -> list[Relations]:
@@ -151,9 +165,11 @@ def carry_over(release: Placed, held: Sequence[Placed], reason: np.ndarray) -> n
     out = reason.copy()
     if not held:
         return out
-    mine = _keys(release.block.labels, release.levels)
+    mine = cell_keys(release.block.labels, release.levels)
     for other in held:
-        theirs = dict(zip(_keys(other.block.labels, other.levels), other.block.reason, strict=True))
+        theirs = dict(
+            zip(cell_keys(other.block.labels, other.levels), other.block.reason, strict=True)
+        )
         for cell, key in enumerate(mine):
             before = theirs.get(key)
             if out[cell] is None and before is not None:
@@ -176,9 +192,9 @@ def differencing(
     margins = {name: np.full(len(out), np.nan) for name in release.block.values}
     if not held:
         return out, margins
-    mine = _keys(release.block.labels, release.levels)
+    mine = cell_keys(release.block.labels, release.levels)
     for entry, other in held:
-        theirs = {key: i for i, key in enumerate(_keys(entry.block.labels, entry.dimensions))}
+        theirs = {key: i for i, key in enumerate(cell_keys(entry.block.labels, entry.dimensions))}
         matched = [(cell, theirs[key]) for cell, key in enumerate(mine) if key in theirs]
         if not matched:
             continue
@@ -264,25 +280,21 @@ def _completed(
     return replace(entry, block=completed)
 
 
-def common_margins(
-    source: Source,
-    plan: AggregatePlan,
-    dimensions: dict[str, Dimension],
-    placed: Sequence[Placed],
-    start: int,
-) -> list[Placed]:
-    """The margins two blocks of one population both add up to and neither publishes whole,
-    as blocks of unpublished cells (true values from ``source``, the population of ``plan``)
-    placed from ``start``: per pair, over the ``dimensions`` both have, each at the coarser of
-    their two levels; with three blocks or more, also the table they all add up from."""
+def margin_levels(
+    hierarchies: dict[str, Hierarchy], placed: Sequence[Placed]
+) -> list[tuple[tuple[str, str], ...]]:
+    """The levels of the margins two blocks of one population both add up to and neither
+    publishes whole: per pair, the dimensions (columns of ``hierarchies``) both have, each at the
+    coarser of their two levels; with three blocks or more, also the table they all add up from
+    (the cover table)."""
     wanted: dict[tuple[tuple[str, str], ...], None] = {}
     for index, one in enumerate(placed):
         for other in placed[index + 1 :]:
             levels = tuple(
                 (column, level)
-                for column, dimension in dimensions.items()
+                for column, hierarchy in hierarchies.items()
                 if column in one.levels and column in other.levels
-                for level in [_coarser(dimension, one.levels[column], other.levels[column])]
+                for level in [_coarser(hierarchy, one.levels[column], other.levels[column])]
                 if level is not None and level != TOP
             )
             if not (_publishes(one, levels) or _publishes(other, levels)):
@@ -290,11 +302,25 @@ def common_margins(
     if len(placed) > 2:
         # Three tables can meet through cells none of them lists (by (a, b), (b, c) and (a, c):
         # an a with one b and one c); the table they all add up from ties them all at once.
-        finest = _finest(dimensions, placed)
+        finest = cover_levels(hierarchies, placed)
         if not any(_publishes(one, finest) for one in placed):
             wanted[finest] = None
+    return list(wanted)
+
+
+def common_margins(
+    source: Source,
+    plan: AggregatePlan,
+    dimensions: dict[str, Dimension],
+    placed: Sequence[Placed],
+    start: int,
+) -> list[Placed]:
+    """The margins two blocks of one population both add up to and neither publishes whole
+    (:func:`margin_levels`), as blocks of unpublished cells (true values from ``source``, the
+    population of ``plan``) placed from ``start``."""
+    hierarchies = {column: d.hierarchy for column, d in dimensions.items()}
     out: list[Placed] = []
-    for levels in wanted:
+    for levels in margin_levels(hierarchies, placed):
         grouping = tuple(replace(dimensions[c], level=level) for c, level in levels)
         margin = _true_block(source, replace(plan, dimensions=grouping, totals=False), UNPUBLISHED)
         out.append(Placed(margin, dict(levels), start))
@@ -310,29 +336,29 @@ def _true_block(source: Source, plan: AggregatePlan, reason: str | None) -> Bloc
     return engine_block(cells, plan, pd.Series(reason, index=cells.index, dtype=object))
 
 
-def _finest(
-    dimensions: dict[str, Dimension], placed: Sequence[Placed]
+def cover_levels(
+    hierarchies: dict[str, Hierarchy], placed: Sequence[Placed]
 ) -> tuple[tuple[str, str], ...]:
-    """The cover table's levels: every plan dimension some block groups by, at the finest
-    level any of them uses (τ-ARGUS's cover table of linked tables)."""
+    """The cover table's levels: every dimension (column of ``hierarchies``) some block groups
+    by, at the finest level any of them uses (τ-ARGUS's cover table of linked tables)."""
     levels: dict[str, str] = {}
     for one in placed:
         for column, level in one.levels.items():
-            if column not in dimensions or level == TOP:
+            if column not in hierarchies or level == TOP:
                 continue
             known = levels.get(column, level)
-            coarser = _coarser(dimensions[column], known, level)
+            coarser = _coarser(hierarchies[column], known, level)
             levels[column] = level if coarser == known else known
-    return tuple((column, levels[column]) for column in dimensions if column in levels)
+    return tuple((column, levels[column]) for column in hierarchies if column in levels)
 
 
-def _coarser(dimension: Dimension, one: str, other: str) -> str | None:
+def _coarser(hierarchy: Hierarchy, one: str, other: str) -> str | None:
     """The coarser of two levels of a dimension (None if its hierarchy does not order them)."""
     if one == other:
         return one
-    if dimension.hierarchy.is_coarser_or_equal(one, other):
+    if hierarchy.is_coarser_or_equal(one, other):
         return one
-    return other if dimension.hierarchy.is_coarser_or_equal(other, one) else None
+    return other if hierarchy.is_coarser_or_equal(other, one) else None
 
 
 def _publishes(block: Placed, levels: tuple[tuple[str, str], ...]) -> bool:

@@ -14,8 +14,11 @@ is not the manifest's, fails the audit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import itertools
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -33,9 +36,18 @@ from pydantic import (
 
 from anonymization.audit import intervals
 from anonymization.blocks import PROTECTED, SUBJECTS, Block, audited_sums, describe_key
+from anonymization.differencing import (
+    UNPUBLISHED,
+    Placed,
+    cell_keys,
+    cross_relations,
+    joint_relations,
+    margin_keys,
+    margin_levels,
+)
 from anonymization.errors import AuditFailure, InvalidRequest, invalid_field
-from anonymization.relations import Quantity
-from anonymization.suppression import SubTables, build_system
+from anonymization.hierarchies import TOP, CategoricalHierarchy, Hierarchy
+from anonymization.suppression import SubTables, System, build_system
 
 TOLERANCE = 1e-4
 
@@ -48,7 +60,11 @@ class ReauditResult:
     suppressed: int
     protected: int
     subjects: bool  # whether the table publishes subjects (else only its sums are audited)
-    held: int  # releases held with it (its intervals were checked to contain the manifest's)
+    held: int  # releases the manifest says were held with it (in the engine's LP)
+    joined: int  # held releases whose files joined this audit's LP
+    other_populations: int  # held files of other filters (not in the LP)
+    exact: bool  # whether the intervals were found equal to the manifest's (else: containing)
+    cover: bool  # whether a cover table of every label combination joined the LP
 
 
 class _Bounds(BaseModel):
@@ -94,10 +110,27 @@ class _Protection(BaseModel):
 
 class _Plan(BaseModel):
     model_config = ConfigDict(frozen=True)
-    dimensions: dict[StrictStr, object]
+    subject: StrictStr | None = None
+    dimensions: dict[StrictStr, StrictStr]
     measures: list[StrictStr]
+    filters: dict[StrictStr, object] = Field(default_factory=dict)
     totals: StrictBool
     protection: _Protection
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    digest: StrictStr | None = None
+
+
+class _Dataset(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: StrictStr | None = None
+
+
+class _Sha(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
 
 
 class _Output(BaseModel):
@@ -112,12 +145,30 @@ class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True)
     plan: _Plan
     audit: _Audit
-    output: _Output | None = None
+    input: _Input | None = None  # an offline release: the data file's digest
+    dataset: _Dataset | None = None  # a release of the service: the dataset's id
+    output: _Output | None = None  # an offline release: its one file
+    outputs: dict[Literal["csv", "parquet", "json"], _Sha] | None = None  # the service's files
+
+    @property
+    def data(self) -> str | None:
+        """What the release was made from: the data file's digest, or the service's dataset."""
+        if self.input is not None and self.input.digest:
+            return f"input.digest {self.input.digest}"
+        if self.dataset is not None and self.dataset.id:
+            return f"dataset.id {self.dataset.id}"
+        return None
 
     @property
     def dims(self) -> list[str]:
         """The dimension columns, in order."""
         return list(self.plan.dimensions)
+
+    @property
+    def population(self) -> str:
+        """The population the release counts: its subject and filters, as canonical JSON (the
+        engine ties held releases to a new one only when they count the same population)."""
+        return json.dumps([self.plan.subject, self.plan.filters], sort_keys=True)
 
 
 def read_manifest(document: object) -> Manifest:
@@ -131,7 +182,8 @@ def read_manifest(document: object) -> Manifest:
 
 def published_block(table: pd.DataFrame, manifest: Manifest) -> Block:
     """The block of a published table: values of released cells, NaN where suppressed; with
-    noise, each published ``subjects`` is known only within that distance of the truth. A
+    noise, each published ``subjects`` is known only within that distance of the truth, and a
+    sum published as mean and count only within the mean's rounding. A
     release that does not publish ``subjects`` gives nothing about them: only its sums are
     audited."""
     dims, measures = manifest.dims, manifest.plan.measures
@@ -167,6 +219,11 @@ def published_block(table: pd.DataFrame, manifest: Manifest) -> Block:
     reason[~hidden] = None
     noise = manifest.plan.protection.noise
     spread = noise.max if noise is not None and SUBJECTS in values else 0.0
+    errors = {SUBJECTS: np.full(len(table), spread)} if spread else {}
+    for column in audited_sums(measures):
+        error = _sum_error(table, column, measures)
+        if error is not None:
+            errors[f"{column}_sum"] = error
     return Block(
         labels,
         values,
@@ -174,7 +231,7 @@ def published_block(table: pd.DataFrame, manifest: Manifest) -> Block:
         manifest.plan.totals,
         frozenset(manifest.audit.additive_dimensions),
         frozenset(manifest.audit.nonnegative),
-        {SUBJECTS: np.full(len(table), spread)} if spread else {},
+        errors,
     )
 
 
@@ -210,31 +267,39 @@ def reaudit(
     table: pd.DataFrame,
     manifest: Manifest | dict[str, Any],
     progress: Callable[[str], None] | None = None,
+    held: Sequence[tuple[pd.DataFrame, Manifest]] = (),
+    hierarchies: dict[str, Hierarchy] | None = None,
 ) -> ReauditResult:
     """Recompute every suppressed cell's interval from ``table`` and check it against the
     manifest and the requirement; raise AuditFailure naming the first cell that fails.
-    ``progress`` hears how far a long audit is."""
+    ``progress`` hears how far a long audit is.
+
+    ``held``: the files of releases the partner held when this one was made. Those of the same
+    data and population join the LP as the engine's did (:func:`joint_published`), so the
+    intervals are the ones the partner can derive from every file together, and each cell they
+    suppressed must be suppressed here too. Releases grouping a dimension at different levels
+    are tied through ``hierarchies`` (the policy's)."""
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest)
-    dims, measures = manifest.dims, manifest.plan.measures
+    dims = manifest.dims
     block = published_block(table, manifest)
-    system = build_system([block])
-    quantities = [
-        Quantity(
-            q.name,
-            q.values,
-            q.nonnegative,
-            q.error if q.name == SUBJECTS else _sum_error(table, q.name[:-4], measures),
-        )
-        for q in system.quantities
-    ]
+    joint = joint_published(block, manifest, held, hierarchies or {})
+    system = joint.system
     hidden = np.flatnonzero((table["status"].astype(str) == "suppressed").to_numpy())
-    suppressed = np.isin(np.arange(len(table)), hidden)
     nearby = SubTables(block.labels)
-    bounds = intervals(system.relations, quantities, suppressed, hidden, progress, nearby)
+    # The held releases' protected cells too: with this release, each must still hold.
+    theirs = np.flatnonzero(np.isin(system.reason.astype(str), PROTECTED))
+    theirs = theirs[(theirs >= len(table)) & (theirs < system.offsets[1 + joint.joined])]
+    targets = np.concatenate([hidden, theirs])
+    bounds = intervals(
+        system.relations, system.quantities, joint.suppressed, targets, progress, nearby
+    )
+    _held_protected(system, joint, theirs, {n: b[len(hidden) :] for n, b in bounds.items()})
     stated = _stated(manifest, dims)
     protection = manifest.plan.protection
-    held = manifest.audit.held_releases
+    # Intervals equal the manifest's when the LP reads what the engine's read: the same held
+    # releases and no cover table (the engine's has only the cells with data).
+    exact = joint.joined == manifest.audit.held_releases and not joint.cover
     protected = 0
     for position, row in enumerate(hidden):
         where = describe_key(block.labels, int(row))
@@ -249,13 +314,14 @@ def reaudit(
         for name, bound in bounds.items():
             low, high = bound[position]
             claimed = (entry.__pydantic_extra__ or {}).get(name)
-            if held:
-                # The manifest's interval came from an LP that also read the held releases:
-                # this table alone can only confirm it is no wider than what it gives.
+            if exact:
+                _same(claimed, low, high, name, where)
+            else:
+                # The manifest's interval came from an LP that also read held releases not
+                # given here (or a cover table of only the cells with data): these files can
+                # only confirm it is no wider than what they give.
                 _within(claimed, low, high, name, where)
                 low, high = _bounds(claimed)
-            else:
-                _same(claimed, low, high, name, where)
             if block.reason[row] in PROTECTED:
                 _requirement(name, low, high, protection.k, protection.interval.p, where)
         protected += block.reason[row] in PROTECTED
@@ -264,7 +330,222 @@ def reaudit(
         raise AuditFailure(
             f"the manifest's audit lists a cell ({where}) the table does not suppress"
         )
-    return ReauditResult(len(table), len(hidden), protected, SUBJECTS in measures, held)
+    return ReauditResult(
+        len(table),
+        len(hidden),
+        protected,
+        SUBJECTS in manifest.plan.measures,
+        manifest.audit.held_releases,
+        joint.joined,
+        joint.other_populations,
+        exact,
+        joint.cover,
+    )
+
+
+def _held_protected(
+    system: System, joint: Joint, cells: np.ndarray, bounds: dict[str, np.ndarray]
+) -> None:
+    """Raise AuditFailure if a protected cell of a held release (``cells``, with their
+    ``bounds`` given everything) no longer holds its interval."""
+    for position, cell in enumerate(cells):
+        number = int(np.searchsorted(system.offsets, cell, side="right")) - 1
+        block = system.blocks[number]
+        where = describe_key(block.labels, int(cell - system.offsets[number]))
+        for name, bound in bounds.items():
+            low, high = bound[position]
+            protection = joint.protections[number - 1]
+            try:
+                _requirement(name, low, high, protection.k, protection.interval.p, where)
+            except AuditFailure as failure:
+                raise AuditFailure(
+                    f"with this release, held release {number}'s {failure.detail}"
+                ) from None
+
+
+COVER_MAX = 100_000  # cells at most of a cover table built from every combination of labels
+
+
+@dataclass(frozen=True)
+class Joint:
+    """A published table with the held ones it is tied to, as one LP's cells and relations."""
+
+    system: System
+    suppressed: np.ndarray  # the cells the LP solves for (suppressed or of no release)
+    joined: int  # held releases in the LP
+    other_populations: int  # held releases of other filters (not in the LP)
+    cover: bool  # a cover table joined the LP (every label combination, not only those with data)
+    protections: list[_Protection]  # each joined held release's requirement
+
+
+def joint_published(
+    block: Block,
+    manifest: Manifest,
+    held: Sequence[tuple[pd.DataFrame, Manifest]],
+    hierarchies: dict[str, Hierarchy],
+) -> Joint:
+    """The LP the partner can set up from the release and the held files: the held releases of
+    the same data and population (subject, filters) are tied to it as the engine ties them
+    (:mod:`anonymization.differencing`), with the margins two of them add up to as unknown cells
+    and, with three tables or more, the cover table of every combination of their labels (the
+    engine's has only the cells with data, so its intervals may be narrower). A cell a held
+    release suppressed must be suppressed in the release too."""
+    placed = [Placed(block, dict(manifest.plan.dimensions), 0)]
+    protections: list[_Protection] = []
+    others = 0
+    for index, (table, its) in enumerate(held):
+        if manifest.data and its.data and manifest.data != its.data:
+            raise InvalidRequest(
+                f"is a release of other data than the audited one ({its.data}, not "
+                f"{manifest.data})",
+                field=f"held.{index}.{its.data.split()[0]}",
+            )
+        if its.population != manifest.population:
+            others += 1
+            continue
+        start = sum(len(p.block) for p in placed)
+        protections.append(its.plan.protection)
+        placed.append(
+            Placed(_completed(published_block(table, its), block), dict(its.plan.dimensions), start)
+        )
+    _carried_over(placed)
+    masks = [np.array([r is not None for r in p.block.reason]) for p in placed]
+    if len(placed) == 1:
+        return Joint(build_system([block]), masks[0], 0, others, cover=False, protections=[])
+    related = _hierarchies(placed, hierarchies)
+    total = sum(len(p.block) for p in placed)
+    meeting: list[Placed] = []
+    cover = False
+    for levels in margin_levels(related, placed):
+        labels, product = _margin_labels(levels, placed, related)
+        cover |= product
+        if labels is None:
+            continue  # a cover table too large to build: the LP is looser, never stricter
+        margin = _unknown_block(labels, levels, placed, block, related)
+        meeting.append(Placed(margin, dict(levels), total))
+        total += len(margin)
+    cross = joint_relations(placed, related, total)
+    cross += [cross_relations(m, p, related, total) for m in meeting for p in placed]
+    cross += [cross_relations(p, m, related, total) for m in meeting for p in placed]
+    system = build_system([p.block for p in [*placed, *meeting]], cross)
+    masks += [np.ones(len(m.block), dtype=bool) for m in meeting]
+    return Joint(system, np.concatenate(masks), len(placed) - 1, others, cover, protections)
+
+
+def _completed(held: Block, release: Block) -> Block:
+    """A held block with the quantities the release has and it lacks (it did not publish them):
+    known only within an infinite error, so the relations leave them free."""
+    missing = [name for name in release.values if name not in held.values]
+    if not missing:
+        return held
+    values = dict(held.values)
+    errors = dict(held.errors)
+    for name in missing:
+        values[name] = np.where([r is None for r in held.reason], 0.0, np.nan)
+        errors[name] = np.full(len(held), np.inf)
+    return replace(held, values=values, errors=errors)
+
+
+def _carried_over(placed: list[Placed]) -> None:
+    """Raise AuditFailure if the release (first) publishes a cell that a held release
+    suppressed at the same key: differencing the two would give it away."""
+    release = placed[0]
+    shown = {
+        key: cell
+        for cell, (key, reason) in enumerate(
+            zip(cell_keys(release.block.labels, release.levels), release.block.reason, strict=True)
+        )
+        if reason is None
+    }
+    for number, other in enumerate(placed[1:], start=1):
+        keys = cell_keys(other.block.labels, other.levels)
+        for key, reason in zip(keys, other.block.reason, strict=True):
+            if reason is not None and key in shown:
+                where = describe_key(release.block.labels, shown[key])
+                raise AuditFailure(
+                    f"cell ({where}) is released, but held release {number} suppressed it "
+                    f"({reason}): a cell suppressed once must stay suppressed"
+                )
+
+
+def _hierarchies(placed: list[Placed], given: dict[str, Hierarchy]) -> dict[str, Hierarchy]:
+    """Per dimension of the tables (in order of appearance), the hierarchy relating their
+    levels: the given one where two tables group it at different levels (InvalidRequest naming
+    ``policy`` if none is given); any other dimension needs none."""
+    levels: dict[str, set[str]] = {}
+    for one in placed:
+        for column, level in one.levels.items():
+            levels.setdefault(column, set()).add(level)
+    out: dict[str, Hierarchy] = {}
+    for column, used in levels.items():
+        hierarchy = given.get(column)
+        if hierarchy is None and len(used) > 1:
+            raise InvalidRequest(
+                f"the releases group {column!r} at levels {sorted(used)}: give the policy that "
+                "declares its hierarchy to relate them",
+                field="policy",
+            )
+        out[column] = hierarchy or CategoricalHierarchy(column)
+    return out
+
+
+def _margin_labels(
+    levels: tuple[tuple[str, str], ...], placed: list[Placed], hierarchies: dict[str, Hierarchy]
+) -> tuple[pd.DataFrame | None, bool]:
+    """The cells of the margin at ``levels``: the keys the tables' cells add up to; for a cover
+    table (no table adds up to it), every combination of the labels the tables give at those
+    levels (None past COVER_MAX cells). The second item tells whether it is such a product."""
+    columns = [column for column, _ in levels]
+    keys: dict[tuple[str, ...], None] = {}
+    mapped = False
+    for one in placed:
+        found = margin_keys(levels, one, hierarchies)
+        if found is not None:
+            mapped = True
+            keys.update(dict.fromkeys(found))
+    if mapped:
+        return pd.DataFrame(list(keys), columns=columns, dtype=str), False
+    choices = []
+    for column, level in levels:
+        seen = {
+            label
+            for one in placed
+            if one.levels.get(column) == level
+            for label in one.block.labels[column]
+            if label != TOP
+        }
+        choices.append(sorted(seen))
+    if math.prod(len(c) for c in choices) > COVER_MAX:
+        return None, True
+    rows = list(itertools.product(*choices))
+    return pd.DataFrame(rows, columns=columns, dtype=str), True
+
+
+def _unknown_block(
+    labels: pd.DataFrame,
+    levels: tuple[tuple[str, str], ...],
+    placed: list[Placed],
+    release: Block,
+    hierarchies: dict[str, Hierarchy],
+) -> Block:
+    """A margin none of the files publishes: every cell unknown. Subjects add up along a
+    dimension where some table's do at a level at least as fine."""
+    additive = {
+        column
+        for column, level in levels
+        for one in placed
+        if column in one.block.additive
+        and hierarchies[column].is_coarser_or_equal(level, one.levels[column])
+    }
+    count = len(labels)
+    return Block(
+        labels,
+        {name: np.full(count, np.nan) for name in release.values},
+        np.full(count, UNPUBLISHED, dtype=object),
+        False,
+        frozenset(additive),
+        release.nonnegative,
+    )
 
 
 def _stated(manifest: Manifest, dims: list[str]) -> dict[tuple[str, ...], _Cell]:

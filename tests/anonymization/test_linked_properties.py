@@ -8,7 +8,9 @@ and those no release lists (a cell without data has no row) are empty; it solves
 over those (scipy, nothing shared with the engine). Each protected sum must keep an interval
 reaching p % below and above the truth. A cell suppressed once stays suppressed when the same
 key is released again. A release that nothing can protect beside what the partner holds (a
-protected sum equal to a held total, say) is refused, not delivered.
+protected sum equal to a held total, say) is refused, not delivered. And each release passes
+the audit from the published files (``partage audit --held``) with the releases held before it:
+its intervals equal its manifest's (or contain them where a cover table joins the LP).
 
 Three releases whose dimensions overlap pairwise ((a, b), (b, c), (a, c)) meet through cells
 none of them lists: the engine ties them through the table they all add up from (the cover
@@ -18,6 +20,7 @@ table), which a test of such triples alone found necessary.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -33,6 +36,7 @@ from anonymization.hierarchies import TOP, CategoricalHierarchy
 from anonymization.ledger import SQLiteLedger
 from anonymization.plan import AggregatePlan, Dimension, Measure
 from anonymization.protection import IntervalRequirement, Protection
+from anonymization.reaudit import Manifest, read_manifest, reaudit
 from anonymization.release import Held, run_release
 from tests.anonymization.test_secondary_properties import tables
 
@@ -82,6 +86,7 @@ def test_releases_held_together_narrow_no_protected_sum(
     with TemporaryDirectory() as folder:
         ledger = SQLiteLedger(Path(folder) / "ledger.db")
         plans: list[AggregatePlan] = []
+        files: list[tuple[pd.DataFrame, Manifest]] = []
         for dims, totals in sequence:
             held: list[Held] = list(zip(ledger.held("partner", "t"), plans, strict=True))
             new = plan(dims, totals, k, p)
@@ -92,6 +97,11 @@ def test_releases_held_together_narrow_no_protected_sum(
                 continue
             note(f"release {dims} totals {totals}:\n{release.table}")
             ledger.record("partner", release.held("t", {}))
+            manifest = read_manifest(json.loads(json.dumps(release.summary())))
+            checked = reaudit(release.table, manifest, held=files)
+            assert checked.joined == len(files)
+            assert checked.exact or len(files) >= 2, "two tables need no cover table"
+            files.append((release.table, manifest))
             plans.append(new)
             truth = release.cells.reset_index(drop=True)
             grid = release.table[(release.table[list(dims)] != TOP).all(axis=1)]

@@ -23,7 +23,7 @@ from anonymization.noise import CellKeyNoise
 from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
 from anonymization.protection import Protection, primary_suppression
 from anonymization.ptable import perturbation_table
-from anonymization.reaudit import reaudit
+from anonymization.reaudit import read_manifest, reaudit
 from anonymization.release import Release, run_release
 from policies.files import parse, read_document
 from policies.models import Policy
@@ -346,6 +346,13 @@ def test_held_noisy_releases_are_protected_with_their_published_values(tmp_path:
         result = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), method="highs")
         found.append(sense * result.fun)
     assert found[1] - found[0] >= 5
+    # The audit from the files, the held ones included, finds the manifest's joint intervals.
+    files = [(departements.table, read_manifest(json.loads(json.dumps(departements.summary()))))]
+    manifest = json.loads(json.dumps(communes.summary()))
+    geo = builtin("geo_fr")
+    assert geo is not None
+    checked = reaudit(table, manifest, held=files, hierarchies={"commune": geo})
+    assert (checked.joined, checked.exact) == (1, True)
     again = deliver(meters_plan("commune"))
     assert (again.table["status"] == table["status"]).all()
     assert again.table["subjects"].equals(table["subjects"])

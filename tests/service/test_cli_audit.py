@@ -4,6 +4,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -162,3 +163,151 @@ def test_a_later_release_may_add_a_sum_the_held_one_lacks(workdir: Path) -> None
     assert "amount_sum" in pd.read_csv(workdir / "out.csv").columns
     code, output = audit(workdir)
     assert code == 0, output
+
+
+JUNE = "measures: [amount.sum, subjects]\nfilters: {date: {from: 2025-06-01, to: 2025-06-30}}\n"
+
+
+def held_audit(workdir: Path, table: str, manifest: str, *held: str) -> tuple[int, str]:
+    """``partage audit`` of ``table`` with each held release given as its base name (the
+    table ``<name>.csv`` and its manifest ``<name>.json``)."""
+    args = ["audit", str(workdir / table), "--manifest", str(workdir / manifest)]
+    for name in held:
+        args += ["--held", str(workdir / f"{name}.csv")]
+        args += ["--held-manifest", str(workdir / f"{name}.json")]
+    result = runner.invoke(app, args)
+    return result.exit_code, " ".join(result.output.split())
+
+
+def named_release(workdir: Path, name: str, request: str, *extra: str) -> None:
+    """Release ``request`` (YAML text) as ``<name>.csv`` with its manifest ``<name>.json``."""
+    (workdir / f"{name}.yaml").write_text(request)
+    code, output = release(
+        workdir,
+        "--manifest",
+        str(workdir / f"{name}.json"),
+        *extra,
+        request=f"{name}.yaml",
+        out=f"{name}.csv",
+    )
+    assert code == 0, output
+
+
+def test_with_the_held_files_the_audit_finds_the_manifests_joint_intervals(
+    workdir: Path,
+) -> None:
+    """By département, then by card country through the ledger: with the first release's files
+    the audit sets up the partner's joint LP (both add up to the June total, which neither
+    publishes) and finds the manifest's intervals exactly; a wider one stated fails."""
+    ledger = str(workdir / "ledger.db")
+    named_release(
+        workdir, "first", "group_by: {departement: departement}\n" + JUNE, "--ledger", ledger
+    )
+    named_release(workdir, "second", "group_by: {card_country: value}\n" + JUNE, "--ledger", ledger)
+    code, output = held_audit(workdir, "second.csv", "second.json", "first")
+    assert code == 0 and "jointly with 1 held release(s): the intervals equal" in output, output
+    stated = json.loads((workdir / "second.json").read_text())
+    secondary = [c for c in stated["audit"]["cells"] if c["reason"] == "secondary"]
+    # The countries' sum is at least the départements' published ones: a bound from both files.
+    assert secondary and all(c["amount_sum"]["lower"] > 0 for c in secondary)
+    secondary[0]["amount_sum"]["lower"] /= 2
+    (workdir / "second.json").write_text(json.dumps(stated))
+    code, output = held_audit(workdir, "second.csv", "second.json", "first")
+    assert code == 2 and "the manifest states amount_sum in" in output, output
+
+
+def test_a_release_made_without_the_ledger_fails_the_audit_with_the_held_files(
+    workdir: Path,
+) -> None:
+    """The attack the ledger prevents, found from the files alone: the countries' June amounts
+    add up to the total, so the département suppressed in the first release is that total minus
+    the others. Alone, the second release passes its audit; with the first one held, the audit
+    names the recovered cell."""
+    named_release(workdir, "first", "group_by: {departement: departement}\n" + JUNE)
+    named_release(workdir, "second", "group_by: {card_country: value}\n" + JUNE)
+    first = pd.read_csv(workdir / "first.csv", dtype={"departement": str})
+    hidden = first.loc[first["reason"] == "k", "departement"].tolist()
+    assert hidden
+    code, output = held_audit(workdir, "second.csv", "second.json")
+    assert code == 0, output
+    code, output = held_audit(workdir, "second.csv", "second.json", "first")
+    assert code == 2, output
+    assert f"held release 1's suppressed cell (departement={hidden[0]}) can be narrowed" in output
+
+
+def test_a_cell_a_held_release_suppressed_must_stay_suppressed(workdir: Path) -> None:
+    """A forged second release of the same table that shows a cell the first suppressed."""
+    named_release(workdir, "first", "group_by: {departement: departement}\n" + JUNE)
+    table = pd.read_csv(workdir / "first.csv", dtype={"departement": str}, keep_default_na=False)
+    manifest = json.loads((workdir / "first.json").read_text())
+    cell = int(np.flatnonzero(table["reason"] == "k")[0])
+    label = table.loc[cell, "departement"]
+    table.loc[cell, ["amount_sum", "subjects", "status", "reason"]] = ["1.0", "3", "released", ""]
+    manifest["audit"]["cells"] = [
+        c for c in manifest["audit"]["cells"] if c["key"]["departement"] != label
+    ]
+    forge(workdir, table, manifest)
+    code, output = held_audit(workdir, "forged.csv", "manifest.json", "first")
+    assert code == 2, output
+    assert f"cell (departement={label}) is released, but held release 1 suppressed it" in output
+
+
+def test_releases_at_two_levels_of_a_hierarchy_are_tied_through_the_policy(
+    workdir: Path,
+) -> None:
+    """By région, then by département: a région is the sum of its départements. The audit needs
+    the policy's hierarchy to tie them, and says so without it."""
+    ledger = str(workdir / "ledger.db")
+    named_release(
+        workdir, "regions", "group_by: {departement: region}\n" + JUNE, "--ledger", ledger
+    )
+    named_release(
+        workdir, "departements", "group_by: {departement: departement}\n" + JUNE, "--ledger", ledger
+    )
+    code, output = held_audit(workdir, "departements.csv", "departements.json", "regions")
+    assert code != 0 and "[policy]" in output and "'departement' at levels" in output, output
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            str(workdir / "departements.csv"),
+            "--manifest",
+            str(workdir / "departements.json"),
+            "--held",
+            str(workdir / "regions.csv"),
+            "--held-manifest",
+            str(workdir / "regions.json"),
+            "--policy",
+            str(workdir / "payments-policy.yaml"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "the intervals equal the manifest's" in " ".join(result.output.split())
+
+
+def test_held_files_of_other_filters_stay_out_and_other_data_is_refused(workdir: Path) -> None:
+    named_release(workdir, "june", "group_by: {departement: departement}\n" + JUNE)
+    may = JUNE.replace("2025-06-01", "2025-05-01").replace("2025-06-30", "2025-05-31")
+    named_release(workdir, "may", "group_by: {departement: departement}\n" + may)
+    code, output = held_audit(workdir, "june.csv", "june.json", "may")
+    assert code == 0 and "1 held release(s) of other filters: not in the LP" in output, output
+    stated = json.loads((workdir / "may.json").read_text())
+    stated["input"]["digest"] = "sha256:" + "0" * 64
+    (workdir / "may.json").write_text(json.dumps(stated))
+    code, output = held_audit(workdir, "june.csv", "june.json", "may")
+    assert code != 0 and "[held.0.input.digest]" in output and "other data" in output, output
+
+
+def test_each_held_table_needs_its_manifest(workdir: Path) -> None:
+    named_release(workdir, "june", "group_by: {departement: departement}\n" + JUNE)
+    args = ["audit", str(workdir / "june.csv"), "--manifest", str(workdir / "june.json")]
+    result = runner.invoke(app, [*args, "--held", str(workdir / "june.csv")])
+    output = " ".join(result.output.split())
+    assert result.exit_code != 0 and "[--held-manifest]" in output, output
+    (workdir / "bad.json").write_text("{}")
+    result = runner.invoke(
+        app,
+        [*args, "--held", str(workdir / "june.csv"), "--held-manifest", str(workdir / "bad.json")],
+    )
+    output = " ".join(result.output.split())
+    assert result.exit_code != 0 and "held release 1 (june.csv, bad.json)" in output, output

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from scipy.optimize import linprog
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from service.cli import app as cli
 from service.ledger.models import LedgerEntry
 from tests.service.factories import csv_bytes
 from tests.service.journey import make_agreement, request_and_wait
@@ -139,3 +142,31 @@ def test_a_refusal_tells_the_partner_nothing_about_the_cell(
     ).json()["items"]
     detail = events[0]["details"]["detail"]
     assert "tariff=tempo" in detail and "with the releases the partner holds" in detail
+
+
+def test_the_audit_of_api_extracts_from_their_files_with_the_held_one(
+    client: TestClient, admin: dict[str, str], make_partner: Any, tmp_path: Path
+) -> None:
+    """By commune, then by tariff: both add up to the total neither publishes. A data
+    protection officer with the partner's downloads (tables and signed manifests) re-runs the
+    second release's audit jointly with the first and finds the manifest's intervals."""
+    agreement, headers = partner_agreement(client, admin, make_partner, meters())
+    requests = [
+        {"group_by": {"commune": "commune"}, "measures": ["subjects", "kwh.sum"]},
+        {"group_by": {"tariff": "value"}, "measures": ["subjects", "kwh.sum"]},
+    ]
+    for name, request in zip(["first", "second"], requests, strict=True):
+        extract = request_and_wait(client, headers, agreement["id"], request)
+        assert extract["status"] == "succeeded", extract
+        url = f"/extracts/{extract['id']}"
+        data = client.get(f"{url}/download", params={"format": "csv"}, headers=headers).content
+        (tmp_path / f"{name}.csv").write_bytes(data)
+        manifest = client.get(f"{url}/manifest", headers=headers).json()
+        (tmp_path / f"{name}.json").write_text(json.dumps(manifest))
+    assert "suppressed" in pd.read_csv(tmp_path / "second.csv")["status"].tolist()
+    files = ["--held", str(tmp_path / "first.csv"), "--held-manifest", str(tmp_path / "first.json")]
+    audit = ["audit", str(tmp_path / "second.csv"), "--manifest", str(tmp_path / "second.json")]
+    result = CliRunner().invoke(cli, [*audit, *files])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    assert "jointly with 1 held release(s): the intervals equal the manifest's" in output
