@@ -62,3 +62,6 @@ curl -sf "$B/.well-known/jwks.json" -o jwks.json
 echo "cells: $(field cells < manifest.json), released: $(field released < manifest.json)," \
      "suppressed by reason: $(field suppressed_by_reason < manifest.json)"
 head -5 release.csv
+
+# 8. Anyone holding the two files (a data protection officer) re-runs the audit without the data.
+"$PARTAGE" audit release.csv --manifest manifest.json --quiet

@@ -87,4 +87,5 @@ def test_the_readme_walkthrough_runs_as_written(
     assert "denied: level_too_fine on group_by.paid_at" in done.stdout
     assert ": succeeded" in done.stdout and "verified:" in done.stdout
     assert "suppressed by reason" in done.stdout
+    assert "audit passed" in done.stderr, done.stderr
     assert (tmp_path / "release.csv").read_text().startswith("departement,paid_at,card_country")
