@@ -315,7 +315,7 @@ def reaudit(
             low, high = bound[position]
             claimed = (entry.__pydantic_extra__ or {}).get(name)
             if exact:
-                _same(claimed, low, high, name, where)
+                _same(claimed, low, high, name, where, joint.joined)
             else:
                 # The manifest's interval came from an LP that also read held releases not
                 # given here (or a cover table of only the cells with data): these files can
@@ -562,16 +562,25 @@ def _stated(manifest: Manifest, dims: list[str]) -> dict[tuple[str, ...], _Cell]
     return out
 
 
-def _same(stated: _Bounds | None, low: float, high: float, name: str, where: str) -> None:
+def _same(
+    stated: _Bounds | None, low: float, high: float, name: str, where: str, held: int
+) -> None:
+    """The manifest's interval is [low, high] (up to rounding); ``held`` files joined the LP."""
+
     def close(value: float | None, found: float) -> bool:
         if value is None:
             return bool(np.isinf(found))
         return bool(abs(found - value) <= TOLERANCE * (1 + abs(value)))
 
     if stated is None or not (close(stated.lower, low) and close(stated.upper, high)):
+        given = (
+            f" (with the {held} held release(s) given: the ones the partner held then?)"
+            if held
+            else ""
+        )
         raise AuditFailure(
             f"cell ({where}): the manifest states {name} in {_show(stated)}, "
-            f"the published cells give [{low:g}, {high:g}]"
+            f"the published cells give [{low + 0.0:g}, {high:g}]{given}"
         )
 
 
@@ -591,7 +600,7 @@ def _within(stated: _Bounds | None, low: float, high: float, name: str, where: s
             return
     raise AuditFailure(
         f"cell ({where}): the manifest states {name} in {_show(stated)}, wider than "
-        f"[{low:g}, {high:g}] that the published cells give"
+        f"[{low + 0.0:g}, {high:g}] that the published cells give"
     )
 
 
