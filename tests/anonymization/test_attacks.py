@@ -2,11 +2,13 @@
 
 Each attack is written as the attacker's own LP (scipy, independent of the engine's audit) over
 every number the partner received, and must leave the target's subjects interval at least k wide.
-Each runs with complements chosen by the exact method and by the greedy one.
+Each runs with complements chosen by the exact method and by the greedy one. Every release also
+passes the audit from the published files with those the partner held (``partage audit --held``).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,10 +18,12 @@ import pytest
 from scipy.optimize import linprog
 
 from anonymization import exact
+from anonymization.errors import AuditFailure
 from anonymization.hierarchies import CategoricalHierarchy, TimeHierarchy, builtin
 from anonymization.ledger import SQLiteLedger
 from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
 from anonymization.protection import Protection
+from anonymization.reaudit import Manifest, read_manifest, reaudit
 from anonymization.release import Held, Release, run_release
 
 K = 5
@@ -71,10 +75,20 @@ def received(ledger: SQLiteLedger, plans: list[AggregatePlan]) -> list[Held]:
     return list(zip(ledger.held("partner", "meters"), plans, strict=True))
 
 
+FILES: dict[Path, list[tuple[pd.DataFrame, Manifest]]] = {}
+
+
 def deliver(ledger: SQLiteLedger, given: list[AggregatePlan], new: AggregatePlan) -> Release:
+    """Release ``new`` to the partner through the ledger; the audit from the published files,
+    with those of every release delivered before, passes (``partage audit --held``)."""
     release = run_release(meters(), new, held=received(ledger, given))
     ledger.record("partner", release.held("meters", {}))
     given.append(new)
+    files = FILES.setdefault(ledger.path, [])
+    manifest = read_manifest(json.loads(json.dumps(release.summary())))
+    checked = reaudit(release.table, manifest, held=files, hierarchies={"commune": GEO})
+    assert checked.joined + checked.other_populations == len(files)
+    files.append((release.table, manifest))
     return release
 
 
@@ -131,6 +145,12 @@ def test_a_total_and_all_but_one_of_its_cells(tmp_path: Path) -> None:
     target = hidden.index(table.index[table["commune"] == "06029"][0])
     low, high = attacker_interval(len(hidden), [([1.0] * len(hidden), grand - known)], target)
     assert high - low >= K
+    # Released without the ledger, the communes give 06029 away: the audit from the files, with
+    # the total held, says so.
+    alone = run_release(meters(), plan("commune"))
+    manifest = read_manifest(json.loads(json.dumps(alone.summary())))
+    with pytest.raises(AuditFailure, match=r"cell \(commune=06029\).* wider than \[2, 2\]"):
+        reaudit(alone.table, manifest, held=FILES[ledger.path][:1])
 
 
 def test_a_hierarchy_level_released_twice(tmp_path: Path) -> None:
