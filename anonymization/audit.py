@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from anonymization.blocks import SUBJECTS
-from anonymization.lp import INF
-from anonymization.relations import Quantity, Relations, components
+from anonymization.lp import INF, propagate
+from anonymization.relations import Quantity, Relations, components, quantity_rows, row_tolerance
 from anonymization.solver import Nearby, Solver, Ticker, always
 
 LOCAL_FROM = 300  # cells in a group from which local witnesses are tried first
@@ -93,6 +93,33 @@ def intervals(
             )
             for index, position in zip(chosen, at, strict=True):
                 out[quantity.name][index] = (found[position, 1.0], found[position, -1.0])
+    return out
+
+
+def outer_intervals(
+    relations: Relations, quantities: list[Quantity], hidden: np.ndarray, targets: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per quantity, a (len(targets) × 2) array of bounds that every solution keeps each target
+    (a ``hidden`` cell) within when the cells ``hidden`` are unknown and the others published:
+    bound propagation over the LP's own rows (numeric slack included), no LP. Each LP interval
+    lies inside, whatever fewer cells are suppressed (publishing a cell only adds an equation)."""
+    cells = np.flatnonzero(hidden)
+    at = np.searchsorted(cells, targets)
+    out: dict[str, np.ndarray] = {}
+    for quantity in quantities:
+        matrix, is_exact = quantity_rows(relations, quantity)
+        known = np.where(hidden, 0.0, np.nan_to_num(quantity.values.astype(float)))
+        touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
+        part = matrix[touching]
+        rhs = -(part @ known)
+        error = np.zeros(len(touching))
+        if quantity.error is not None:
+            error = abs(part) @ np.where(hidden, 0.0, quantity.error)
+        slack = error + row_tolerance(part, known, quantity)
+        low = np.where(is_exact[touching], rhs - slack, -INF)
+        floor = np.full(len(cells), 0.0 if quantity.nonnegative else -INF)
+        lowest, highest = propagate(part[:, cells].tocsr(), low, rhs + slack, floor)
+        out[quantity.name] = np.column_stack([lowest[at], highest[at]])
     return out
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import linprog
 
-from anonymization import exact
+from anonymization import exact, suppression
 from anonymization.errors import AuditFailure
 from anonymization.hierarchies import CategoricalHierarchy, TimeHierarchy, builtin
 from anonymization.ledger import SQLiteLedger
@@ -199,3 +199,31 @@ def test_two_tables_by_different_dimensions_without_totals(tmp_path: Path) -> No
     low, high = attacker_interval(len(coefs), [(coefs, published)], target)
     truth = float(by_commune.cells.set_index("commune").loc["06029", "kwh_sum"])
     assert low <= truth * 0.85 and high >= truth * 1.15
+
+
+def test_a_release_nothing_can_protect_is_refused_before_complements_are_sought(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three tempo meters use 99 % of the energy and the partner holds the communes' total. By
+    tariff, tempo's kWh is at most that total, within 15 % of its value whatever is suppressed:
+    the release is refused at once, naming the cell, without a search for complements."""
+    homes = [("06088", "base", 1.0)] * 30 + [("13055", "base", 1.0)] * 9
+    homes += [("13055", "tempo", 1000.0)] * 3
+    rows = [(f"M{n:03d}", c, t, "2025-01-05", kwh) for n, (c, t, kwh) in enumerate(homes)]
+    data = pd.DataFrame(rows, columns=["meter", "commune", "tariff", "date", "kwh"])
+    by_commune = replace(plan("commune"), totals=True)
+    held = run_release(data, by_commune)
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    ledger.record("partner", held.held("meters", {}))
+    tariff = Dimension("tariff", CategoricalHierarchy("tariff"), "value", "value")
+
+    def never(*_: object) -> None:
+        raise AssertionError("complements were sought")
+
+    monkeypatch.setattr(suppression, "secondary_suppression", never)
+    with pytest.raises(AuditFailure, match=r"\(tariff=tempo\).*whatever else is suppressed"):
+        run_release(
+            data,
+            replace(plan(None), dimensions=(tariff,)),
+            held=received(ledger, [by_commune]),
+        )
