@@ -43,6 +43,16 @@ from tests.anonymization.test_secondary_properties import tables
 
 DIMENSIONS = [(), ("a",), ("b",), ("a", "b"), ("b", "c"), ("a", "c"), ("a", "b", "c")]
 PROTECTED = {"k", "dominance", "p_percent", "differencing"}
+# A random table and two or three releases of it in turn (each its dimensions and whether it
+# has totals), with their k and p.
+SEQUENCES = {
+    "table": tables(),
+    "sequence": st.lists(
+        st.tuples(st.sampled_from(DIMENSIONS), st.booleans()), min_size=2, max_size=3
+    ),
+    "k": st.integers(2, 6),
+    "p": st.integers(5, 40).map(float),
+}
 
 
 def plan(dims: tuple[str, ...], totals: bool, k: int, p: float) -> AggregatePlan:
@@ -65,14 +75,7 @@ def covered(atoms: pd.DataFrame, row: pd.Series, dims: tuple[str, ...]) -> np.nd
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    table=tables(),
-    sequence=st.lists(
-        st.tuples(st.sampled_from(DIMENSIONS), st.booleans()), min_size=2, max_size=3
-    ),
-    k=st.integers(2, 6),
-    p=st.integers(5, 40).map(float),
-)
+@given(**SEQUENCES)
 def test_releases_held_together_narrow_no_protected_sum(
     table: pd.DataFrame, sequence: list[tuple[tuple[str, ...], bool]], k: int, p: float
 ) -> None:
@@ -163,15 +166,7 @@ def test_three_tables_that_meet_through_cells_none_of_them_lists() -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    table=tables(),
-    sequence=st.lists(
-        st.tuples(st.sampled_from(DIMENSIONS), st.booleans()), min_size=2, max_size=3
-    ),
-    k=st.integers(2, 6),
-    p=st.integers(5, 40).map(float),
-    heavy=st.booleans(),
-)
+@given(**SEQUENCES, heavy=st.booleans())
 def test_a_release_refused_at_once_would_have_been_refused_after_the_search(
     table: pd.DataFrame,
     sequence: list[tuple[tuple[str, ...], bool]],
