@@ -214,7 +214,9 @@ def protect(
         reason[mask & ~suppressed] = "secondary"
         if progress is not None:
             progress("auditing")
-        targets = np.flatnonzero(mask)
+        # The release's suppressed cells (its manifest lists them) and every protected cell
+        # (held ones must still hold); not the held complements nor the cells of no release.
+        targets = np.union1d(np.flatnonzero(mask[:size]), needs.cells)
         bounds = intervals(system.relations, system.quantities, mask, targets, progress, nearby)
     _check(system, needs, targets, bounds)
     mine = targets < size
