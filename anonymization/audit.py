@@ -18,8 +18,8 @@ import pandas as pd
 
 from anonymization.blocks import SUBJECTS
 from anonymization.lp import INF, propagate
-from anonymization.relations import Quantity, Relations, components, quantity_rows, row_tolerance
-from anonymization.solver import Nearby, Solver, Ticker, always
+from anonymization.relations import Quantity, Relations, components
+from anonymization.solver import Nearby, Solver, Ticker, always, group_rows
 
 LOCAL_FROM = 300  # cells in a group from which local witnesses are tried first
 LOCAL_BREADTHS = (3, 12)  # other labels per dimension in the sub-tables tried, in turn
@@ -107,18 +107,9 @@ def outer_intervals(
     at = np.searchsorted(cells, targets)
     out: dict[str, np.ndarray] = {}
     for quantity in quantities:
-        matrix, is_exact = quantity_rows(relations, quantity)
-        known = np.where(hidden, 0.0, np.nan_to_num(quantity.values.astype(float)))
-        touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
-        part = matrix[touching]
-        rhs = -(part @ known)
-        error = np.zeros(len(touching))
-        if quantity.error is not None:
-            error = abs(part) @ np.where(hidden, 0.0, quantity.error)
-        slack = error + row_tolerance(part, known, quantity)
-        low = np.where(is_exact[touching], rhs - slack, -INF)
-        floor = np.full(len(cells), 0.0 if quantity.nonnegative else -INF)
-        lowest, highest = propagate(part[:, cells].tocsr(), low, rhs + slack, floor)
+        rows = group_rows(relations, quantity, hidden, cells)
+        floor = np.full(len(cells), rows.floor)
+        lowest, highest = propagate(rows.rows, rows.lp_low, rows.lp_high, floor)
         out[quantity.name] = np.column_stack([lowest[at], highest[at]])
     return out
 

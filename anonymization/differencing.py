@@ -54,9 +54,7 @@ class Placed:
     offset: int
 
 
-def cell_keys(
-    labels: pd.DataFrame, levels: dict[str, str]
-) -> list[tuple[tuple[str, str, str], ...]]:
+def _keys(labels: pd.DataFrame, levels: dict[str, str]) -> list[tuple[tuple[str, str, str], ...]]:
     """Each cell's key: its non-``*`` (column, level, label) triples."""
     columns = list(labels.columns)
     return [
@@ -165,11 +163,9 @@ def carry_over(release: Placed, held: Sequence[Placed], reason: np.ndarray) -> n
     out = reason.copy()
     if not held:
         return out
-    mine = cell_keys(release.block.labels, release.levels)
+    mine = _keys(release.block.labels, release.levels)
     for other in held:
-        theirs = dict(
-            zip(cell_keys(other.block.labels, other.levels), other.block.reason, strict=True)
-        )
+        theirs = dict(zip(_keys(other.block.labels, other.levels), other.block.reason, strict=True))
         for cell, key in enumerate(mine):
             before = theirs.get(key)
             if out[cell] is None and before is not None:
@@ -192,9 +188,9 @@ def differencing(
     margins = {name: np.full(len(out), np.nan) for name in release.block.values}
     if not held:
         return out, margins
-    mine = cell_keys(release.block.labels, release.levels)
+    mine = _keys(release.block.labels, release.levels)
     for entry, other in held:
-        theirs = {key: i for i, key in enumerate(cell_keys(entry.block.labels, entry.dimensions))}
+        theirs = {key: i for i, key in enumerate(_keys(entry.block.labels, entry.dimensions))}
         matched = [(cell, theirs[key]) for cell, key in enumerate(mine) if key in theirs]
         if not matched:
             continue

@@ -68,7 +68,7 @@ class Work:
 
 class Witnesses:
     """One quantity's witnesses over one group: per side of each protected cell, the value it
-    must reach and the cells (positions in the solver) its witness moves."""
+    must reach and its witness (the cells, positions in the solver, it moves)."""
 
     def __init__(
         self,
@@ -89,9 +89,8 @@ class Witnesses:
         # Witnesses move the complements still to try only where they must.
         self.weight = np.ones(len(solver.cells))
         self.weight[solver.at(extra)] = EXTRA_WEIGHT
-        self.target: dict[Side, float] = {}
-        self.moves: dict[Side, np.ndarray] = {}
-        self.breadth: dict[Side, int] = {}  # the narrowest sub-table that gave the last witness
+        self.target: dict[Side, float] = {}  # how far each side must reach now
+        self.kept: Found = {}  # each side's witness
         # Index of the first sub-table to try (len(BREADTHS): the whole group at once).
         self.first = 0 if local and len(solver.cells) > WHOLE_UP_TO else len(BREADTHS)
         self.by_position: dict[int, set[Side]] = {}
@@ -202,7 +201,8 @@ class Witnesses:
     ) -> Witness | None:
         """A witness of one side, from the sub-table that gave the last one outwards; None if
         none reaches ``target``."""
-        for index in range(self.breadth.get((row, sense), self.first), len(BREADTHS) + 1):
+        last = self.kept.get((row, sense))
+        for index in range(self.first if last is None else last.breadth, len(BREADTHS) + 1):
             self.work.spend()
             if index < len(BREADTHS):
                 members = self.members(row, suppressed, nearby, index)
@@ -217,10 +217,10 @@ class Witnesses:
     def keep(self, found: Found) -> None:
         """Make ``found`` the witnesses (and targets) of their sides."""
         for side, witness in found.items():
-            for position in self.moves.get(side, ()):
-                self.by_position[int(position)].discard(side)
-            self.moves[side], self.target[side] = witness.moved, witness.target
-            self.breadth[side] = witness.breadth
+            if side in self.kept:
+                for position in self.kept[side].moved:
+                    self.by_position[int(position)].discard(side)
+            self.kept[side], self.target[side] = witness, witness.target
             for position in witness.moved:
                 self.by_position.setdefault(int(position), set()).add(side)
 

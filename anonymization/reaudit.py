@@ -39,7 +39,7 @@ from anonymization.blocks import PROTECTED, SUBJECTS, Block, audited_sums, descr
 from anonymization.differencing import (
     UNPUBLISHED,
     Placed,
-    cell_keys,
+    carry_over,
     cross_relations,
     joint_relations,
     margin_keys,
@@ -151,12 +151,13 @@ class Manifest(BaseModel):
     outputs: dict[Literal["csv", "parquet", "json"], _Sha] | None = None  # the service's files
 
     @property
-    def data(self) -> str | None:
-        """What the release was made from: the data file's digest, or the service's dataset."""
+    def data(self) -> tuple[str, str] | None:
+        """What the release was made from, as (field, value): the data file's digest, or the
+        service's dataset."""
         if self.input is not None and self.input.digest:
-            return f"input.digest {self.input.digest}"
+            return "input.digest", self.input.digest
         if self.dataset is not None and self.dataset.id:
-            return f"dataset.id {self.dataset.id}"
+            return "dataset.id", self.dataset.id
         return None
 
     @property
@@ -396,9 +397,9 @@ def joint_published(
     for index, (table, its) in enumerate(held):
         if manifest.data and its.data and manifest.data != its.data:
             raise InvalidRequest(
-                f"is a release of other data than the audited one ({its.data}, not "
-                f"{manifest.data})",
-                field=f"held.{index}.{its.data.split()[0]}",
+                "is a release of other data than the audited one "
+                f"({' '.join(its.data)}, not {' '.join(manifest.data)})",
+                field=f"held.{index}.{its.data[0]}",
             )
         if its.population != manifest.population:
             others += 1
@@ -448,23 +449,17 @@ def _completed(held: Block, release: Block) -> Block:
 
 def _carried_over(placed: list[Placed]) -> None:
     """Raise AuditFailure if the release (first) publishes a cell that a held release
-    suppressed at the same key: differencing the two would give it away."""
+    suppressed at the same key (:func:`carry_over`, what the engine keeps suppressed):
+    differencing the two would give it away."""
     release = placed[0]
-    shown = {
-        key: cell
-        for cell, (key, reason) in enumerate(
-            zip(cell_keys(release.block.labels, release.levels), release.block.reason, strict=True)
-        )
-        if reason is None
-    }
     for number, other in enumerate(placed[1:], start=1):
-        keys = cell_keys(other.block.labels, other.levels)
-        for key, reason in zip(keys, other.block.reason, strict=True):
-            if reason is not None and key in shown:
-                where = describe_key(release.block.labels, shown[key])
+        carried = carry_over(release, [other], release.block.reason)
+        for cell, (now, before) in enumerate(zip(release.block.reason, carried, strict=True)):
+            if now is None and before is not None:
                 raise AuditFailure(
-                    f"cell ({where}) is released, but held release {number} suppressed it "
-                    f"({reason}): a cell suppressed once must stay suppressed"
+                    f"cell ({describe_key(release.block.labels, cell)}) is released, but held "
+                    f"release {number} suppressed it ({before}): a cell suppressed once must "
+                    "stay suppressed"
                 )
 
 

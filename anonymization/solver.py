@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import highspy
@@ -74,6 +75,48 @@ class Ticker:
             self.progress(f"{self.label}: {self.done}/{self.total} cells")
 
 
+@dataclass(frozen=True)
+class GroupRows:
+    """The relations over some suppressed cells, every other cell at its published value: the
+    rows (over those cells only), their bounds without numeric slack (what bound propagation
+    reads) and with it (what the LP reads), and the cells' floor."""
+
+    rows: sparse.csr_matrix
+    exact: np.ndarray  # whether each row is an equation
+    row_low: np.ndarray
+    row_high: np.ndarray
+    lp_low: np.ndarray
+    lp_high: np.ndarray
+    floor: float
+
+
+def group_rows(
+    relations: Relations, quantity: Quantity, suppressed: np.ndarray, cells: np.ndarray
+) -> GroupRows:
+    """The rows an LP over ``cells`` (suppressed cells, in order) reads for ``quantity``, the
+    cells not ``suppressed`` known."""
+    matrix, is_exact = quantity_rows(relations, quantity)
+    known = np.where(suppressed, 0.0, np.nan_to_num(quantity.values.astype(float)))
+    touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
+    part = matrix[touching]
+    rhs = -(part @ known)
+    exact = is_exact[touching]
+    # Published values may be off by rounding (numeric slack) or by design (``error``).
+    error = np.zeros(len(touching))
+    if quantity.error is not None:
+        error = abs(part) @ np.where(suppressed, 0.0, quantity.error)
+    tolerance = row_tolerance(part, known, quantity)
+    return GroupRows(
+        sparse.csr_matrix(part[:, cells]),
+        exact,
+        np.where(exact, rhs - error, -INF),
+        rhs + error,
+        np.where(exact, rhs - error - tolerance, -INF),
+        rhs + error + tolerance,
+        0.0 if quantity.nonnegative else -INF,
+    )
+
+
 class Solver:
     """One HiGHS model per group of suppressed cells, re-solved for each bound (warm start).
 
@@ -90,29 +133,15 @@ class Solver:
     ) -> None:
         self.cells = cells
         self.ticker = ticker
-        matrix, is_exact = quantity_rows(relations, quantity)
-        known = np.where(suppressed, 0.0, np.nan_to_num(quantity.values.astype(float)))
-        touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
-        part = matrix[touching]
-        rhs = -(part @ known)
-        exact = is_exact[touching]
-        # Published values may be off by rounding (numeric slack) or by design (``error``).
-        error = np.zeros(len(touching))
-        if quantity.error is not None:
-            error = abs(part) @ np.where(suppressed, 0.0, quantity.error)
-        tolerance = row_tolerance(part, known, quantity)
+        found = group_rows(relations, quantity, suppressed, cells)
         # The rows without numeric slack: what bound propagation reads (see ``outer``).
-        self.rows = sparse.csr_matrix(part[:, cells])
-        self.row_low = np.where(exact, rhs - error, -INF)
-        self.row_high = rhs + error
-        self.floor = 0.0 if quantity.nonnegative else -INF
-        self.lp_low = np.where(exact, rhs - error - tolerance, -INF)
-        self.lp_high = rhs + error + tolerance
+        self.rows, self.row_low, self.row_high = found.rows, found.row_low, found.row_high
+        self.lp_low, self.lp_high, self.floor = found.lp_low, found.lp_high, found.floor
         # Position in this solver of each cell of the group (several cells share one when every
         # solution keeps them equal: see ``_merge``).
         self.group = cells
         self.of_cell = np.arange(len(cells))
-        if not exact.all():
+        if not found.exact.all():
             self._merge()
         cells = self.cells
         self.highs = highs_model(self.rows, self.floor, self.lp_low, self.lp_high)
@@ -172,9 +201,8 @@ class Solver:
         """The LP of the cells at ``members`` (positions in this group) with every other cell
         at its base value: each of its solutions, completed by the base, solves the group."""
         assert self.base is not None
-        if self.by_cell is None:
-            self.by_cell = self.rows.tocsc()
-        starts, indices = self.by_cell.indptr, self.by_cell.indices
+        by_cell = self._by_cell()
+        starts, indices = by_cell.indptr, by_cell.indices
         touched = np.unique(np.concatenate([indices[starts[c] : starts[c + 1]] for c in members]))
         part = self.rows[touched]
         inside = part[:, members]
@@ -207,12 +235,11 @@ class Solver:
         ``weight``, so few cells move): the positions that move and their values; None if no
         such solution exists."""
         assert self.base is not None
-        if self.by_cell is None:
-            self.by_cell = self.rows.tocsc()
+        by_cell = self._by_cell()
         level = self._level()
         # The moves up then down of the cells at ``members``, as columns over the rows they touch
         # (built from the arrays: scipy's slicing would cost more than the LP).
-        starts, indices, data = self.by_cell.indptr, self.by_cell.indices, self.by_cell.data
+        starts, indices, data = by_cell.indptr, by_cell.indices, by_cell.data
         lengths = starts[members + 1] - starts[members]
         picked = np.repeat(starts[members] - np.cumsum(np.r_[0, lengths[:-1]]), lengths)
         picked += np.arange(int(lengths.sum()))
@@ -261,6 +288,12 @@ class Solver:
         self.moves.changeColsCost(2 * count, every, np.tile(weight, 2))
         self.moves.changeColsBounds(2 * count, every, lower, upper)
         return self._moved(self.moves, self.positions, position)
+
+    def _by_cell(self) -> sparse.csc_matrix:
+        """The rows by column (built once)."""
+        if self.by_cell is None:
+            self.by_cell = self.rows.tocsc()
+        return self.by_cell
 
     def _level(self) -> np.ndarray:
         """Each row's level with every cell at its base value."""
