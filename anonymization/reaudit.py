@@ -83,10 +83,20 @@ class _Cell(BaseModel):
     reason: StrictStr | None = None
 
 
+class _Stated(BaseModel):
+    """The requirement the manifest's audit says it proved."""
+
+    model_config = ConfigDict(frozen=True)
+    subjects_width: StrictInt = Field(ge=1)
+    sum_percent: FiniteFloat = Field(gt=0, lt=100)
+
+
 class _Audit(BaseModel):
     model_config = ConfigDict(frozen=True)
+    requirement: _Stated | None = None
     additive_dimensions: list[StrictStr]
     nonnegative: list[StrictStr]
+    passed: StrictBool = True
     cells: list[_Cell]
     held_releases: StrictInt = Field(default=0, ge=0)
 
@@ -149,6 +159,12 @@ class Manifest(BaseModel):
     dataset: _Dataset | None = None  # a release of the service: the dataset's id
     output: _Output | None = None  # an offline release: its one file
     outputs: dict[Literal["csv", "parquet", "json"], _Sha] | None = None  # the service's files
+    # What the manifest says of the table (checked against it where given).
+    cells: StrictInt | None = Field(default=None, ge=0)
+    released: StrictInt | None = Field(default=None, ge=0)
+    suppressed: StrictInt | None = Field(default=None, ge=0)
+    suppressed_by_reason: dict[StrictStr, StrictInt] | None = None
+    complements: StrictInt | None = Field(default=None, ge=0)
 
     @property
     def data(self) -> tuple[str, str] | None:
@@ -331,6 +347,14 @@ def reaudit(
         raise AuditFailure(
             f"the manifest's audit lists a cell ({where}) the table does not suppress"
         )
+    described(table, manifest)
+    for index, (its_table, its) in enumerate(held):
+        try:
+            described(its_table, its)
+        except AuditFailure as failure:
+            raise AuditFailure(
+                f"held release {index + 1}: {failure.detail}", field=f"held.{index}.{failure.field}"
+            ) from None
     return ReauditResult(
         len(table),
         len(hidden),
@@ -342,6 +366,51 @@ def reaudit(
         exact,
         joint.cover,
     )
+
+
+def described(table: pd.DataFrame, manifest: Manifest) -> None:
+    """Raise AuditFailure where the manifest says of ``table`` what it does not hold: its
+    counts of cells (``cells``, ``released``, ``suppressed``, by reason, ``complements``), the
+    requirement its audit states against the plan's, or an audit that did not pass. A reader
+    takes these figures from the manifest; the table is what they must describe."""
+    hidden = (table["status"].astype(str) == "suppressed").to_numpy()
+    reasons = table["reason"].astype(str).to_numpy()[hidden]
+    names, counts = np.unique(reasons, return_counts=True)
+    by_reason = {str(r): int(n) for r, n in zip(names, counts, strict=True)}
+    found = {
+        "cells": len(table),
+        "released": int((~hidden).sum()),
+        "suppressed": int(hidden.sum()),
+        "complements": by_reason.get("secondary", 0),
+    }
+    for name, value in found.items():
+        claimed = getattr(manifest, name)
+        if claimed is not None and claimed != value:
+            raise AuditFailure(
+                f"the manifest says {name}: {claimed}, the table has {value}",
+                field=f"manifest.{name}",
+            )
+    if manifest.suppressed_by_reason is not None and manifest.suppressed_by_reason != by_reason:
+        raise AuditFailure(
+            f"the manifest says suppressed_by_reason: {manifest.suppressed_by_reason}, the "
+            f"table has {by_reason}",
+            field="manifest.suppressed_by_reason",
+        )
+    protection, stated = manifest.plan.protection, manifest.audit.requirement
+    if stated is not None and (stated.subjects_width, stated.sum_percent) != (
+        protection.k,
+        protection.interval.p,
+    ):
+        raise AuditFailure(
+            f"the manifest's audit states the requirement subjects_width {stated.subjects_width}"
+            f", sum_percent {stated.sum_percent:g}; its plan's protection is k {protection.k}, "
+            f"p {protection.interval.p:g}",
+            field="manifest.audit.requirement",
+        )
+    if not manifest.audit.passed:
+        raise AuditFailure(
+            "the manifest's audit says it did not pass", field="manifest.audit.passed"
+        )
 
 
 def _held_protected(

@@ -84,6 +84,53 @@ def test_a_tampered_table_or_manifest_fails(workdir: Path) -> None:
     assert code != 0 and "the manifest states subjects" in output
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "said"),
+    [
+        (["cells"], 3, "the manifest says cells: 3, the table has"),
+        (["released"], 0, "the manifest says released: 0"),
+        (["suppressed"], 1, "the manifest says suppressed: 1"),
+        (["suppressed_by_reason"], {"k": 1}, "the manifest says suppressed_by_reason"),
+        (["complements"], 1000, "the manifest says complements: 1000"),
+        (["audit", "requirement", "subjects_width"], 2, "states the requirement subjects_width 2"),
+        (["audit", "requirement", "sum_percent"], 1.5, "sum_percent 1.5; its plan's protection"),
+        (["audit", "passed"], False, "the manifest's audit says it did not pass"),
+    ],
+)
+def test_a_manifest_that_misdescribes_its_table_fails(
+    workdir: Path, path: list[str], value: object, said: str
+) -> None:
+    code, output = release(workdir, "--manifest", str(workdir / "manifest.json"))
+    assert code == 0, output
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert audit(workdir)[0] == 0
+    parent = manifest
+    for key in path[:-1]:
+        parent = parent[key]
+    assert path[-1] in parent  # the engine writes every figure checked here
+    parent[path[-1]] = value
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    code, output = audit(workdir)
+    assert code == 2 and said in output and "[manifest." in output, output
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [(["cells"], "many"), (["complements"], -1), (["audit", "passed"], "yes")],
+)
+def test_a_figure_of_the_wrong_type_is_named(workdir: Path, path: list[str], value: object) -> None:
+    code, output = release(workdir, "--manifest", str(workdir / "manifest.json"))
+    assert code == 0, output
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    parent = manifest
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    code, output = audit(workdir)
+    assert code == 2 and f"[manifest.{'.'.join(path)}]" in output, output
+
+
 def test_the_ledger_protects_later_releases_to_the_same_partner(workdir: Path) -> None:
     ledger = str(workdir / "ledger.db")
     (workdir / "all.yaml").write_text("group_by: {departement: departement}\n")
@@ -296,6 +343,18 @@ def test_held_files_of_other_filters_stay_out_and_other_data_is_refused(workdir:
     (workdir / "may.json").write_text(json.dumps(stated))
     code, output = held_audit(workdir, "june.csv", "june.json", "may")
     assert code != 0 and "[held.0.input.digest]" in output and "other data" in output, output
+
+
+def test_a_held_manifest_that_misdescribes_its_table_fails(workdir: Path) -> None:
+    named_release(workdir, "june", "group_by: {departement: departement}\n" + JUNE)
+    may = JUNE.replace("2025-06-01", "2025-05-01").replace("2025-06-30", "2025-05-31")
+    named_release(workdir, "may", "group_by: {departement: departement}\n" + may)
+    stated = json.loads((workdir / "may.json").read_text())
+    stated["released"] += 1
+    (workdir / "may.json").write_text(json.dumps(stated))
+    code, output = held_audit(workdir, "june.csv", "june.json", "may")
+    assert code == 2 and "[held.0.manifest.released]" in output, output
+    assert "held release 1: the manifest says released" in output, output
 
 
 def test_each_held_table_needs_its_manifest(workdir: Path) -> None:
