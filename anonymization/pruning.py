@@ -239,46 +239,49 @@ def prune(
     nearby: Nearby | None,
     work: Work,
     progress: Callable[[str], None] | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, int]:
     """``mask`` with those of ``extra`` (complements of the group ``cells``, in the order to
     try them) published again that the group's protected cells (``requirement``) do without,
     as far as ``work`` goes: a group whose witnesses alone would need more LPs than are left is
-    left as it is, and once none is left, the complements not yet tried stay suppressed."""
+    left as it is, and once none is left, the complements not yet tried stay suppressed. With
+    it, how many complements were tried."""
     mask = mask.copy()
     every = {(row, sense) for row in range(len(requirement.cells)) for sense in (1.0, -1.0)}
     if len(every) * len(quantities) > work.left:
-        return mask
+        return mask, 0
     witnesses = []
     try:
         for quantity in quantities:
             solver = Solver(relations, quantity, mask, cells)
             if solver.base is None:
-                return mask  # no true values to start witnesses from
+                return mask, 0  # no true values to start witnesses from
             mine = Witnesses(solver, quantity, requirement, extra, work, nearby is not None)
             if not mine.targets(mask, nearby):
-                return mask
+                return mask, 0
             found = mine.prove(every, mask, nearby)
             if found is None:
-                return mask
+                return mask, 0
             mine.keep(found)
             witnesses.append(mine)
     except OutOfWork:
-        return mask
+        return mask, 0
     if progress is not None:
         progress(f"trying {len(extra)} complements again")
+    tried = 0
     for cell in extra:
         try:
             _unneeded(witnesses, int(cell), mask, nearby)
         except OutOfWork:
             break
-    return mask
+        tried += 1
+    return mask, tried
 
 
 def _unneeded(
     witnesses: list[Witnesses], cell: int, mask: np.ndarray, nearby: Nearby | None
-) -> bool:
-    """Publish ``cell`` (in ``mask``) if every side whose witness moves it gets a new one;
-    whether it was (otherwise, ``mask`` and the witnesses are left as they were)."""
+) -> None:
+    """Publish ``cell`` (in ``mask``) if every side whose witness moves it gets a new one
+    (otherwise, ``mask`` and the witnesses are left as they were)."""
     mask[cell] = False
     positions = [int(mine.solver.at(np.array([cell]))[0]) for mine in witnesses]
     before = [bool(mine.fixed[p]) for mine, p in zip(witnesses, positions, strict=True)]
@@ -296,7 +299,6 @@ def _unneeded(
             for mine, position, was in zip(witnesses, positions, before, strict=True):
                 mine.fixed[position] = was
     if len(trials) < len(witnesses):
-        return False
+        return
     for mine, trial in zip(witnesses, trials, strict=True):
         mine.keep(trial)
-    return True

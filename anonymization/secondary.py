@@ -85,6 +85,14 @@ GREEDY = (
 )
 
 
+def greedy_method(tried: int, complements: int) -> str:
+    """The greedy method's description, saying how many complements its last pass tried when
+    its ``MAX_LPS`` did not reach them all."""
+    if tried >= complements:
+        return GREEDY
+    return f"{GREEDY} (the {tried} of {complements} it tried within its {MAX_LPS:,} LPs)"
+
+
 @dataclass(frozen=True)
 class Complements:
     """The suppression mask with its complements, and the method that chose them."""
@@ -110,10 +118,11 @@ def secondary_suppression(
         return Complements(exact, EXACT)
     cost = next(q.values for q in quantities if q.name == SUBJECTS).astype(float)
     mask = _greedy(relations, quantities, suppressed, requirement, free, cost, progress, nearby)
-    mask = _drop_unneeded(
+    complements = int((mask & ~suppressed).sum())
+    mask, tried = _drop_unneeded(
         relations, quantities, suppressed, requirement, mask, cost, progress, nearby
     )
-    return Complements(mask, GREEDY)
+    return Complements(mask, greedy_method(tried, complements))
 
 
 def _greedy(
@@ -164,20 +173,23 @@ def _drop_unneeded(
     cost: np.ndarray,
     progress: Progress | None,
     nearby: Nearby | None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, int]:
     """``mask`` without the complements found unneeded, group by group: each in turn, the
     most subjects first, is published again if every protected cell of its group still meets
-    its requirement (:func:`anonymization.pruning.prune`), within ``MAX_LPS`` LPs in all."""
+    its requirement (:func:`anonymization.pruning.prune`), within ``MAX_LPS`` LPs in all; and
+    how many complements were tried."""
     _, group = components(relations, mask)
     extra = np.flatnonzero(mask & ~suppressed)
     extra = extra[np.argsort(-cost[extra], kind="stable")]
     work = Work(MAX_LPS)
+    tried = 0
     for label in np.unique(group[extra]):
         cells = np.flatnonzero(mask & (group == label))
         mine = _subset(requirement, group[requirement.cells] == label)
         theirs = extra[group[extra] == label]
-        mask = prune(relations, quantities, cells, theirs, mine, mask, nearby, work, progress)
-    return mask
+        mask, done = prune(relations, quantities, cells, theirs, mine, mask, nearby, work, progress)
+        tried += done
+    return mask, tried
 
 
 def _subset(requirement: Requirement, chosen: np.ndarray) -> Requirement:

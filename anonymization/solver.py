@@ -341,9 +341,8 @@ class Solver:
         """Solve a sub-model for ``cost``: the values of the cells at ``members`` (kept as a
         witness), None if it has no optimum."""
         highs.changeColsCost(len(members), np.arange(len(members), dtype=np.int32), cost)
-        highs.run()
         values = None
-        if highs.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+        if run(highs) == highspy.HighsModelStatus.kOptimal:
             values = np.asarray(highs.getSolution().col_value)
             self._witness(members, values)
         if self.ticker is not None:

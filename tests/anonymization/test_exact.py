@@ -126,8 +126,13 @@ def test_past_its_counted_work_the_greedy_method_keeps_the_complements_not_tried
         with patch.object(secondary, "MAX_LPS", 0):
             kept = protected_release(table, ["a", "b"], k=3, p=15.0)
     assert pruned.counts()["complements"] < kept.counts()["complements"]
+    assert pruned.counts()["complements_method"] == GREEDY
+    # The manifest says the pass did not reach them: none of the complements was tried.
+    untried = kept.counts()["complements"]
+    assert kept.counts()["complements_method"] == (
+        f"{GREEDY} (the 0 of {untried} it tried within its 0 LPs)"
+    )
     for release in (pruned, kept):
-        assert release.counts()["complements_method"] == GREEDY
         truth = release.cells.reset_index(drop=True)
         shown = release.table.assign(subjects=truth["subjects"], x_sum=truth["x_sum"])
         assert protects(shown, truth, ["a", "b"], 3, 15.0, additive_dims(table, ["a", "b"]))
