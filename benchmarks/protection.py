@@ -78,9 +78,10 @@ def run(rows: int, seconds: float) -> None:
     start = time.perf_counter()
     try:
         nearby = SubTables(block.labels)
-        mask = secondary_suppression(
+        chosen = secondary_suppression(
             system.relations, system.quantities, primary, needs, free, budget(seconds, seen), nearby
-        ).mask
+        )
+        mask = chosen.mask
     except OutOfTime as stop:
         print(f"secondary suppression:  stopped after {seconds:.0f} s (at: {stop})", flush=True)
         return
@@ -90,6 +91,7 @@ def run(rows: int, seconds: float) -> None:
         f"({int((mask & ~primary).sum()):,} complements; additive: {sorted(block.additive)})",
         flush=True,
     )
+    print(f"  method: {chosen.method}", flush=True)
 
     start = time.perf_counter()
     targets = np.flatnonzero(mask)
