@@ -90,7 +90,9 @@ def greedy_method(tried: int, complements: int) -> str:
     its ``MAX_LPS`` did not reach them all."""
     if tried >= complements:
         return GREEDY
-    return f"{GREEDY} (the {tried} of {complements} it tried within its {MAX_LPS:,} LPs)"
+    return (
+        f"{GREEDY}: {tried} of {complements} complements tried, the rest past its {MAX_LPS:,} LPs"
+    )
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def test_past_its_counted_work_the_greedy_method_keeps_the_complements_not_tried
     # The manifest says the pass did not reach them: none of the complements was tried.
     untried = kept.counts()["complements"]
     assert kept.counts()["complements_method"] == (
-        f"{GREEDY} (the 0 of {untried} it tried within its 0 LPs)"
+        f"{GREEDY}: 0 of {untried} complements tried, the rest past its 0 LPs"
     )
     for release in (pruned, kept):
         truth = release.cells.reset_index(drop=True)
