@@ -112,33 +112,41 @@ class Witnesses:
         members: np.ndarray = found[~self.fixed[found]]
         return members
 
-    def targets(self, suppressed: np.ndarray, nearby: Nearby | None) -> bool:
+    def targets(self) -> None:
         """Set how far below and above each protected cell must reach: a sum, its margin either
-        side; the subjects, k in all, split between the sides as the cell's extremes allow
-        (found over sub-tables first). False if some cell's extremes are too close."""
+        side; the subjects, k in all, split between the sides as if the cell could go down to
+        zero and up without limit (where a side cannot reach its share, :meth:`prove` splits k
+        anew within the cell's extremes)."""
         for row in range(len(self.protected)):
             if self.width is None:
                 assert self.margin is not None
                 self.target[row, 1.0] = self.truth[row] - self.margin[row]
                 self.target[row, -1.0] = self.truth[row] + self.margin[row]
-                continue
-            low = high = self.truth[row]
-            for index in range(self.first, len(BREADTHS) + 1):
-                if index < len(BREADTHS):
-                    members = self.members(row, suppressed, nearby, index)
-                    self.work.spend(2)
-                    found = self.solver.local_solution(members, (1.0, -1.0))
-                    extremes = [None if f is None else float(f[0]) for f in found]
-                else:
-                    extremes = list(self._extremes(row))
-                low = low if extremes[0] is None else min(low, extremes[0])
-                high = high if extremes[1] is None else max(high, extremes[1])
-                if high - low >= self.width[row]:
-                    break
             else:
-                return False
-            self.target[row, 1.0], self.target[row, -1.0] = self._split(row, low, high)
-        return True
+                split = self._split(row, self.solver.floor, INF)
+                self.target[row, 1.0], self.target[row, -1.0] = split
+
+    def _reach(
+        self, row: int, suppressed: np.ndarray, nearby: Nearby | None
+    ) -> tuple[float, float]:
+        """How low and how high the protected cell of ``row`` can go: from sub-tables outwards
+        (each LP's solutions are witnesses, so what they reach is reachable), until the range
+        is k wide or the whole group has given its extremes."""
+        assert self.width is not None
+        low = high = float(self.truth[row])
+        for index in range(self.first, len(BREADTHS) + 1):
+            if index < len(BREADTHS):
+                members = self.members(row, suppressed, nearby, index)
+                self.work.spend(2)
+                found = self.solver.local_solution(members, (1.0, -1.0))
+                extremes = [None if f is None else float(f[0]) for f in found]
+            else:
+                extremes = list(self._extremes(row))
+            low = low if extremes[0] is None else min(low, extremes[0])
+            high = high if extremes[1] is None else max(high, extremes[1])
+            if high - low >= self.width[row]:
+                break
+        return low, high
 
     def _extremes(self, row: int) -> tuple[float, float]:
         """The minimum and maximum of the protected cell of ``row`` over the whole group, the
@@ -191,7 +199,7 @@ class Witnesses:
                 continue
             if self.width is None:
                 return None
-            low, high = self._extremes(row)
+            low, high = self._reach(row, suppressed, nearby)
             if high - low < self.width[row]:
                 return None
             for side, target in zip((1.0, -1.0), self._split(row, low, high), strict=True):
@@ -261,8 +269,7 @@ def prune(
             if solver.base is None:
                 return mask, 0  # no true values to start witnesses from
             mine = Witnesses(solver, quantity, requirement, extra, work, nearby is not None)
-            if not mine.targets(mask, nearby):
-                return mask, 0
+            mine.targets()
             found = mine.prove(every, mask, nearby)
             if found is None:
                 return mask, 0
