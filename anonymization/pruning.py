@@ -23,7 +23,7 @@ from anonymization.audit import Requirement
 from anonymization.blocks import SUBJECTS
 from anonymization.lp import INF
 from anonymization.relations import Quantity, Relations
-from anonymization.solver import Nearby, Solver
+from anonymization.solver import Nearby, Solver, Ticker
 
 # LPs at most for the whole pass, counted (not timed) so that the result does not depend on the
 # machine: the 1M benchmark's group of 1,889 cells (1,079 protected) takes about 10,500; the
@@ -60,15 +60,19 @@ class OutOfWork(Exception):
 
 
 class Work:
-    """LPs left to the pass (over all groups)."""
+    """LPs left to the pass (over all groups), and the ticker that reports its progress at
+    least once a second (at each LP, it checks; the service's time limit acts there)."""
 
     def __init__(self, left: int) -> None:
         self.left = left
+        self.ticker: Ticker | None = None
 
     def spend(self, lps: int = 1) -> None:
         if self.left < lps:
             raise OutOfWork
         self.left -= lps
+        if self.ticker is not None:
+            self.ticker.beat()
 
 
 class Witnesses:
@@ -263,6 +267,7 @@ def prune(
     if len(every) * len(quantities) * WITNESS_LPS > work.left:
         return mask, 0
     witnesses = []
+    work.ticker = Ticker(progress, "finding witnesses", len(requirement.cells) * len(quantities))
     try:
         for quantity in quantities:
             solver = Solver(relations, quantity, mask, cells)
@@ -275,8 +280,10 @@ def prune(
                 return mask, 0
             mine.keep(found)
             witnesses.append(mine)
+            work.ticker.advance(len(requirement.cells))
     except OutOfWork:
         return mask, 0
+    work.ticker = Ticker(progress, "trying complements again", len(extra))
     if progress is not None:
         progress(f"trying {len(extra)} complements again")
     tried = 0
@@ -286,6 +293,7 @@ def prune(
         except OutOfWork:
             break
         tried += 1
+        work.ticker.advance()
     return mask, tried
 
 

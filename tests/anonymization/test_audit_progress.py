@@ -87,3 +87,27 @@ def test_the_exact_method_reports_its_rounds_and_can_be_stopped() -> None:
 
     with pytest.raises(Stop):
         run_release(_table(), _plan(), progress)
+
+
+def test_the_greedy_methods_last_pass_reports_and_can_be_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pass that publishes complements again reports at its LPs too (the witnesses it
+    finds, then the complements it tries), so a caller can stop it there."""
+    monkeypatch.setattr(exact, "MAX_SIZE", 0)
+    monkeypatch.setattr(solver, "REPORT_EVERY", 0.0)
+    seen: list[str] = []
+    release = run_release(_table(), _plan(), seen.append)
+    assert release.counts()["complements_method"].startswith("greedy")
+    assert any(m.startswith("finding witnesses: ") for m in seen), seen
+    tried = [m for m in seen if m.startswith("trying complements again: ")]
+    assert tried, seen
+    done, total = tried[-1].removeprefix("trying complements again: ").split(" ")[0].split("/")
+    assert 0 <= int(done) <= int(total)
+
+    def progress(message: str) -> None:
+        if message.startswith("trying complements again: "):
+            raise Stop(message)
+
+    with pytest.raises(Stop):
+        run_release(_table(), _plan(), progress)
