@@ -28,10 +28,10 @@ from anonymization.solver import Nearby, Solver, Ticker
 # LPs at most for the whole pass, counted (not timed) so that the result does not depend on the
 # machine: the 1M benchmark's group of 1,889 cells (1,079 protected) takes about 10,500; the
 # demo payments by département, month and card country with totals (6,459 cells, 6,195
-# protected) about 85,000 (81,000 for the witnesses, then 4,000 to try its 264 complements).
+# protected) about 54,000 (50,000 for the witnesses, then 4,500 to try its 264 complements).
 MAX_LPS = 120_000
-# LPs a side's first witness takes, on average, from the sub-tables outwards (the demo above: 3.3):
-# a group whose witnesses alone would need more LPs than are left is not tried.
+# LPs a side's first witness takes, on average, from the sub-tables outwards (the demo above: 2.0),
+# with room: a group whose witnesses alone would need more LPs than are left is not tried.
 WITNESS_LPS = 4
 BREADTHS = (1, 3, 12)  # other labels per dimension in the sub-tables tried, in turn
 # Columns (cells, those kept equal merged) of a group up to which its whole LP is tried at once,
