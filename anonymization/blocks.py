@@ -129,6 +129,21 @@ def describe_key(labels: pd.DataFrame, row: int) -> str:
     return ", ".join(f"{dim}={labels.iloc[row][dim]}" for dim in labels.columns) or "(total)"
 
 
+def table_counts(table: pd.DataFrame) -> dict[str, Any]:
+    """What a manifest states of its table (``status`` and ``reason`` columns): cells released
+    and suppressed, suppressed by reason, and complements (reason ``secondary``)."""
+    status = table["status"].astype(str)
+    hidden = status == "suppressed"
+    reasons = table.loc[hidden, "reason"].astype(str).value_counts()
+    return {
+        "cells": len(table),
+        "released": int((status == "released").sum()),
+        "suppressed": int(hidden.sum()),
+        "suppressed_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
+        "complements": int(reasons.get("secondary", 0)),
+    }
+
+
 @dataclass(frozen=True)
 class Audit:
     """The interval of every suppressed cell of a release, and the requirement it was held to."""

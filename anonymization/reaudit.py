@@ -35,7 +35,14 @@ from pydantic import (
 )
 
 from anonymization.audit import intervals
-from anonymization.blocks import PROTECTED, SUBJECTS, Block, audited_sums, describe_key
+from anonymization.blocks import (
+    PROTECTED,
+    SUBJECTS,
+    Block,
+    audited_sums,
+    describe_key,
+    table_counts,
+)
 from anonymization.differencing import (
     UNPUBLISHED,
     Placed,
@@ -373,29 +380,13 @@ def described(table: pd.DataFrame, manifest: Manifest) -> None:
     counts of cells (``cells``, ``released``, ``suppressed``, by reason, ``complements``), the
     requirement its audit states against the plan's, or an audit that did not pass. A reader
     takes these figures from the manifest; the table is what they must describe."""
-    hidden = (table["status"].astype(str) == "suppressed").to_numpy()
-    reasons = table["reason"].astype(str).to_numpy()[hidden]
-    names, counts = np.unique(reasons, return_counts=True)
-    by_reason = {str(r): int(n) for r, n in zip(names, counts, strict=True)}
-    found = {
-        "cells": len(table),
-        "released": int((~hidden).sum()),
-        "suppressed": int(hidden.sum()),
-        "complements": by_reason.get("secondary", 0),
-    }
-    for name, value in found.items():
+    for name, value in table_counts(table).items():
         claimed = getattr(manifest, name)
         if claimed is not None and claimed != value:
             raise AuditFailure(
                 f"the manifest says {name}: {claimed}, the table has {value}",
                 field=f"manifest.{name}",
             )
-    if manifest.suppressed_by_reason is not None and manifest.suppressed_by_reason != by_reason:
-        raise AuditFailure(
-            f"the manifest says suppressed_by_reason: {manifest.suppressed_by_reason}, the "
-            f"table has {by_reason}",
-            field="manifest.suppressed_by_reason",
-        )
     protection, stated = manifest.plan.protection, manifest.audit.requirement
     if stated is not None and (stated.subjects_width, stated.sum_percent) != (
         protection.k,

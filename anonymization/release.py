@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from anonymization import __version__
-from anonymization.blocks import Audit, Block, audit_alone, engine_block
+from anonymization.blocks import Audit, Block, audit_alone, engine_block, table_counts
 from anonymization.cells import Source, compute_cells
 from anonymization.noise import describe as describe_noise
 from anonymization.plan import AggregatePlan, Measure
@@ -47,14 +47,8 @@ class Release:
 
     def counts(self) -> dict[str, Any]:
         """Cells released and suppressed, by reason."""
-        status = self.table["status"]
-        reasons = self.table.loc[status == "suppressed", "reason"].value_counts()
         return {
-            "cells": len(self.table),
-            "released": int((status == "released").sum()),
-            "suppressed": int((status == "suppressed").sum()),
-            "suppressed_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
-            "complements": int(reasons.get("secondary", 0)),
+            **table_counts(self.table),
             **(
                 {"complements_method": self.audit.complements}
                 if self.audit.complements is not None

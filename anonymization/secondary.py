@@ -120,11 +120,9 @@ def secondary_suppression(
         return Complements(exact, EXACT)
     cost = next(q.values for q in quantities if q.name == SUBJECTS).astype(float)
     mask = _greedy(relations, quantities, suppressed, requirement, free, cost, progress, nearby)
-    complements = int((mask & ~suppressed).sum())
-    mask, tried = _drop_unneeded(
+    return _drop_unneeded(
         relations, quantities, suppressed, requirement, mask, cost, progress, nearby
     )
-    return Complements(mask, greedy_method(tried, complements))
 
 
 def _greedy(
@@ -175,11 +173,11 @@ def _drop_unneeded(
     cost: np.ndarray,
     progress: Progress | None,
     nearby: Nearby | None,
-) -> tuple[np.ndarray, int]:
+) -> Complements:
     """``mask`` without the complements found unneeded, group by group: each in turn, the
     most subjects first, is published again if every protected cell of its group still meets
-    its requirement (:func:`anonymization.pruning.prune`), within ``MAX_LPS`` LPs in all; and
-    how many complements were tried."""
+    its requirement (:func:`anonymization.pruning.prune`), within ``MAX_LPS`` LPs in all; the
+    method says how many were tried."""
     _, group = components(relations, mask)
     extra = np.flatnonzero(mask & ~suppressed)
     extra = extra[np.argsort(-cost[extra], kind="stable")]
@@ -191,7 +189,7 @@ def _drop_unneeded(
         theirs = extra[group[extra] == label]
         mask, done = prune(relations, quantities, cells, theirs, mine, mask, nearby, work, progress)
         tried += done
-    return mask, tried
+    return Complements(mask, greedy_method(tried, len(extra)))
 
 
 def _subset(requirement: Requirement, chosen: np.ndarray) -> Requirement:

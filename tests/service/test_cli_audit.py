@@ -84,6 +84,17 @@ def test_a_tampered_table_or_manifest_fails(workdir: Path) -> None:
     assert code != 0 and "the manifest states subjects" in output
 
 
+def damage(workdir: Path, path: list[str], value: object) -> None:
+    """Set the manifest's field at ``path`` to ``value`` (the table left as released)."""
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    parent = manifest
+    for key in path[:-1]:
+        parent = parent[key]
+    assert path[-1] in parent  # the engine writes every field damaged here
+    parent[path[-1]] = value
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize(
     ("path", "value", "said"),
     [
@@ -102,14 +113,8 @@ def test_a_manifest_that_misdescribes_its_table_fails(
 ) -> None:
     code, output = release(workdir, "--manifest", str(workdir / "manifest.json"))
     assert code == 0, output
-    manifest = json.loads((workdir / "manifest.json").read_text())
     assert audit(workdir)[0] == 0
-    parent = manifest
-    for key in path[:-1]:
-        parent = parent[key]
-    assert path[-1] in parent  # the engine writes every figure checked here
-    parent[path[-1]] = value
-    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    damage(workdir, path, value)
     code, output = audit(workdir)
     assert code == 2 and said in output and "[manifest." in output, output
 
@@ -121,12 +126,7 @@ def test_a_manifest_that_misdescribes_its_table_fails(
 def test_a_figure_of_the_wrong_type_is_named(workdir: Path, path: list[str], value: object) -> None:
     code, output = release(workdir, "--manifest", str(workdir / "manifest.json"))
     assert code == 0, output
-    manifest = json.loads((workdir / "manifest.json").read_text())
-    parent = manifest
-    for key in path[:-1]:
-        parent = parent[key]
-    parent[path[-1]] = value
-    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    damage(workdir, path, value)
     code, output = audit(workdir)
     assert code == 2 and f"[manifest.{'.'.join(path)}]" in output, output
 
