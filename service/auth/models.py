@@ -15,12 +15,13 @@ SCOPE_EXTRACTS_READ = "extracts:read"
 SCOPE_EXTRACTS_REQUEST = "extracts:request"
 ALL_SCOPES = (SCOPE_ADMIN, SCOPE_EXTRACTS_READ, SCOPE_EXTRACTS_REQUEST)
 PARTNER_SCOPES = (SCOPE_EXTRACTS_READ, SCOPE_EXTRACTS_REQUEST)
+CLIENT_ID_MAX = 64
 
 
 class OAuthClient(IdMixin, Base):
     __tablename__ = "oauth_client"
 
-    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_MAX), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     secret_hash: Mapped[str] = mapped_column(String(200))
     scope: Mapped[str] = mapped_column(String(200))

@@ -1,29 +1,39 @@
 """authlib's framework-agnostic authorization server, adapted to FastAPI for one grant.
 
 Only the client-credentials grant (RFC 6749 §4.4) is registered. Clients authenticate with
-HTTP Basic or with ``client_id``/``client_secret`` in the form; the token is a signed JWT.
+HTTP Basic or with ``client_id``/``client_secret`` in the form, never both (RFC 6749 §2.3); the
+token is a signed JWT. An unknown client and a wrong secret get the same 401, after the same
+work, so the endpoint does not tell which client IDs exist.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from service.audit import service as audit
-from service.auth.models import ALL_SCOPES, OAuthClient
-from service.auth.service import get_client, secret_matches, sign_access_token
+from service.auth.models import ALL_SCOPES, CLIENT_ID_MAX, OAuthClient
+from service.auth.service import get_client, secret_matches, sign_access_token, spend_a_check
 from service.config import Settings
 from service.keys import SigningKeys
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+AUTH_FAILED = "client authentication failed: unknown client, disabled client or wrong secret"
 
 
 class _Client(ClientMixin):  # type: ignore[misc]
@@ -78,8 +88,30 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(_ClientCredentials)
         self.register_token_generator("default", self._generate)
 
+    def authenticate_client(
+        self, request: FormRequest, methods: list[str], endpoint: str = "token"
+    ) -> _Client:
+        """The client whose credentials (HTTP Basic or the form's, one of them) are right."""
+        method, client_id, secret = _credentials(request)
+        if not client_id:
+            raise InvalidClientError(
+                status_code=401,
+                description="no client credentials: send HTTP Basic or client_id and client_secret",
+            )
+        client = self.query_client(client_id)
+        if client is None:
+            spend_a_check(secret)  # as long as a wrong secret takes
+            raise InvalidClientError(status_code=401, description=AUTH_FAILED)
+        if not client.check_client_secret(secret):
+            raise InvalidClientError(status_code=401, description=AUTH_FAILED)
+        request.auth_method = method
+        return client
+
     def query_client(self, client_id: str) -> _Client | None:
-        record = get_client(self.session, client_id) if client_id else None
+        # Ours are short and printable; anything else (a NUL byte, which PostgreSQL refuses in
+        # a query) names no client.
+        plausible = 0 < len(client_id) <= CLIENT_ID_MAX and client_id.isprintable()
+        record = get_client(self.session, client_id) if plausible else None
         return _Client(record) if record else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
@@ -115,3 +147,27 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
             )
         granted = " ".join(name for name in ALL_SCOPES if name in requested)
         return sign_access_token(client.record, granted, self.keys, self.settings)
+
+
+def _credentials(request: FormRequest) -> tuple[str, str, str]:
+    """The authentication method, client ID and secret the client sent; one method only."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    basic = scheme.lower() == "basic"
+    posted = "client_id" in request.form or "client_secret" in request.form
+    if basic and posted:
+        raise InvalidRequestError(
+            "use one client authentication method: HTTP Basic or client_id and client_secret"
+            " in the form, not both"
+        )
+    if not basic:
+        form = request.form
+        return "client_secret_post", form.get("client_id", ""), form.get("client_secret", "")
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClientError(
+            status_code=401,
+            description="malformed HTTP Basic credentials: expected base64 of UTF-8 'id:secret'",
+        ) from None
+    client_id, _, secret = decoded.partition(":")
+    return "client_secret_basic", unquote(client_id), unquote(secret)

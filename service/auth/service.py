@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import secrets
 import time
 import uuid
@@ -34,6 +36,17 @@ def secret_matches(client: OAuthClient, secret: str) -> bool:
         return _hasher.verify(client.secret_hash, secret)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _unused_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(32))
+
+
+def spend_a_check(secret: str) -> None:
+    """Verify ``secret`` against a hash nobody holds: an unknown client costs what a known does."""
+    with contextlib.suppress(VerificationError, InvalidHashError):
+        _hasher.verify(_unused_hash(), secret)
 
 
 def create_client(

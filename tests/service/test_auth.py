@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -51,12 +52,67 @@ def test_wrong_secret_unknown_client_and_bad_grant_are_refused(
     client_id, _ = admin_credentials
     wrong = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "x"}
     response = client.post("/oauth/token", data=wrong)
-    assert response.status_code in (400, 401)
-    assert response.json()["error"] == "invalid_client"
-    unknown = {**wrong, "client_id": "ptg_nobody"}
-    assert client.post("/oauth/token", data=unknown).json()["error"] == "invalid_client"
+    unknown = client.post("/oauth/token", data={**wrong, "client_id": "ptg_nobody"})
+    # The same answer either way: the endpoint does not tell which client IDs exist.
+    for refused in (response, unknown):
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "invalid_client"
+    assert unknown.json() == response.json()
     password = {**wrong, "grant_type": "password"}
     assert client.post("/oauth/token", data=password).json()["error"] == "unsupported_grant_type"
+
+
+def _basic(raw: bytes) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xe9:\xff", b"\xff", b"", b"nobody:secret", b"ptg_x\x00:y", b"\x00\x00:\x00"],
+    ids=["latin-1", "no-colon", "empty", "unknown", "nul-id", "nul-all"],
+)
+def test_undecodable_or_wrong_basic_credentials_are_401_invalid_client(
+    client: TestClient, raw: bytes
+) -> None:
+    response = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(raw)
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+    assert response.json()["detail"]
+    broken = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": "Basic not*base64"},
+    )
+    assert (broken.status_code, broken.json()["error"]) == (401, "invalid_client")
+
+
+def test_a_nul_in_a_form_client_id_is_401_invalid_client(client: TestClient) -> None:
+    form = {"grant_type": "client_credentials", "client_id": "ptg\x00x", "client_secret": "y"}
+    response = client.post("/oauth/token", data=form)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
+
+
+def test_basic_and_form_credentials_together_are_refused(
+    client: TestClient,
+    admin_credentials: tuple[str, str],
+    make_partner,  # type: ignore[no-untyped-def]
+) -> None:
+    partner = make_partner("Other client")
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": partner["client_id"],
+        "client_secret": partner["client_secret"],
+    }
+    basic = _basic(":".join(admin_credentials).encode())
+    response = client.post("/oauth/token", data=form, headers=basic)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert "one client authentication method" in response.json()["detail"]
+    only_id = {"grant_type": "client_credentials", "client_id": admin_credentials[0]}
+    response = client.post("/oauth/token", data=only_id, headers=basic)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
 
 
 def test_a_scope_the_client_lacks_is_refused(client: TestClient, make_partner) -> None:  # type: ignore[no-untyped-def]
