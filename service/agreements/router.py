@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Path, status
 
 from policies.decisions import AgreementStatus
 from service.agreements import service
@@ -17,6 +17,7 @@ from service.agreements.schemas import (
     StatusChange,
 )
 from service.auth.deps import AdminCaller, ReaderCaller
+from service.bounds import DB_INT_MAX
 from service.deps import SessionDep, StoreDep
 
 router = APIRouter(prefix="/agreements", tags=["agreements"])
@@ -67,7 +68,10 @@ def list_versions(
 
 @router.get("/{agreement_id}/versions/{version}", summary="One version of an agreement")
 def get_version(
-    agreement_id: uuid.UUID, version: int, session: SessionDep, caller: ReaderCaller
+    agreement_id: uuid.UUID,
+    version: Annotated[int, Path(ge=1, le=DB_INT_MAX)],
+    session: SessionDep,
+    caller: ReaderCaller,
 ) -> AgreementVersionOut:
     agreement = service.get(session, caller, agreement_id)
     return AgreementVersionOut.model_validate(service.get_version(session, agreement, version))

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from service.audit import service
 from service.audit.schemas import AuditEventOut, AuditPage, ChainReportOut
 from service.auth.deps import AdminCaller
+from service.bounds import DB_INT_MAX, PRINTABLE
 from service.deps import SessionDep, SigningKeysDep
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -19,10 +20,12 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 def list_events(
     session: SessionDep,
     _: AdminCaller,
-    action: str | None = None,
-    actor: str | None = None,
-    object: Annotated[str | None, Query(description="e.g. `agreement:<id>`")] = None,
-    after: Annotated[int, Query(ge=0, description="only events after this seq")] = 0,
+    action: Annotated[str | None, Query(pattern=PRINTABLE)] = None,
+    actor: Annotated[str | None, Query(pattern=PRINTABLE)] = None,
+    object: Annotated[
+        str | None, Query(pattern=PRINTABLE, description="e.g. `agreement:<id>`")
+    ] = None,
+    after: Annotated[int, Query(ge=0, le=DB_INT_MAX, description="only events after this seq")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     events = service.search(session, action, actor, object, after, limit + 1)
