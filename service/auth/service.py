@@ -14,12 +14,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.auth.models import OAuthClient
 from service.config import Settings
-from service.errors import Unauthorized
+from service.errors import Conflict, Unauthorized
 from service.keys import SIGNING_ALGORITHM, SigningKeys
 
 # OWASP's argon2id baseline (19 MiB, 2 passes): secrets are 256-bit random, so this guards
@@ -67,11 +67,27 @@ def create_client(
 
 
 def rotate_secret(session: Session, client: OAuthClient) -> str:
-    """A new secret; tokens issued under the old one stop working at once."""
+    """A new secret; tokens issued under the old one stop working at once.
+
+    A compare-and-swap on the generation read: of two concurrent rotations one wins, the other
+    is a :class:`Conflict` (its secret would have been overwritten, so it is never shown).
+    """
     secret = secrets.token_urlsafe(32)
-    client.secret_hash = hash_secret(secret)
-    client.secret_generation += 1
-    session.flush()
+    read = client.secret_generation
+    swapped = session.execute(
+        update(OAuthClient)
+        .where(OAuthClient.id == client.id, OAuthClient.secret_generation == read)
+        .values(secret_hash=hash_secret(secret), secret_generation=read + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if swapped.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(
+            f"a concurrent rotation of {client.client_id}'s secret won (generation {read} was "
+            "replaced meanwhile): its caller holds the new secret; rotate again to get one",
+            field="client_secret",
+            code="concurrent_rotation",
+        )
+    session.refresh(client)
     return secret
 
 

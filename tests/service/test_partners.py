@@ -1,9 +1,17 @@
-"""``/partners``: registration, listing, secret rotation."""
+"""``/partners``: registration, listing, secret rotation (concurrent ones too)."""
 
 from __future__ import annotations
 
+import threading
+import uuid
+
+import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from service.audit import service as audit
+from service.errors import Conflict, error_response
+from service.partners import service as partners
 from tests.service.conftest import token_for
 
 
@@ -58,3 +66,67 @@ def test_unknown_partner_is_404(client: TestClient, admin) -> None:  # type: ign
     response = client.get(f"/partners/{missing}", headers=admin)
     assert response.status_code == 404
     assert client.get("/partners/not-a-uuid", headers=admin).json()["field"] == "partner_id"
+
+
+def test_a_rotation_from_a_stale_read_is_409_and_changes_nothing(
+    app: FastAPI,
+    client: TestClient,
+    make_partner,  # type: ignore[no-untyped-def]
+) -> None:
+    partner_id = uuid.UUID(make_partner("Raced")["id"])
+    with app.state.sessionmaker() as first, app.state.sessionmaker() as second:
+        stale = partners.get(second, partner_id)  # second reads generation 1...
+        _, _, winner = partners.new_secret(first, "admin", partner_id)
+        first.commit()  # ...first rotates to generation 2...
+        with pytest.raises(Conflict) as lost:  # ...and second's rotation, from 1, is refused.
+            partners.new_secret(second, "admin", partner_id)
+        assert (lost.value.code, lost.value.field) == ("concurrent_rotation", "client_secret")
+        assert stale[1].secret_generation == 1
+    assert error_response(lost.value).status_code == 409
+    assert token_for(client, make_client_id(app, partner_id), winner)
+
+
+def make_client_id(app: FastAPI, partner_id: uuid.UUID) -> str:
+    with app.state.sessionmaker() as session:
+        return partners.get(session, partner_id)[1].client_id
+
+
+def test_concurrent_rotations_return_only_secrets_that_work(
+    app: FastAPI,
+    client: TestClient,
+    make_partner,  # type: ignore[no-untyped-def]
+) -> None:
+    partner_id = uuid.UUID(make_partner("Rotated at once")["id"])
+    rotations = 5
+    start = threading.Barrier(rotations)
+    secrets: list[str] = []
+    conflicts: list[Conflict] = []
+    errors: list[BaseException] = []
+
+    def rotate() -> None:
+        with app.state.sessionmaker() as session:
+            read = partners.get(session, partner_id)
+            start.wait()  # every rotation has read generation 1 before any writes
+            assert read[1].secret_generation == 1
+            try:
+                secret = partners.new_secret(session, "admin", partner_id)[2]
+                session.commit()
+                secrets.append(secret)
+            except Conflict as conflict:
+                conflicts.append(conflict)
+            except BaseException as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=rotate) for _ in range(rotations)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(secrets) == 1 and len(conflicts) == rotations - 1
+    client_id = make_client_id(app, partner_id)
+    assert token_for(client, client_id, secrets[0])
+    with app.state.sessionmaker() as session:
+        assert partners.get(session, partner_id)[1].secret_generation == 2
+        events = audit.search(session, "partner.secret_rotated", None, None, 0, 100)
+        assert len(events) == 1
