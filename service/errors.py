@@ -52,6 +52,19 @@ class Gone(ServiceError):
     code = "gone"
 
 
+class UnsupportedMediaType(ServiceError):
+    """A body in another content type where the route reads JSON."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+    def __init__(self, content_type: str | None) -> None:
+        sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+        super().__init__(
+            f"send the body as application/json (the request has {sent})", field="body"
+        )
+
+
 class TooManyRequests(ServiceError):
     """Over a rate limit or a quota; ``retry_after`` seconds until it may succeed."""
 
@@ -106,6 +119,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "No such object visible to the caller"),
         (409, "Conflicting state (stale version, object in use)"),
         (413, "Request body too large"),
+        (415, "A body that is not `application/json` where JSON is expected"),
         (422, "Invalid input; `field` names the offending field"),
         (429, "Too many requests: wait `Retry-After` seconds"),
     )
@@ -143,14 +157,42 @@ def _field_of(location: Sequence[Any]) -> str | None:
     return ".".join(parts) or None
 
 
+# pydantic's types for "not an object" where a body model or a union of them is expected.
+_NOT_AN_OBJECT = ("model_attributes_type", "model_type", "dict_type")
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "an array" if isinstance(value, list) else "a string"
+
+
+def _problem(error: Any) -> tuple[str | None, str]:
+    """The field an error names and what is wrong with it; the whole body is ``body``."""
+    location, kind = tuple(error.get("loc", ())), error.get("type")
+    if kind == "json_invalid":  # FastAPI puts the character offset in the location
+        reason = error.get("ctx", {}).get("error", "invalid")
+        return "body", f"malformed JSON at position {location[-1]}: {reason}"
+    field = _field_of(location)
+    whole_body = field is None and location[:1] == ("body",)
+    if whole_body and kind == "missing":
+        return "body", "a JSON object is required and the request has no body"
+    if whole_body and kind in _NOT_AN_OBJECT:
+        return "body", f"must be a JSON object, not {_json_kind(error.get('input'))}"
+    return field, str(error.get("msg", "invalid"))
+
+
 def validation_error_body(errors: Sequence[Any]) -> dict[str, str | None]:
     """One 422 body naming the first offending field and listing every problem."""
-    fields = [_field_of(error.get("loc", ())) for error in errors]
-    detail = "; ".join(
-        f"{field}: {error.get('msg', 'invalid')}" if field else str(error.get("msg", "invalid"))
-        for field, error in zip(fields, errors, strict=True)
+    problems = [_problem(error) for error in errors]
+    detail = "; ".join(f"{field}: {message}" if field else message for field, message in problems)
+    return _body(
+        "invalid_request", detail or "invalid request", problems[0][0] if problems else None
     )
-    return _body("invalid_request", detail or "invalid request", fields[0] if fields else None)
 
 
 def error_response(error: Exception) -> JSONResponse:
@@ -179,6 +221,9 @@ def error_response(error: Exception) -> JSONResponse:
 
 
 async def _handle(request: Request, error: Exception) -> JSONResponse:
+    if isinstance(error, RequestValidationError) and isinstance(error.body, bytes):
+        # FastAPI leaves a body unparsed when its content type is not JSON.
+        return error_response(UnsupportedMediaType(request.headers.get("content-type")))
     return error_response(error)
 
 

@@ -157,3 +157,26 @@ def make_dataset(client: TestClient, admin: dict[str, str]) -> Callable[..., dic
         return body
 
     return make
+
+
+@pytest.fixture
+def real_ids(
+    client: TestClient,
+    admin: dict[str, str],
+    make_dataset: Callable[..., dict[str, Any]],
+    make_partner: Callable[[str], dict[str, Any]],
+) -> dict[str, str]:
+    """An agreement, its partner and dataset, for requests that must reach past a 404."""
+    from tests.service.factories import agreement_body
+
+    dataset, partner = make_dataset(), make_partner("Walked partner")
+    agreement = client.post(
+        "/agreements", json=agreement_body(partner["id"], dataset["id"]), headers=admin
+    )
+    assert agreement.status_code == 201, agreement.text
+    return {
+        "agreement_id": agreement.json()["id"],
+        "partner_id": partner["id"],
+        "dataset_id": dataset["id"],
+        "extract_id": str(uuid.uuid4()),
+    }

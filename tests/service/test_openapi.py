@@ -3,12 +3,10 @@ and no path or query parameter the database cannot hold reaches it."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import pytest
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -20,8 +18,6 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from tests.service.factories import agreement_body
 
 CHECKS = [
     not_a_server_error,
@@ -67,24 +63,6 @@ def _url(path: str, ids: dict[str, str], parameter: dict[str, Any], value: objec
     for name, default in {**ids, "action": "suspend", "version": "1"}.items():
         path = path.replace("{" + name + "}", default)
     return path if parameter["in"] == "path" else f"{path}?{urlencode({parameter['name']: value})}"
-
-
-@pytest.fixture
-def real_ids(
-    client: TestClient, admin: dict[str, str], make_dataset, make_partner
-) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """Objects that exist, so that a parameter reaches the database rather than a 404."""
-    dataset, partner = make_dataset(), make_partner("Walked partner")
-    agreement = client.post(
-        "/agreements", json=agreement_body(partner["id"], dataset["id"]), headers=admin
-    )
-    assert agreement.status_code == 201, agreement.text
-    return {
-        "agreement_id": agreement.json()["id"],
-        "partner_id": partner["id"],
-        "dataset_id": dataset["id"],
-        "extract_id": str(uuid.uuid4()),
-    }
 
 
 def test_no_path_or_query_parameter_out_of_the_columns_range_is_a_500(
