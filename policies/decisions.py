@@ -9,6 +9,7 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -23,6 +24,7 @@ from anonymization.protection import Protection
 from policies.microdata import MicrodataReleaseSpec, MicrodataRequest, describe
 from policies.models import DatasetSpec, ExtractRequest, Frozen, Policy, ReleaseSpec
 from policies.requests import Reason, build_plan, check_request
+from policies.text import TextRule
 
 AgreementStatus = Literal["active", "suspended", "revoked"]
 LegalBasis = Literal[
@@ -61,7 +63,9 @@ class Limits(Frozen):
 class AgreementTerms(Frozen):
     """The versioned content of a sharing agreement (who, why, until when, what, how)."""
 
-    purpose: str = Field(min_length=3, max_length=2000)
+    purpose: Annotated[str, AfterValidator(TextRule(3, 2000, multiline=True))] = Field(
+        min_length=3, max_length=2000
+    )
     legal_basis: LegalBasis = Field(description="GDPR article 6(1) basis")
     valid_from: datetime.date = Field(description="first day in force")
     valid_until: datetime.date = Field(description="last day in force (inclusive)")

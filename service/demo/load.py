@@ -122,7 +122,7 @@ def _dataset(session: Session, store: EncryptedStore, share: DemoShare, data_dir
 
 def _partner(session: Session, share: DemoShare, saved: dict[str, str]) -> tuple[Partner, str, str]:
     """The partner with a working secret: the saved one, or a new one."""
-    found = session.scalars(select(Partner).where(Partner.name == share.partner)).first()
+    found = partners.find_by_name(session, share.partner)
     if found is None:
         partner, client, secret = partners.create(
             session,

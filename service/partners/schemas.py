@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from policies.text import Name, TextRule
 
 
 class PartnerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, examples=["Office de tourisme de Lyon"])
-    contact_email: str | None = Field(
+    name: Name = Field(
+        examples=["Office de tourisme de Lyon"],
+        description="unique, ignoring case, spacing and Unicode normalisation",
+    )
+    contact_email: Annotated[str, AfterValidator(TextRule(3, 320))] | None = Field(
         default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", examples=["data@example.org"]
     )
 

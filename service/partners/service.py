@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policies.text import name_key
 from service.audit import service as audit
 from service.auth.models import PARTNER_SCOPES, OAuthClient
 from service.auth.service import create_client, rotate_secret
@@ -28,8 +29,14 @@ def to_out(partner: Partner, client: OAuthClient) -> PartnerOut:
 
 def create(session: Session, actor: str, body: PartnerCreate) -> tuple[Partner, OAuthClient, str]:
     """A partner, its client and the client's secret in clear (shown once)."""
-    if session.scalars(select(Partner.id).where(Partner.name == body.name)).first():
-        raise Conflict(f"a partner named {body.name!r} exists", field="name", code="duplicate")
+    existing = find_by_name(session, body.name)
+    if existing is not None:
+        raise Conflict(
+            f"a partner named {existing.name!r} exists (names are compared ignoring case,"
+            " spacing and Unicode normalisation)",
+            field="name",
+            code="duplicate",
+        )
     partner = Partner(name=body.name, contact_email=body.contact_email)
     session.add(partner)
     session.flush()
@@ -38,6 +45,11 @@ def create(session: Session, actor: str, body: PartnerCreate) -> tuple[Partner, 
         session, actor, "partner.created", f"partner:{partner.id}", {"client_id": client.client_id}
     )
     return partner, client, secret
+
+
+def find_by_name(session: Session, name: str) -> Partner | None:
+    """The partner whose name reads as ``name`` does, if any."""
+    return session.scalars(select(Partner).where(Partner.name_key == name_key(name))).first()
 
 
 def list_all(session: Session) -> list[tuple[Partner, OAuthClient]]:

@@ -83,6 +83,30 @@ def test_bad_window_unknown_partner_and_dataset(
     assert client.post("/agreements", json=basis, headers=admin).json()["field"] == "legal_basis"
 
 
+@pytest.mark.parametrize(
+    "purpose", ["     ", "\u200b\u200b\u200b", "ab\u0000c", "tabs\x0bare\x0cnot lines", "  ab  "]
+)
+def test_a_blank_purpose_or_one_with_control_characters_is_422(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any], purpose: str
+) -> None:
+    body = agreement_body(setup["first"]["id"], setup["dataset"]["id"], purpose=purpose)
+    response = client.post("/agreements", json=body, headers=admin)
+    assert (response.status_code, response.json()["field"]) == (422, "purpose"), response.text
+    update = _update(setup, 1, purpose=purpose)
+    response = client.put(f"/agreements/{setup['agreement']['id']}", json=update, headers=admin)
+    assert (response.status_code, response.json()["field"]) == (422, "purpose"), response.text
+
+
+def test_a_purpose_is_trimmed_and_may_span_lines(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any]
+) -> None:
+    purpose = "  Tourism spending\nby département  "
+    body = agreement_body(setup["first"]["id"], setup["dataset"]["id"], purpose=purpose)
+    response = client.post("/agreements", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+    assert response.json()["purpose"] == "Tourism spending\nby département"
+
+
 def test_every_change_is_a_new_version_and_old_versions_stay_readable(
     client: TestClient, admin: dict[str, str], setup: dict[str, Any]
 ) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+import unicodedata
 import uuid
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from service.audit import service as audit
 from service.errors import Conflict, error_response
@@ -130,3 +133,69 @@ def test_concurrent_rotations_return_only_secrets_that_work(
         assert partners.get(session, partner_id)[1].secret_generation == 2
         events = audit.search(session, "partner.secret_rotated", None, None, 0, 100)
         assert len(events) == 1
+
+
+def _variant(name: str, upper: list[bool], left: str, right: str, decomposed: bool) -> str:
+    """``name`` as someone else might type it: other case, blanks around, NFD or NFC."""
+    cased = "".join(
+        character.upper() if flip else character.lower()
+        for character, flip in zip(name, upper + [False] * len(name), strict=False)
+    )
+    return left + unicodedata.normalize("NFD" if decomposed else "NFC", cased) + right
+
+
+def test_a_name_that_reads_as_an_existing_one_is_a_409(
+    client: TestClient,
+    admin,
+    make_partner,  # type: ignore[no-untyped-def]
+) -> None:
+    originals = ["Office de tourisme", "Laboratoire universitaire", "Évry Énergie"]
+    for name in originals:
+        make_partner(name)
+    blanks = st.text(" \t\u00a0\u3000", max_size=3)
+
+    @given(
+        name=st.sampled_from(originals),
+        upper=st.lists(st.booleans(), max_size=30),
+        left=blanks,
+        right=blanks,
+        decomposed=st.booleans(),
+    )
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    def refused(name: str, upper: list[bool], left: str, right: str, decomposed: bool) -> None:
+        variant = _variant(name, upper, left, right, decomposed)
+        response = client.post("/partners", json={"name": variant}, headers=admin)
+        assert response.status_code == 409, (variant, response.text)
+        assert (response.json()["error"], response.json()["field"]) == ("duplicate", "name")
+        assert repr(name) in response.json()["detail"]
+
+    refused()
+    assert len(client.get("/partners", headers=admin).json()) == len(originals)
+
+
+def test_names_are_stored_trimmed_and_composed(client: TestClient, make_partner) -> None:  # type: ignore[no-untyped-def]
+    partner = make_partner("  E\u0301vry  ")
+    assert partner["partner"]["name"] == "Évry"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "   "}, "name"),
+        ({"name": "\u200b\u00a0"}, "name"),
+        ({"name": "a\u0000b"}, "name"),
+        ({"name": "line\nbreak"}, "name"),
+        ({"name": "X", "contact_email": "a@b\u0000"}, "contact_email"),
+        ({"name": "X", "contact_email": "a@b\u001b"}, "contact_email"),
+    ],
+)
+def test_blank_names_and_control_characters_are_422_naming_the_field(
+    client: TestClient,
+    admin,
+    body: dict[str, str],
+    field: str,  # type: ignore[no-untyped-def]
+) -> None:
+    response = client.post("/partners", json=body, headers=admin)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert "blank" in response.json()["detail"] or "control character" in response.json()["detail"]

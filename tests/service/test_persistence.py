@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
@@ -11,11 +12,23 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, inspect, select
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    Uuid,
+    column,
+    func,
+    insert,
+    inspect,
+    select,
+    table,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from policies.text import name_key
 from service.agreements import service as agreements
 from service.agreements.models import Agreement
 from service.auth.deps import Caller
@@ -116,4 +129,59 @@ def test_the_noise_secret_migration_goes_down_and_up(database_url: str) -> None:
         assert {"noise_key_id", "wrapped_noise_secret"} <= columns()
     finally:
         command.upgrade(config, "head")
+        engine.dispose()
+
+
+def test_the_name_key_migration_keeps_partners_named_alike_and_their_clients(
+    database_url: str,
+) -> None:
+    config = alembic_config(database_url)
+    engine = make_engine(database_url)
+    partner = table(
+        "partner", column("id", Uuid()), column("name", String()), column("created_at", DateTime())
+    )
+    client = table(
+        "oauth_client",
+        *(column(name, String()) for name in ("client_id", "name", "secret_hash", "scope")),
+        column("id", Uuid()),
+        column("partner_id", Uuid()),
+        column("secret_generation", Integer()),
+        column("created_at", DateTime()),
+    )
+    names = ["Office de tourisme", "office  de TOURISME ", "Évry", "E\u0301vry"]
+    ids = [uuid.uuid4() for _ in names]
+    now = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+    try:
+        command.downgrade(config, "0006")
+        with engine.begin() as connection:
+            for number, (partner_id, name) in enumerate(zip(ids, names, strict=True)):
+                at = now + datetime.timedelta(days=number)
+                connection.execute(insert(partner).values(id=partner_id, name=name, created_at=at))
+                connection.execute(
+                    insert(client).values(
+                        id=uuid.uuid4(),
+                        client_id=f"ptg_m{number}",
+                        name=name,
+                        secret_hash="-",
+                        scope="extracts:read",
+                        partner_id=partner_id,
+                        secret_generation=1,
+                        created_at=at,
+                    )
+                )
+        command.upgrade(config, "head")
+        with Session(engine) as session:
+            keys = dict(session.execute(select(Partner.name, Partner.name_key)).tuples().all())
+            assert len(set(keys.values())) == len(names)  # the index holds, no name is lost
+            assert keys["Office de tourisme"] == name_key("OFFICE DE TOURISME")
+            assert session.scalar(select(func.count()).select_from(client)) == len(names)
+        command.downgrade(config, "0006")  # in place: the clients stay
+        with engine.connect() as connection:
+            assert connection.scalar(select(func.count()).select_from(client)) == len(names)
+            assert "name_key" not in {c["name"] for c in inspect(connection).get_columns("partner")}
+    finally:
+        command.upgrade(config, "head")
+        with engine.begin() as connection:
+            connection.execute(client.delete().where(client.c.partner_id.in_(ids)))
+            connection.execute(partner.delete().where(partner.c.id.in_(ids)))
         engine.dispose()
