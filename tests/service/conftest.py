@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from service.app import create_app
+from service.audit.models import GENESIS, HEAD_ID, AuditHead
 from service.auth.models import PARTNER_SCOPES, SCOPE_ADMIN
 from service.auth.service import create_client
 from service.config import Settings
@@ -91,6 +92,9 @@ def app(settings: Settings) -> Iterator[FastAPI]:
     with application.state.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
+        # The empty chain's head, as the migration leaves it: without it, the next test's first
+        # append and the worker pool's first head signature could both insert one (a 409).
+        connection.execute(insert(AuditHead).values(id=HEAD_ID, seq=0, hash=GENESIS))
     application.state.engine.dispose()
 
 
