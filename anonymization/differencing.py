@@ -118,7 +118,7 @@ def _children(
             parent.levels[c], child.levels[c]
         ):
             return None
-    wanted = np.array([c not in columns for c in cdims])
+    wanted = np.array([c not in columns for c in cdims], dtype=bool)
     if child.block.totals:
         chosen = np.flatnonzero((ctop == wanted).all(axis=1))
     else:

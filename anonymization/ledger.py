@@ -68,7 +68,10 @@ class HeldRelease:
     def from_row(row: sqlite3.Row) -> HeldRelease:
         """A held release read back from its stored row."""
         dimensions = json.loads(row["dimensions"])
-        frame = pd.DataFrame(json.loads(row["cells"]), columns=None)
+        frame = pd.DataFrame(json.loads(row["cells"]))
+        if frame.empty:
+            # A release of no cells is stored as ``[]``, which names no column.
+            frame = pd.DataFrame(columns=[*dimensions, "reason"])
         rest = [c for c in frame.columns if c not in dimensions and c != "reason"]
         values = [c for c in rest if not c.startswith(ERROR)]
         errors = [c for c in rest if c.startswith(ERROR)]

@@ -470,7 +470,7 @@ def joint_published(
             Placed(_completed(published_block(table, its), block), dict(its.plan.dimensions), start)
         )
     _carried_over(placed)
-    masks = [np.array([r is not None for r in p.block.reason]) for p in placed]
+    masks = [np.array([r is not None for r in p.block.reason], dtype=bool) for p in placed]
     if len(placed) == 1:
         return Joint(build_system([block]), masks[0], 0, others, cover=False, protections=[])
     related = _hierarchies(placed, hierarchies)

@@ -193,7 +193,7 @@ def protect(
     release = system.blocks[0]
     size = len(release)
     reason = system.reason.copy()
-    suppressed = np.array([r is not None for r in reason])
+    suppressed = np.array([r is not None for r in reason], dtype=bool)
     method: str | None = None
     free = np.zeros(len(reason), dtype=bool)
     free[:size] = True

@@ -113,6 +113,21 @@ def attacker_interval(
     return bounds[0], bounds[1]
 
 
+def test_a_release_of_no_cells_is_held_and_changes_nothing(tmp_path: Path) -> None:
+    # A filter that matches nothing releases an empty table; the ledger keeps it (as ``[]``),
+    # and reading it back must neither fail nor change what later releases publish.
+    ledger, given = SQLiteLedger(tmp_path / "ledger.db"), []
+    tariff = CategoricalHierarchy("tariff")
+    nowhere = (Filter("tariff", tariff, "value", "value", ("nuclear",)),)
+    for totals in (False, True, True):
+        empty = deliver(ledger, given, replace(plan("commune", totals=totals), filters=nowhere))
+        assert empty.table.empty
+    assert len(ledger.held("partner", "meters")) == 3
+    after = deliver(ledger, given, plan("commune", totals=True))
+    alone = run_release(meters(), plan("commune", totals=True))
+    pd.testing.assert_frame_equal(after.table, alone.table)
+
+
 def test_two_overlapping_filtered_requests_do_not_isolate_the_difference(tmp_path: Path) -> None:
     ledger, given = SQLiteLedger(tmp_path / "ledger.db"), []
     everything = deliver(ledger, given, plan("commune"))

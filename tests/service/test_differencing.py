@@ -170,3 +170,26 @@ def test_the_audit_of_api_extracts_from_their_files_with_the_held_one(
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
     assert "jointly with 1 held release(s): the intervals equal the manifest's" in output
+
+
+def test_an_extract_of_no_cells_leaves_the_partners_next_extracts_working(
+    app: FastAPI, client: TestClient, admin: dict[str, str], make_partner: Any
+) -> None:
+    # A filter that matches nothing: the release is empty, and its ledger entry (no cells) must
+    # read back when the partner's next extract is protected against what it holds.
+    agreement, headers = partner_agreement(client, admin, make_partner, meters())
+    nothing = {
+        "group_by": {"commune": "commune"},
+        "measures": ["subjects", "kwh.sum"],
+        "filters": {"tariff": {"in": ["nuclear"]}},
+        "totals": True,
+    }
+    empty = request_and_wait(client, headers, agreement["id"], nothing)
+    assert empty["status"] == "succeeded", empty.get("failure")
+    manifest = client.get(f"/extracts/{empty['id']}/manifest", headers=headers).json()
+    assert manifest["cells"] == 0
+    by_commune = {"group_by": {"commune": "commune"}, "measures": ["subjects", "kwh.sum"]}
+    after = request_and_wait(client, headers, agreement["id"], by_commune)
+    assert after["status"] == "succeeded", after.get("failure")
+    manifest = client.get(f"/extracts/{after['id']}/manifest", headers=headers).json()
+    assert manifest["released"] > 0
