@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from anonymization.errors import AuditFailure, PartageError, PolicyViolation
 from anonymization.release import Held, Release, run_release, serialize
-from policies.decisions import AgreementStatus, status_reasons
+from policies.decisions import AgreementStatus, AgreementTerms, status_reasons
 from policies.microdata import MicrodataReleaseSpec
 from policies.models import ExtractRequest, OutputFormat, Policy
 from policies.requests import build_plan
@@ -32,6 +32,7 @@ from service.agreements.models import Agreement
 from service.audit import service as audit
 from service.config import Settings
 from service.datasets import service as datasets
+from service.datasets.models import Dataset
 from service.datasets.reading import release_source
 from service.db import utcnow
 from service.extracts import files, manifest, microdata
@@ -122,6 +123,8 @@ def recover(runtime: Runtime) -> tuple[int, int]:
 
 
 def _progress(runtime: Runtime, extract_id: uuid.UUID, step: str) -> None:
+    """Record the job's step; stop the job if its agreement stopped being active meanwhile
+    (suspended, revoked, expired) or its dataset was deleted."""
     with runtime.sessions() as session:
         session.execute(
             update(Extract)
@@ -129,6 +132,9 @@ def _progress(runtime: Runtime, extract_id: uuid.UUID, step: str) -> None:
             .values(progress=step[:64])
         )
         session.commit()
+        extract = session.get(Extract, extract_id)
+        if extract is not None:
+            _still_permitted(session, extract)
 
 
 def _timed_progress(runtime: Runtime, extract_id: uuid.UUID) -> Callable[[str], None]:
@@ -156,12 +162,28 @@ def _load(session: Session, extract: Extract) -> Context:
     agreement = session.get(Agreement, extract.agreement_id)
     assert agreement is not None
     found = context(session, agreement, extract.agreement_version)
-    status = cast(AgreementStatus, agreement.status)
-    for reason in status_reasons(status, found.terms, utcnow()):
-        raise PolicyViolation(reason.detail, field=reason.field, code=reason.code)
-    if found.dataset.wrapped_key is None:
-        raise PolicyViolation("the dataset was deleted", field="dataset", code="dataset_deleted")
+    _refuse_if_stopped(agreement, found.terms, found.dataset)
     return found
+
+
+def _still_permitted(session: Session, extract: Extract, lock: bool = False) -> None:
+    """Refuse the job if its agreement stopped being active (suspended, revoked, expired) or
+    its dataset was deleted since it was claimed; ``lock`` holds the agreement's row until the
+    caller commits, so a revocation commits before or after that commit, not during it."""
+    agreement = session.get(Agreement, extract.agreement_id, with_for_update=lock)
+    assert agreement is not None
+    stored = agreements.get_version(session, agreement, extract.agreement_version)
+    dataset = session.get(Dataset, agreement.dataset_id)
+    assert dataset is not None
+    _refuse_if_stopped(agreement, agreements.terms_of(stored), dataset)
+
+
+def _refuse_if_stopped(agreement: Agreement, terms: AgreementTerms, dataset: Dataset) -> None:
+    status = cast(AgreementStatus, agreement.status)
+    for reason in status_reasons(status, terms, utcnow()):
+        raise PolicyViolation(reason.detail, field=reason.field, code=reason.code)
+    if dataset.wrapped_key is None:
+        raise PolicyViolation("the dataset was deleted", field="dataset", code="dataset_deleted")
 
 
 def _held(session: Session, extract: Extract, dataset: str) -> list[Held]:
@@ -268,6 +290,7 @@ def commit_release(runtime: Runtime, extract_id: uuid.UUID, produced: Produced) 
         extract = session.get(Extract, extract_id)
         if extract is None or extract.status != RUNNING:
             raise PartageError("the job was taken over meanwhile", code="interrupted")
+        _still_permitted(session, extract, lock=True)
         if ledger.count_held(session, extract.partner_id, produced.dataset) != produced.held:
             raise PartageError(
                 "another release to this partner was committed meanwhile; request again",

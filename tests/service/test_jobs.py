@@ -4,6 +4,7 @@ recovered on restart; releases expire after their retention (files deleted, reco
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -166,3 +167,42 @@ def test_a_job_past_its_time_limit_fails_and_frees_the_queue(
     assert "no totals" in failed["failure"]
     done = request_and_wait(client, setup["headers"], setup["agreement_id"], REQUEST)
     assert done["status"] == "succeeded", done
+
+
+@pytest.mark.parametrize("when", ["while_protecting", "before_commit"])
+def test_an_agreement_revoked_during_its_job_releases_nothing(
+    app: FastAPI,
+    client: TestClient,
+    setup: dict[str, Any],
+    admin: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    when: str,
+) -> None:
+    """Revoked while the engine works (its next progress report stops it) or after the files
+    are written and before the commit (checked again there, the agreement's row locked): the
+    job fails with ``agreement_revoked``, nothing is downloadable and no file stays."""
+    started, revoked = threading.Event(), threading.Event()
+    target = "run_release" if when == "while_protecting" else "commit_release"
+    real = getattr(jobs, target)
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        assert revoked.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, target, paused)
+    commits: list[object] = []
+    if when == "while_protecting":
+        commit = jobs.commit_release
+        monkeypatch.setattr(jobs, "commit_release", lambda *a: commits.append(a) or commit(*a))
+    url = f"/agreements/{setup['agreement_id']}"
+    extract_id = client.post(f"{url}/extracts", json=REQUEST, headers=setup["headers"]).json()["id"]
+    assert started.wait(10)
+    assert client.post(f"{url}/revoke", headers=admin).status_code == 200
+    revoked.set()
+    done = wait_for(client, setup["headers"], extract_id, ("succeeded", "failed"))
+    assert (done["status"], done["failure_code"]) == ("failed", "agreement_revoked"), done
+    download = client.get(f"/extracts/{extract_id}/download", headers=setup["headers"])
+    assert download.status_code == 409
+    assert _release_files(app.state.settings, extract_id) == []
+    assert commits == [], "the engine's progress reports stop a job whose agreement was revoked"
