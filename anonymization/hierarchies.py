@@ -28,6 +28,9 @@ class Hierarchy(ABC):
 
     name: str
     levels: tuple[str, ...]
+    # Whether the values are codes (INSEE), not quantities, even when they look like numbers:
+    # never released as numeric ranges (commune 06088 is not 6088, nor between 06004 and 06100).
+    codes: bool = False
 
     def index(self, level: str) -> int:
         """Position of ``level`` in the ladder (``*`` is one past the coarsest)."""
@@ -221,6 +224,8 @@ class GeoFrHierarchy(MappingHierarchy):
     Communes, départements and régions are checked against the shipped INSEE reference; IRIS
     codes (no offline reference exists) are checked for their shape and their commune.
     """
+
+    codes = True
 
     def __init__(self) -> None:
         self.name = "geo_fr"

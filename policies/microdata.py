@@ -136,6 +136,7 @@ class StoredLevel(Hierarchy):
     def __init__(self, base: Hierarchy, level: str | None) -> None:
         self.base = base
         self.name = base.name
+        self.codes = base.codes
         self.levels = base.levels[base.index(level) if level else 0 :]
 
     def generalize_labels(

@@ -77,15 +77,18 @@ def _check_hierarchies(policy: MicrodataPolicy, hierarchies: Mapping[str, Hierar
                 )
 
 
-def _numeric(column: EncodedColumn) -> bool:
+def _numeric(column: EncodedColumn, hierarchy: Hierarchy | None) -> bool:
+    """Whether the column is split and released as numeric ranges: numbers, not codes."""
+    if hierarchy is not None and hierarchy.codes:
+        return False
     return not pd.to_numeric(pd.Series(column.labels[0]), errors="coerce").isna().any()
 
 
 def _mondrian_ranks(column: EncodedColumn, hierarchy: Hierarchy | None) -> Codes:
     """Codes ordered for splitting: numeric order, or hierarchy order (siblings adjacent)."""
-    if _numeric(column):
+    if _numeric(column, hierarchy):
         return np.arange(column.cardinality(0), dtype=np.int64)
-    if not isinstance(hierarchy, TableHierarchy):
+    if not isinstance(hierarchy, TableHierarchy) and not (hierarchy and hierarchy.codes):
         raise HierarchyError(
             f"quasi-identifier {column.name!r} is not numeric and has no hierarchy table",
             field=column.name,
@@ -132,7 +135,7 @@ def _run_mondrian(
     table: Microtable, policy: MicrodataPolicy, hierarchies: Mapping[str, Hierarchy]
 ) -> tuple[Codes, dict[str, list[str]]]:
     qis = table.quasi_identifiers
-    numeric = [_numeric(c) for c in qis]
+    numeric = [_numeric(c, hierarchies.get(c.name)) for c in qis]
     ranks = [
         _mondrian_ranks(c, hierarchies.get(c.name))[codes]
         for c, codes in zip(qis, table.qi_codes, strict=True)

@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from anonymization.errors import PolicyViolation
-from anonymization.microdata.config import ProtectionSpec
+from anonymization.hierarchies import builtin
+from anonymization.microdata.config import MicrodataPolicy, ProtectionSpec
 from anonymization.microdata.encoding import encode_table
 from anonymization.microdata.lattice import LatticeSearch
 from anonymization.microdata.release import anonymize_microdata
@@ -113,3 +115,39 @@ def test_mondrian_partitions_satisfy_every_model(drawn, protection):
         return
     assert len(result.table) == len(drawn)
     _check_classes(result.table, protection, table(drawn)["disease"].value_counts(normalize=True))
+
+
+GEO = builtin("geo_fr")
+IRIS = ["060880101", "060880102", "060290101", "2A0040101", "2B0330101", "740100101", "010010101"]
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(st.sampled_from(IRIS), st.integers(1, 40)), min_size=6, max_size=60),
+    st.integers(1, 4),
+)
+def test_mondrian_releases_geographic_codes_at_a_level_of_their_ladder(drawn, k):
+    # INSEE codes look like numbers but are codes: each record's released code is its own
+    # IRIS, commune, département, région or ``*``, never a numeric range nor a code stripped of
+    # its leading zero; Corsica's 2A/2B codes split like the others.
+    assert GEO is not None
+    data = pd.DataFrame(drawn, columns=["iris", "kva"]).astype(str)
+    policy = MicrodataPolicy.model_validate(
+        {
+            "dataset": {},
+            "release": {
+                "quasi_identifiers": {"iris": {}, "kva": {}},
+                "protection": {"k": k},
+                "algorithm": "mondrian",
+            },
+        }
+    )
+    released = anonymize_microdata(data, policy, {"iris": GEO}, pseudonym_key=None).table
+    assert len(released) == len(data)
+    for level in GEO.levels:
+        ladder = GEO.generalize_labels(IRIS, "iris", level)
+        data[level] = data["iris"].map(ladder)
+    for original, label in zip(data.itertuples(), released["iris"], strict=True):
+        assert label in {*(getattr(original, level) for level in GEO.levels), "*"}
+    for _, group in released.groupby(["iris", "kva"]):
+        assert len(group) >= k
