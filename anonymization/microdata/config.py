@@ -127,6 +127,12 @@ class MicrodataPolicy(_Frozen):
             name = self.hierarchy_name(column)
             if name is not None and name not in self.hierarchies:
                 raise ValueError(f"quasi-identifier {column!r} names unknown hierarchy {name!r}")
+        for column, declared in self.dataset.columns.items():
+            if declared.hierarchy is not None and declared.hierarchy not in self.hierarchies:
+                raise ValueError(
+                    f"column {column!r} names hierarchy {declared.hierarchy!r}, which "
+                    f"`hierarchies` does not declare"
+                )
         dropped = set(self.dataset.identifiers) | {self.dataset.subject}
         released = set(self.release.quasi_identifiers) | set(self.release.sensitive)
         if dropped & released:

@@ -111,6 +111,19 @@ def test_bad_input_exits_2_and_writes_nothing(workspace, protection, hierarchies
     assert not (workspace / "m.json").exists()
 
 
+def test_a_column_naming_an_undeclared_hierarchy_exits_2(workspace: Path) -> None:
+    # The README's example once named `salary` for the sensitive column without declaring it:
+    # a KeyError and a traceback (exit 1) instead of one message.
+    document = yaml.safe_load((workspace / "policy.yaml").read_text())
+    document["dataset"]["columns"] = {"kwh": {"hierarchy": "salary"}}
+    (workspace / "policy.yaml").write_text(yaml.safe_dump(document))
+    result = _run(workspace, "--pseudonym-key-file", str(workspace / "key"), "--agreement", "a")
+    assert result.exit_code == 2
+    assert "column 'kwh' names hierarchy 'salary'" in result.output
+    assert "Traceback" not in result.output
+    assert not (workspace / "out.csv").exists()
+
+
 def test_value_not_covered_by_hierarchy_exits_2(workspace):
     (workspace / "zone.csv").write_text("north;N;*\nsouth;S;*\n")
     result = _run(workspace, "--pseudonym-key-file", str(workspace / "key"), "--agreement", "a")
