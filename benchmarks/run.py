@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,16 @@ SCRIPTS = ["release.py", "protection.py", "complements.py", "microdata.py", "api
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "scripts", nargs="*", metavar="SCRIPT", help=f"only these, of {', '.join(SCRIPTS)}"
+    )
+    chosen = parser.parse_args().scripts or SCRIPTS
+    unknown = sorted(set(chosen) - set(SCRIPTS))
+    if unknown:
+        parser.error(f"no benchmark {unknown[0]!r}; there are {', '.join(SCRIPTS)}")
     failed = []
-    for script in SCRIPTS:
+    for script in chosen:
         path = HERE / script
         if not path.exists():
             continue
