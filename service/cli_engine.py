@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from anonymization.cells import compute_cells
-from anonymization.errors import InvalidRequest
+from anonymization.errors import DataError, InvalidRequest
 from anonymization.hierarchies import Hierarchy
 from anonymization.plan import AggregatePlan
 from policies.files import digest, parse, read_document
@@ -19,7 +20,7 @@ from policies.models import ExtractRequest, OutputFormat, Policy, load_hierarchi
 from policies.requests import build_plan, check_policy
 from service.cli_audit import audit
 from service.cli_microdata import anonymize
-from service.console import handled, stderr, write_atomically
+from service.console import check_outputs, handled, stderr, write_atomically
 from service.secret_files import read_secret_file
 
 if TYPE_CHECKING:
@@ -114,6 +115,23 @@ def aggregate(
         return cells.result()
 
 
+def record(
+    ledger: SQLiteLedger | None,
+    partner: str,
+    release: Release,
+    dataset: str,
+    request: ExtractRequest,
+) -> None:
+    """Remember in the ledger, if there is one, that the partner now holds ``release``."""
+    if ledger is None:
+        return
+    try:
+        ledger.record(partner, release.held(dataset, request_document(request)))
+    except sqlite3.Error as error:
+        detail = f"cannot record the release in {ledger.path}: {error}; nothing was written"
+        raise DataError(detail, field="ledger") from None
+
+
 NOISE_SECRET_BYTES = 16
 
 
@@ -166,6 +184,18 @@ def release_command(
 ) -> None:
     """Release a protected aggregated extract of DATA under a policy."""
     with handled(quiet, "release") as progress:
+        check_outputs(
+            {"--out": out, "--manifest": manifest},
+            {
+                "DATA": data,
+                "--policy": policy_file,
+                "--request": request_file,
+                "--ledger": ledger_file,
+                "--noise-secret-file": noise_secret_file,
+            },
+        )
+        if not partner.strip():
+            raise InvalidRequest("the partner's name is blank", field="--partner")
         policy = parse(Policy, read_document(policy_file))
         hierarchies = load_hierarchies(policy, policy_file.parent)
         check_policy(policy, hierarchies)
@@ -185,14 +215,15 @@ def release_command(
         release = run_release(data, plan, progress, held, cells)
         output = serialize(release.table, request.format)
         progress("writing")
-        if ledger is not None:
-            ledger.record(partner, release.held(dataset, request_document(request)))
-        write_atomically(out, output)
+        files: dict[str, tuple[Path, bytes]] = {"--out": (out, output)}
         if manifest is not None:
             document = release_manifest(release, request, policy, data, output, request.format)
             # One line: JSON's C encoder only runs without indentation (``jq .`` pretty-prints).
             text = json.dumps(document, ensure_ascii=False) + "\n"
-            write_atomically(manifest, text.encode())
+            files["--manifest"] = (manifest, text.encode())
+        # Recorded once both files are written and before they are put in place: the ledger
+        # never holds a release the partner did not get, nor the partner one it does not hold.
+        write_atomically(files, lambda: record(ledger, partner, release, dataset, request))
     if not quiet:
         counts = release.counts()
         reasons = (

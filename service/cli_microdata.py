@@ -13,7 +13,7 @@ import typer
 import yaml
 
 from anonymization.errors import DataError, InvalidRequest, PartageError
-from service.console import fail, write_atomically
+from service.console import check_outputs, fail, write_atomically
 from service.secret_files import read_secret_file
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ def _read_policy(path: Path) -> Any:
         raise InvalidRequest(
             f"cannot read policy {path}: {error.strerror}", code="policy_file"
         ) from None
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"policy {path} is not UTF-8 text", code="policy_file") from None
     except yaml.YAMLError as error:
         raise InvalidRequest(
             f"policy {path} is not valid YAML: {error}", code="policy_file"
@@ -103,6 +105,13 @@ def anonymize(
 
     try:
         started = time.perf_counter()
+        check_outputs(
+            {"--out": out, "--manifest": manifest},
+            {"DATA": data, "--policy": policy, "--pseudonym-key-file": pseudonym_key_file},
+        )
+        if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+            detail = f"{delimiter!r} is not one character other than a quote or a line break"
+            raise InvalidRequest(detail, field="--delimiter")
         parsed, hierarchies, columns = _policy(_read_policy(policy), policy.resolve().parent)
         table = _read_data(data, delimiter)
         if columns is not None:
@@ -114,18 +123,19 @@ def anonymize(
             table, parsed, hierarchies, _key(pseudonym_key_file, agreement)
         )
         elapsed = time.perf_counter() - started
+        report = {
+            **result.manifest,
+            "agreement": agreement,
+            "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+            "seconds": round(elapsed, 3),
+        }
+        files = {"--out": (out, result.table.to_csv(index=False).encode("utf-8"))}
+        if manifest is not None:
+            text = json.dumps(report, indent=2, ensure_ascii=False)
+            files["--manifest"] = (manifest, text.encode("utf-8"))
+        write_atomically(files)
     except PartageError as error:
         raise fail(error) from None
-    report = {
-        **result.manifest,
-        "agreement": agreement,
-        "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
-        "seconds": round(elapsed, 3),
-    }
-    write_atomically(out, result.table.to_csv(index=False).encode("utf-8"))
-    if manifest is not None:
-        text = json.dumps(report, indent=2, ensure_ascii=False)
-        write_atomically(manifest, text.encode("utf-8"))
     node = report.get("node_levels", "mondrian")
     typer.echo(
         f"released {report['records_released']} records in {report['classes']} classes, "

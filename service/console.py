@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from anonymization.errors import PartageError
+from anonymization.errors import InvalidRequest, PartageError
 
 stderr = Console(stderr=True, soft_wrap=True)
 
@@ -40,14 +40,88 @@ def handled(quiet: bool, title: str) -> Iterator[Any]:
         raise fail(error) from None
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write through a temporary file and rename, so a failure leaves no partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def _refuse(option: str, detail: str) -> InvalidRequest:
+    return InvalidRequest(detail, field=option, code="output_file")
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)  # hard links
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def check_directory(directory: Path, option: str) -> None:
+    """Refuse a directory that cannot be made or written in: its nearest existing ancestor
+    must be a directory where a file can be created (probed, so /proc or a read-only mount
+    are refused too)."""
+    existing = directory.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _refuse(option, f"cannot write under {directory}: {existing} is not a directory")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".partage-probe.")
+    except OSError as error:
+        raise _refuse(option, f"cannot write in {existing}: {error.strerror}") from None
+    os.close(handle)
+    Path(probe).unlink()
+
+
+def check_outputs(outputs: Mapping[str, Path | None], inputs: Mapping[str, Path | None]) -> None:
+    """Refuse, before any work, an output that cannot be written or is the same file (path,
+    symbolic or hard link) as an input or as another output: it would replace it."""
+    given = {option: path for option, path in outputs.items() if path is not None}
+    for option, path in given.items():
+        if path.is_dir():
+            raise _refuse(option, f"{path} is a directory: give a file name")
+        if path.exists() and not path.is_file():
+            raise _refuse(option, f"{path} is not a regular file (outputs are renamed into place)")
+        check_directory(path.parent, option)
+        others = {**inputs, **{name: other for name, other in given.items() if name != option}}
+        for name, other in others.items():
+            if other is not None and _same_file(path, other):
+                raise _refuse(option, f"{path} is also {name}: writing it would replace it")
+
+
+def write_atomically(
+    files: Mapping[str, tuple[Path, bytes]], before_rename: Callable[[], None] = lambda: None
+) -> None:
+    """Write each output (by option) to a temporary file next to it, call ``before_rename``
+    (the ledger's record), then rename them all into place. A failure before the renames
+    leaves no file and skips ``before_rename``; an OSError is an InvalidRequest naming the
+    option."""
+    temporaries: dict[str, Path] = {}
+    try:
+        for option, (path, data) in files.items():
+            temporaries[option] = _write_temporary(option, path, data)
+        before_rename()
+        for option, (path, _data) in files.items():
+            try:
+                os.replace(temporaries.pop(option), path)
+            except OSError as error:
+                raise _refuse(option, f"cannot write {path}: {error.strerror}") from None
+    finally:
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+
+
+def _write_temporary(option: str, path: Path, data: bytes) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as error:
+        raise _refuse(option, f"cannot write {path}: {error.strerror}") from None
+    temporary = Path(name)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
-        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise _refuse(option, f"cannot write {path}: {error.strerror}") from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    return temporary
