@@ -97,9 +97,11 @@ class SigningKeys:
     def _live(self, grace: datetime.timedelta) -> list[StoredKey]:
         keys = self.directory.load()
         now = utcnow()
+        # Live: the newest key, or one whose successor is younger than ``grace``. Not strict:
+        # with no key yet the successors list holds the newest key's ``None`` alone.
         return [
             key
-            for key, newer in zip(keys, [*keys[1:], None], strict=True)
+            for key, newer in zip(keys, [*keys[1:], None], strict=False)
             if newer is None or now < newer.created_at + grace
         ]
 

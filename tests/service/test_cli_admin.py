@@ -55,3 +55,12 @@ def test_key_rotation_commands(environment: Path) -> None:
     assert (
         "0 dataset key(s), 0 pseudonym key(s), 0 release file key(s) re-wrapped" in rotated.output
     )
+
+
+def test_audit_log_verify_on_a_fresh_install(environment: Path) -> None:
+    """No signing key exists yet: the chain is empty and intact (it crashed in zip())."""
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["audit-log", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "intact: 0 entries" in result.output
+    assert not (environment / "keys" / "signing").exists()
