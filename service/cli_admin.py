@@ -19,14 +19,12 @@ from service.agreements.models import Agreement
 from service.audit import service as audit
 from service.auth.models import ALL_SCOPES, SCOPE_ADMIN
 from service.auth.service import create_client, get_client
-from service.config import Settings, get_settings
-from service.console import fail
+from service.cli_environment import migrate, service_command, sessions, settings
+from service.console import check_directory
 from service.datasets import service as datasets
 from service.datasets.models import Dataset
-from service.db import make_engine, make_sessionmaker
 from service.extracts import files
 from service.keys import NextStorageKeys, SigningKeys, StorageKeys, write_private_json
-from service.migrate import upgrade
 from service.storage import EncryptedStore, StorageError
 
 console = Console()
@@ -35,36 +33,58 @@ admin_app = typer.Typer(no_args_is_help=True, help="Administrators' OAuth2 clien
 keys_app = typer.Typer(no_args_is_help=True, help="Signing and storage keys.")
 
 
+@service_command
 def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port (default 8000)")] = None,
 ) -> None:
     """Migrate the database, then serve the API (docs at /docs)."""
     import uvicorn
 
     from service.app import create_app
 
-    settings = get_settings()
-    upgrade(settings.database_url)
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    current = settings()
+    migrate(current)
+    uvicorn.run(create_app(current), host=host or current.host, port=port or current.port)
 
 
 @db_app.command("upgrade")
+@service_command
 def db_upgrade() -> None:
     """Apply every pending migration to PARTAGE_DATABASE_URL."""
-    upgrade(get_settings().database_url)
+    migrate(settings())
     console.print("database schema is up to date")
 
 
-def _existing_credentials(settings: Settings, save: Path) -> dict[str, str] | None:
-    if not save.is_file():
+def _saved_credentials(save: Path) -> dict[str, str] | None:
+    """The credentials kept in ``save`` (None: no file yet), once it is known the file can be
+    written; a file holding anything else is refused rather than overwritten."""
+    if save.is_dir():
+        raise InvalidRequest(f"{save} is a directory: give a file name", field="--save")
+    check_directory(save.parent, "--save")
+    if not save.exists():
         return None
-    saved: dict[str, str] = json.loads(save.read_text(encoding="utf-8"))
-    with make_sessionmaker(make_engine(settings.database_url))() as session:
-        return saved if get_client(session, saved.get("client_id", "")) else None
+    try:
+        saved = json.loads(save.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InvalidRequest(f"cannot read {save}: {error.strerror}", field="--save") from None
+    except ValueError:  # not UTF-8, not JSON
+        saved = None
+    if not (
+        isinstance(saved, dict)
+        and isinstance(saved.get("client_id"), str)
+        and isinstance(saved.get("client_secret"), str)
+    ):
+        detail = (
+            f"{save} does not hold saved credentials (a JSON object with client_id and "
+            "client_secret): give another file, it would be overwritten"
+        )
+        raise InvalidRequest(detail, field="--save")
+    return saved
 
 
 @admin_app.command("create-client")
+@service_command
 def admin_create_client(
     name: Annotated[str, typer.Argument(help="a name for the client")],
     scope: Annotated[str, typer.Option(help="space-separated scopes")] = SCOPE_ADMIN,
@@ -74,46 +94,61 @@ def admin_create_client(
     ] = None,
 ) -> None:
     """Create an OAuth2 client and print its client_id and secret (the secret is shown once)."""
-    settings = get_settings()
+    if not name.strip():
+        raise InvalidRequest("the client's name is blank", field="name")
     scopes = tuple(scope.split())
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
     if unknown or not scopes:
         detail = f"unknown scope(s) {unknown}; choose from {', '.join(ALL_SCOPES)}"
-        raise fail(InvalidRequest(detail, field="scope"))
-    credentials = _existing_credentials(settings, save) if save else None
-    if credentials is None:
-        with make_sessionmaker(make_engine(settings.database_url))() as session:
+        raise InvalidRequest(detail, field="scope")
+    saved = _saved_credentials(save) if save is not None else None
+    with sessions(settings())() as session:
+        if saved is not None and get_client(session, saved["client_id"]):
+            credentials = saved
+        else:
             client, secret = create_client(session, name, scopes)
             audit.append(
                 session, "cli", "client.created", f"client:{client.client_id}", {"scope": scope}
             )
             credentials = {"client_id": client.client_id, "client_secret": secret}
+            session.flush()
+            # Saved before the commit: a client is never created whose secret is lost.
+            if save is not None:
+                _save(save, credentials)
             session.commit()
-        if save:
-            write_private_json(save, credentials)
     console.print(f"client_id:     {credentials['client_id']}")
     console.print(f"client_secret: {credentials['client_secret']}")
 
 
+def _save(save: Path, credentials: dict[str, str]) -> None:
+    try:
+        write_private_json(save, credentials)
+    except OSError as error:
+        detail = f"cannot write {save}: {error.strerror}; no client was created"
+        raise InvalidRequest(detail, field="--save") from None
+
+
 @keys_app.command("rotate")
+@service_command
 def keys_rotate() -> None:
     """Add a new token signing key; older keys stay in the JWKS until their tokens expire."""
-    settings = get_settings()
+    current = settings()
     kid = SigningKeys(
-        settings.keys_dir, settings.token_ttl_seconds, settings.signing_key_publish_days
+        current.keys_dir, current.token_ttl_seconds, current.signing_key_publish_days
     ).rotate()
     console.print(f"new signing key {kid}")
 
 
 @keys_app.command("rotate-storage")
+@service_command
 def keys_rotate_storage() -> None:
     """Add a storage key and re-wrap every wrapped key with it (datasets' data keys and noise
     secrets, pseudonym keys, release files) in one transaction, then delete the old keys
     nothing uses any more."""
-    settings = get_settings()
-    upcoming = NextStorageKeys(settings.keys_dir)
-    store = EncryptedStore(settings.data_dir, upcoming)
-    with make_sessionmaker(make_engine(settings.database_url))() as session:
+    current = settings()
+    upcoming = NextStorageKeys(current.keys_dir)
+    store = EncryptedStore(current.data_dir, upcoming)
+    with sessions(current)() as session:
         try:
             counts = {
                 "datasets": datasets.rewrap_all(session, store),
@@ -122,7 +157,7 @@ def keys_rotate_storage() -> None:
             }
         except StorageError as error:
             detail = f"{error}; nothing re-wrapped, no key added or retired"
-            raise fail(InvalidRequest(detail, field="storage", code="unwrap_failed")) from None
+            raise InvalidRequest(detail, field="storage", code="unwrap_failed") from None
         audit.append(
             session,
             "cli",

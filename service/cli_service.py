@@ -11,9 +11,10 @@ import typer
 from rich.console import Console
 
 import service.models  # noqa: F401  (map every model before a session is used)
+from anonymization.errors import InvalidRequest
 from service.audit import service as audit
-from service.config import Settings, get_settings
-from service.db import make_engine, make_sessionmaker
+from service.cli_environment import service_command, sessions, settings
+from service.config import Settings
 from service.extracts import jobs
 from service.extracts.manifest import verify_release
 from service.keys import SigningKeys, StorageKeys
@@ -33,27 +34,34 @@ def _keys(settings: Settings) -> SigningKeys:
 
 def _runtime(settings: Settings) -> jobs.Runtime:
     store = EncryptedStore(settings.data_dir, StorageKeys(settings.keys_dir))
-    sessions = make_sessionmaker(make_engine(settings.database_url))
-    return jobs.Runtime(sessions, store, _keys(settings), settings)
+    return jobs.Runtime(sessions(settings), store, _keys(settings), settings)
 
 
-def _load_json(source: str) -> Any:
+def _load_json(source: str, field: str) -> Any:
     """JSON from a file, or fetched from an http(s) URL."""
     if source.startswith(("http://", "https://")):
         try:
             response = httpx.get(source, timeout=10)
             response.raise_for_status()
-        except httpx.HTTPError as error:
-            console.print(f"[red]error[/]: cannot fetch {source}: {error}")
-            raise typer.Exit(code=2) from None
-        return response.json()
+            return response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise InvalidRequest(f"cannot fetch {source} as JSON: {error}", field=field) from None
     try:
         return json.loads(Path(source).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        console.print(f"[red]error[/]: cannot read {source} as JSON: {error}")
-        raise typer.Exit(code=2) from None
+        raise InvalidRequest(f"cannot read {source} as JSON: {error}", field=field) from None
 
 
+def _jwks(source: str) -> dict[str, Any]:
+    jwks = _load_json(source, "--jwks")
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(key, dict) for key in keys):
+        detail = f"{source} is not a JWKS (a JSON object whose 'keys' is a list of keys)"
+        raise InvalidRequest(detail, field="--jwks")
+    return dict(jwks)
+
+
+@service_command
 def verify(
     manifest: Annotated[Path, typer.Argument(help="the release's manifest.json")],
     release: Annotated[Path, typer.Argument(help="the downloaded release file")],
@@ -63,14 +71,17 @@ def verify(
     ] = None,
 ) -> None:
     """Check a release offline: the manifest's Ed25519 signature and the file's SHA-256."""
-    settings = get_settings()
-    source = jwks or f"http://{settings.host}:{settings.port}/.well-known/jwks.json"
-    document = _load_json(str(manifest))
+    current = settings()
+    source = jwks or f"http://{current.host}:{current.port}/.well-known/jwks.json"
+    document = _load_json(str(manifest), "MANIFEST")
+    if not isinstance(document, dict):
+        raise InvalidRequest(
+            f"{manifest} is not a release manifest (a JSON object)", field="MANIFEST"
+        )
     if not release.is_file():
-        console.print(f"[red]error[/]: no such file {release}")
-        raise typer.Exit(code=2)
+        raise InvalidRequest(f"no such file {release}", field="RELEASE")
     try:
-        kid, fmt = verify_release(document, _load_json(source), release)
+        kid, fmt = verify_release(document, _jwks(source), release)
     except SignatureError as error:
         console.print(f"[bold red]NOT VERIFIED[/]: {error}")
         raise typer.Exit(code=1) from None
@@ -82,10 +93,10 @@ def verify(
 
 
 @audit_app.command("verify")
+@service_command
 def audit_verify() -> None:
     """Recompute the whole chain and check every signed head; exit 1 naming the first break."""
-    settings = get_settings()
-    runtime = _runtime(settings)
+    runtime = _runtime(settings())
     with runtime.sessions() as session:
         report = audit.verify_chain(session, runtime.keys.jwks())
     if not report.intact:
@@ -98,16 +109,18 @@ def audit_verify() -> None:
 
 
 @audit_app.command("sign")
+@service_command
 def audit_sign() -> None:
     """Sign the chain's current head with the service's signing key."""
-    seq = jobs.sign_audit_head(_runtime(get_settings()))
+    seq = jobs.sign_audit_head(_runtime(settings()))
     console.print(f"signed the head at entry {seq}" if seq else "the head is already signed")
 
 
 @releases_app.command("expire")
+@service_command
 def releases_expire() -> None:
     """Expire releases past their retention now (files deleted, records kept)."""
-    count = jobs.expire_due(_runtime(get_settings()))
+    count = jobs.expire_due(_runtime(settings()))
     console.print(f"{count} release(s) expired")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     token_issuer: str = "partage"  # noqa: S105 (an issuer name, not a secret)
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     require_postgres: bool = False
     postgres_admin_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     # A retired signing key stays in the JWKS this long, so older manifests still verify.
@@ -39,6 +39,17 @@ class Settings(BaseSettings):
     # Requests per client: a token bucket refilled at `rate_limit_per_second` up to `burst`.
     rate_limit_per_second: float = Field(default=10.0, gt=0)
     rate_limit_burst: int = Field(default=60, ge=1)
+
+    @field_validator("data_dir", "keys_dir")
+    @classmethod
+    def _a_directory(cls, folder: Path) -> Path:
+        """A folder, or a path where one can be made (not a file, nor under one)."""
+        existing = folder.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ValueError(f"{existing} is not a directory")
+        return folder
 
 
 @lru_cache

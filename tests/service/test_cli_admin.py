@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +65,61 @@ def test_audit_log_verify_on_a_fresh_install(environment: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "intact: 0 entries" in result.output
     assert not (environment / "keys" / "signing").exists()
+
+
+def rows(environment: Path, table: str) -> int:
+    with sqlite3.connect(environment / "cli.db") as con:
+        return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("save", "content", "message"),
+    [
+        ("adir", None, "is a directory"),
+        ("afile/creds.json", None, "is not a directory"),
+        ("/proc/partage-creds.json", None, "cannot write in /proc"),
+        ("bad.json", b"{not json", "does not hold saved credentials"),
+        ("list.json", b"[1]", "does not hold saved credentials"),
+        ("binary.json", b"\xff\xfe\x00", "does not hold saved credentials"),
+        ("other.json", b'{"client_id": 3}', "does not hold saved credentials"),
+    ],
+)
+def test_a_save_file_that_cannot_be_used_creates_no_client(
+    environment: Path, save: str, content: bytes | None, message: str
+) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    (environment / "adir").mkdir()
+    (environment / "afile").write_text("x")
+    path = Path(save) if save.startswith("/") else environment / save
+    if content is not None:
+        path.write_bytes(content)
+    result = runner.invoke(app, ["admin", "create-client", "ops", "--save", str(path)])
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "[--save]" in output and message in output and "Traceback" not in output
+    assert rows(environment, "oauth_client") == rows(environment, "audit_event") == 0
+    if content is not None:
+        assert path.read_bytes() == content
+
+
+def test_a_failed_save_rolls_the_client_back(
+    environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+
+    def full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("service.cli_admin.write_private_json", full)
+    saved = environment / "admin.json"
+    result = runner.invoke(app, ["admin", "create-client", "ops", "--save", str(saved)])
+    assert result.exit_code == 2 and "No space left on device" in result.output
+    assert rows(environment, "oauth_client") == rows(environment, "audit_event") == 0
+    assert not saved.exists()
+
+
+def test_a_blank_client_name_exits_2(environment: Path) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["admin", "create-client", " "])
+    assert result.exit_code == 2 and "[name]" in result.output
+    assert rows(environment, "oauth_client") == 0
