@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -19,10 +23,8 @@ from rich.progress import (
 )
 
 import service.models  # noqa: F401  (maps every model before a session is used)
-from anonymization.errors import PartageError
-from service.config import get_settings
-from service.console import fail
-from service.db import make_engine, make_sessionmaker
+from service.cli_environment import service_command, sessions, settings
+from service.console import check_directory
 from service.demo.consumption import ConsumptionGenerator
 from service.demo.generate import CSV_MAX_ROWS, Generated, Generator, generate
 from service.demo.payments import PaymentsGenerator
@@ -34,6 +36,26 @@ demo = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Synthetic French demo data (fixed seed)."
 )
 stderr = Console(stderr=True)
+
+
+# Past a billion rows a run takes hours and tens of gigabytes: the bound of --rows and of the
+# readings (--meters × --days).
+MAX_ROWS = 1_000_000_000
+
+
+@contextmanager
+def terminated_as_interrupted() -> Iterator[None]:
+    """Let SIGTERM stop a run as Ctrl-C does (the writers remove their partial files), with the
+    exit code of a terminated process."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Dataset(enum.StrEnum):
@@ -54,11 +76,14 @@ def _territory(value: str) -> list[str]:
 
 
 @demo.command("generate")
+@service_command
 def generate_command(
     out: Annotated[Path, typer.Option("--out", help="directory to write the files into")],
     dataset: Annotated[Dataset, typer.Option(help="which dataset to generate")] = Dataset.all,
-    rows: Annotated[int, typer.Option(min=1, help="card payments to generate")] = 1_000_000,
-    meters: Annotated[int, typer.Option(min=1, help="smart meters")] = 2_000,
+    rows: Annotated[
+        int, typer.Option(min=1, max=MAX_ROWS, help="card payments to generate")
+    ] = 1_000_000,
+    meters: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="smart meters")] = 2_000,
     days: Annotated[int, typer.Option(min=1, max=3_660, help="daily readings per meter")] = 365,
     departements: Annotated[
         str, typer.Option(help="the distributor's territory: département codes, comma-separated")
@@ -77,22 +102,29 @@ def generate_command(
     (daily smart-meter readings) into OUT."""
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} exists and is not a directory", param_hint="--out")
+    check_directory(out, "--out")
     generators: dict[str, Generator] = {}
     if dataset in (Dataset.payments, Dataset.all):
         generators["payments"] = PaymentsGenerator(rows, seed)
     if dataset in (Dataset.consumption, Dataset.all):
+        if meters * days > MAX_ROWS:
+            detail = f"{meters:,} meters × {days:,} days is over {MAX_ROWS:,} readings"
+            raise typer.BadParameter(detail, param_hint="--meters")
         territory = _territory(departements)
         generators["consumption"] = ConsumptionGenerator(meters, days, seed, territory)
-    with Progress(
-        TextColumn("[bold]{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("rows"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-        disable=quiet,
-    ) as progress:
+    with (
+        Progress(
+            TextColumn("[bold]{task.description:<12}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            disable=quiet,
+        ) as progress,
+        terminated_as_interrupted(),
+    ):
         results: list[Generated] = []
         for name, generator in generators.items():
             task = progress.add_task(name, total=generator.rows)
@@ -107,6 +139,7 @@ def generate_command(
 
 
 @demo.command("load")
+@service_command
 def load_command(
     data_dir: Annotated[
         Path, typer.Option(help="where the demo files are, generated there if absent")
@@ -125,21 +158,22 @@ def load_command(
         "payments": PaymentsGenerator(rows, 2025),
         "consumption": ConsumptionGenerator(meters, 365, 2025, ["74"]),
     }
+    current = settings()
+    opened = sessions(current)
+    saved = read_saved(credentials)
     for name, generator in wanted.items():
         if not (data_dir / f"{name}.parquet").is_file():
-            data_dir.mkdir(parents=True, exist_ok=True)
+            check_directory(data_dir, "--data-dir")
             stderr.print(f"generating the demo {name} data in {data_dir}…")
-            generate(generator, data_dir, name, False, lambda _rows: None)
-    settings = get_settings()
-    store = EncryptedStore(settings.data_dir, StorageKeys(settings.keys_dir))
-    saved = read_saved(credentials)
-    with make_sessionmaker(make_engine(settings.database_url))() as session:
-        try:
-            loaded = load(session, store, data_dir, saved)
-        except PartageError as error:
-            raise fail(error) from None
+            with terminated_as_interrupted():
+                generate(generator, data_dir, name, False, lambda _rows: None)
+    store = EncryptedStore(current.data_dir, StorageKeys(current.keys_dir))
+    with opened() as session:
+        loaded = load(session, store, data_dir, saved)
+        session.flush()
+        # Saved before the commit: no partner is created whose secret is lost.
+        write_saved(credentials, loaded)
         session.commit()
-    write_saved(credentials, loaded)
     partners: dict[str, list[LoadedShare]] = {}
     for share in loaded:
         partners.setdefault(share.partner, []).append(share)

@@ -17,12 +17,14 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from anonymization.errors import InvalidRequest
 from service.agreements import service as agreements
 from service.agreements.models import Agreement
 from service.agreements.schemas import AgreementCreate
 from service.auth.deps import Caller
 from service.auth.models import SCOPE_ADMIN, OAuthClient
 from service.auth.service import rotate_secret
+from service.console import check_directory
 from service.datasets import service as datasets
 from service.datasets.models import Dataset
 from service.datasets.schemas import DatasetPolicy
@@ -170,10 +172,20 @@ def _agreement(
 
 def read_saved(path: Path) -> dict[str, str]:
     """Saved partner secrets: client_id → secret."""
-    if not path.is_file():
+    if path.is_dir():
+        raise InvalidRequest(f"{path} is a directory: give a file name", field="--credentials")
+    check_directory(path.parent, "--credentials")
+    if not path.exists():
         return {}
-    saved: dict[str, dict[str, str]] = json.loads(path.read_text("utf-8"))
-    return {share["client_id"]: share["client_secret"] for share in saved.values()}
+    try:
+        saved = json.loads(path.read_text("utf-8"))
+        return {share["client_id"]: share["client_secret"] for share in saved.values()}
+    except OSError as error:
+        detail = f"cannot read {path}: {error.strerror}"
+        raise InvalidRequest(detail, field="--credentials") from None
+    except (ValueError, AttributeError, KeyError, TypeError):
+        detail = f"{path} does not hold the demo's saved credentials: give another file"
+        raise InvalidRequest(detail, field="--credentials") from None
 
 
 def write_saved(path: Path, loaded: list[LoadedShare]) -> None:
@@ -183,7 +195,11 @@ def write_saved(path: Path, loaded: list[LoadedShare]) -> None:
     for share in loaded:
         entry = saved.setdefault(share.partner, {**asdict(share), "agreements": {}})
         entry["agreements"][share.kind] = share.agreement_id
-    write_private_json(path, saved)
+    try:
+        write_private_json(path, saved)
+    except OSError as error:
+        detail = f"cannot write {path}: {error.strerror}; nothing was loaded"
+        raise InvalidRequest(detail, field="--credentials") from None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,3 +162,39 @@ def test_a_failed_run_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / "file").touch()
     result = runner.invoke(app, ["demo", "generate", "--out", str(tmp_path / "file")])
     assert result.exit_code == 2 and "not a directory" in result.output
+
+
+def test_sigterm_leaves_no_partial_file(tmp_path: Path) -> None:
+    """Terminated mid-run (as a service manager stops it), the run removes its temporary files
+    as Ctrl-C does and exits 143."""
+    out = tmp_path / "demo"
+    script = (
+        "import sys; from service import entry; sys.argv = ['partage', *sys.argv[1:]]; entry.main()"
+    )
+    arguments = ["demo", "generate", "--out", str(out), "--rows", "50000000", "--quiet"]
+    process = subprocess.Popen([sys.executable, "-c", script, *arguments])
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".payments.parquet.partial")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(out.glob(".*.partial")), "the run started writing"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--rows", str(10**15)], "--rows"),
+        (["--dataset", "consumption", "--meters", str(10**15)], "--meters"),
+        (["--dataset", "consumption", "--meters", "1000000", "--days", "3000"], "readings"),
+        (["--out", "/proc/partage-demo"], "cannot write in /proc"),
+    ],
+)
+def test_sizes_and_places_out_of_bounds_exit_2(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    result = runner.invoke(app, ["demo", "generate", "--out", str(tmp_path / "x"), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []

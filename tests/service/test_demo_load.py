@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from service.agreements.models import Agreement
+from service.cli import app as cli
+from service.config import get_settings
 from service.datasets.models import Dataset
 from service.demo.consumption import ConsumptionGenerator
 from service.demo.generate import generate
@@ -111,3 +117,55 @@ def test_the_labs_microdata_agreement_releases_k_anonymous_households(
     heated = pd.Series(readings.heating > 0, index=ids)
     derived = households.set_index("meter_id")["heating"].eq("electric")
     assert (derived == heated.reindex(derived.index)).mean() > 0.99
+
+
+@pytest.fixture
+def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("PARTAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("PARTAGE_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("PARTAGE_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    data = tmp_path / "demo"
+    generate(PaymentsGenerator(2_000, 1), data, "payments", False, lambda _rows: None)
+    generate(ConsumptionGenerator(20, 10, 1, ["74"]), data, "consumption", False, lambda _: None)
+    assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def partners(environment: Path) -> int:
+    with sqlite3.connect(environment / "cli.db") as con:
+        return int(con.execute("SELECT count(*) FROM partner").fetchone()[0])
+
+
+def load_command(environment: Path, credentials: Path) -> tuple[int, str]:
+    arguments = ["demo", "load", "--data-dir", str(environment / "demo")]
+    result = CliRunner().invoke(cli, [*arguments, "--credentials", str(credentials)])
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1]", b'{"a": 1}', b"\xff"])
+def test_a_credentials_file_holding_something_else_is_refused(
+    environment: Path, content: bytes
+) -> None:
+    (environment / "creds.json").write_bytes(content)
+    code, output = load_command(environment, environment / "creds.json")
+    assert code == 2 and "[--credentials]" in output and "saved credentials" in output
+    assert partners(environment) == 0 and (environment / "creds.json").read_bytes() == content
+
+
+def test_credentials_that_cannot_be_saved_load_nothing(
+    environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("service.demo.load.write_private_json", full)
+    code, output = load_command(environment, environment / "creds.json")
+    assert code == 2 and "No space left on device" in output
+    assert partners(environment) == 0
+    monkeypatch.undo()
+    monkeypatch.setenv("PARTAGE_DATABASE_URL", f"sqlite:///{environment / 'cli.db'}")
+    code, output = load_command(environment, environment / "creds.json")
+    assert code == 0, output
+    assert partners(environment) == 2 and (environment / "creds.json").is_file()
