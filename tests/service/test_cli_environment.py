@@ -4,16 +4,16 @@ be used or is not migrated) and malformed inputs of ``verify``: one message, exi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
-from service.config import get_settings
+from tests.service.test_cli_admin import environment
 
 runner = CliRunner()
+__all__ = ["environment"]
 SERVICE_COMMANDS = [
     ["db", "upgrade"],
     ["admin", "create-client", "x"],
@@ -24,16 +24,6 @@ SERVICE_COMMANDS = [
     ["releases", "expire"],
 ]
 DATABASE_COMMANDS = [command for command in SERVICE_COMMANDS if command[0] != "keys"]
-
-
-@pytest.fixture
-def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("PARTAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("PARTAGE_KEYS_DIR", str(tmp_path / "keys"))
-    monkeypatch.setenv("PARTAGE_DATA_DIR", str(tmp_path / "data"))
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def run(*arguments: str) -> tuple[int, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,19 @@ from typer.testing import CliRunner
 
 from service.agreements.models import Agreement
 from service.cli import app as cli
-from service.config import get_settings
 from service.datasets.models import Dataset
 from service.demo.consumption import ConsumptionGenerator
 from service.demo.generate import generate
 from service.demo.load import load, write_saved
 from service.demo.names import scrambled_ids
 from service.demo.payments import PaymentsGenerator
+from service.keys import write_private_json
 from service.partners.models import Partner
 from tests.service.conftest import bearer, token_for
 from tests.service.journey import request_and_wait
+from tests.service.test_cli_admin import environment
+
+__all__ = ["environment"]
 
 
 def counts(app: FastAPI) -> list[int]:
@@ -120,17 +122,13 @@ def test_the_labs_microdata_agreement_releases_k_anonymous_households(
 
 
 @pytest.fixture
-def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("PARTAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("PARTAGE_KEYS_DIR", str(tmp_path / "keys"))
-    monkeypatch.setenv("PARTAGE_DATA_DIR", str(tmp_path / "data"))
-    get_settings.cache_clear()
-    data = tmp_path / "demo"
+def demo(environment: Path) -> Path:
+    """A migrated database and small demo files under ``environment/demo``."""
+    data = environment / "demo"
     generate(PaymentsGenerator(2_000, 1), data, "payments", False, lambda _rows: None)
     generate(ConsumptionGenerator(20, 10, 1, ["74"]), data, "consumption", False, lambda _: None)
     assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0
-    yield tmp_path
-    get_settings.cache_clear()
+    return environment
 
 
 def partners(environment: Path) -> int:
@@ -145,27 +143,24 @@ def load_command(environment: Path, credentials: Path) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"[1]", b'{"a": 1}', b"\xff"])
-def test_a_credentials_file_holding_something_else_is_refused(
-    environment: Path, content: bytes
-) -> None:
-    (environment / "creds.json").write_bytes(content)
-    code, output = load_command(environment, environment / "creds.json")
+def test_a_credentials_file_holding_something_else_is_refused(demo: Path, content: bytes) -> None:
+    (demo / "creds.json").write_bytes(content)
+    code, output = load_command(demo, demo / "creds.json")
     assert code == 2 and "[--credentials]" in output and "saved credentials" in output
-    assert partners(environment) == 0 and (environment / "creds.json").read_bytes() == content
+    assert partners(demo) == 0 and (demo / "creds.json").read_bytes() == content
 
 
 def test_credentials_that_cannot_be_saved_load_nothing(
-    environment: Path, monkeypatch: pytest.MonkeyPatch
+    demo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def full(*_args: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("service.demo.load.write_private_json", full)
-    code, output = load_command(environment, environment / "creds.json")
+    code, output = load_command(demo, demo / "creds.json")
     assert code == 2 and "No space left on device" in output
-    assert partners(environment) == 0
-    monkeypatch.undo()
-    monkeypatch.setenv("PARTAGE_DATABASE_URL", f"sqlite:///{environment / 'cli.db'}")
-    code, output = load_command(environment, environment / "creds.json")
+    assert partners(demo) == 0
+    monkeypatch.setattr("service.demo.load.write_private_json", write_private_json)
+    code, output = load_command(demo, demo / "creds.json")
     assert code == 0, output
-    assert partners(environment) == 2 and (environment / "creds.json").is_file()
+    assert partners(demo) == 2 and (demo / "creds.json").is_file()
