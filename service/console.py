@@ -45,11 +45,10 @@ def _refuse(option: str, detail: str) -> InvalidRequest:
 
 
 def _same_file(first: Path, second: Path) -> bool:
-    if first.resolve() == second.resolve():
-        return True
+    """The same path once links are resolved, or the same inode (hard links)."""
     try:
-        return os.path.samefile(first, second)  # hard links
-    except OSError:  # one of them does not exist yet
+        return first.resolve() == second.resolve() or os.path.samefile(first, second)
+    except (OSError, RuntimeError):  # one does not exist yet, or a symbolic link loop
         return False
 
 

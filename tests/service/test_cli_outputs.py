@@ -212,3 +212,10 @@ def test_anonymize_a_policy_that_is_not_utf8_exits_2(workspace: Path) -> None:
     (workspace / "policy.yaml").write_bytes(b"\xff\xfe\x00bad")
     code, output = anonymize(workspace, "--out", str(workspace / "o.csv"))
     assert code == 2 and "is not UTF-8 text" in output
+
+
+def test_an_output_that_is_a_symbolic_link_loop_is_replaced_not_a_traceback(workdir: Path) -> None:
+    (workdir / "loop").symlink_to(workdir / "loop")
+    code, output = release(workdir, out="loop")
+    assert code == 0, output
+    assert (workdir / "loop").is_file() and not (workdir / "loop").is_symlink()
