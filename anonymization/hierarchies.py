@@ -337,16 +337,24 @@ class BandHierarchy(ExpressionHierarchy):
     """
 
     sql_type = "DOUBLE"
+    # Labels print a band's bounds: whole widths as BIGINT, exact only up to 2**53, so widths
+    # stay within these bounds (a width of 1e308 or 1e-300 labels nothing sensible).
+    MIN_WIDTH = 1e-6
+    MAX_WIDTH = 1e15
 
     def __init__(self, name: str, widths: Sequence[float]) -> None:
-        if not widths or any(w <= 0 for w in widths):
+        if not widths or not all(self.MIN_WIDTH <= w <= self.MAX_WIDTH for w in widths):
             raise HierarchyError(
-                f"hierarchy {name!r}: band widths must be positive", code="malformed_hierarchy"
+                f"hierarchy {name!r}: band widths must be numbers from {self.MIN_WIDTH:g} "
+                f"to {self.MAX_WIDTH:g} (got {list(widths)})",
+                field=f"hierarchies.{name}.bands",
+                code="malformed_hierarchy",
             )
         for small, large in itertools.pairwise(widths):
-            if large <= small or (large / small) != int(large / small):
+            if large <= small or not (large / small).is_integer():
                 raise HierarchyError(
                     f"hierarchy {name!r}: band width {large} is not a multiple of {small}",
+                    field=f"hierarchies.{name}.bands",
                     code="malformed_hierarchy",
                 )
         self.name = name

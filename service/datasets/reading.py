@@ -25,6 +25,8 @@ from service.datasets.schemas import DatasetPolicy
 
 PARQUET_MAGIC = b"PAR1"
 SHOWN = 10
+# The UTC offset ending an ISO timestamp (``...T10:00:00+02:00``, ``...Z``).
+UTC_OFFSET = r"[T ]\d{2}:\d{2}.*?(Z|[+-]\d{2}(?::?\d{2})?)$"
 
 
 def detect_format(filename: str | None, content: bytes) -> str:
@@ -129,7 +131,7 @@ def _check_values(frame: pd.DataFrame, column: str, hierarchy: Hierarchy | None,
         parsed: pd.Series = pd.to_numeric(values, errors="coerce")
         kind = "number"
     elif isinstance(hierarchy, TimeHierarchy):
-        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+        parsed = _parse_times(values, field)
         kind = "date"
     else:
         return "text"
@@ -138,6 +140,22 @@ def _check_values(frame: pd.DataFrame, column: str, hierarchy: Hierarchy | None,
         shown = sorted(set(values[bad].astype(str)))[:SHOWN]
         raise DataError(f"values that are not a {kind}: {shown} (lines {_lines(bad)})", field=field)
     return kind
+
+
+def _parse_times(values: pd.Series, field: str) -> pd.Series:
+    try:
+        return pd.to_datetime(values, errors="coerce", format="ISO8601")
+    except ValueError:
+        # pandas refuses values in several time zones (naive and aware, or two offsets).
+        offsets = values.str.extract(UTC_OFFSET, expand=False).fillna("none")[values.notna()]
+        first = offsets.drop_duplicates().sort_values()
+        rows = first.index.to_list()
+        shown = ", ".join(f"{zone} (line {row + 2})" for zone, row in zip(first, rows, strict=True))
+        raise DataError(
+            f"times in more than one time zone: {shown}; the engine groups times by their "
+            "clock time, so give every value in one time zone, or none",
+            field=field,
+        ) from None
 
 
 def _check_coverage(frame: pd.DataFrame, column: str, hierarchy: Hierarchy, level: str) -> None:

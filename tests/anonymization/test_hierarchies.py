@@ -4,6 +4,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anonymization.errors import HierarchyError
 from anonymization.hierarchies import (
@@ -150,3 +152,18 @@ def test_engine_groups_on_keys_and_labels_like_the_row_expression(
             protection=Protection(k=2),
         )
         assert sorted(compute_cells(table, plan)[column]) == expected, level
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_subnormal=True), min_size=1, max_size=4))
+def test_bands_are_refused_or_label_every_level(widths: list[float]) -> None:
+    """Any widths (infinite, huge, tiny, subnormal) give a typed error or a hierarchy whose
+    every level labels a value."""
+    try:
+        bands = BandHierarchy("b", widths)
+    except HierarchyError:
+        return
+    con = duckdb.connect()
+    for level in bands.levels:
+        assert con.execute(f"SELECT {bands.expression('37.5', level)}").fetchone() is not None
+        bands.generalize_labels(["37.5"], "value", level)

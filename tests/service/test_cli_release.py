@@ -174,3 +174,16 @@ def test_the_console_script_runs_offline_commands_without_the_service(workdir: P
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
     assert "pandas" in imported and "duckdb" in imported
     assert not {"fastapi", "sqlalchemy", "starlette"} & imported
+
+
+def test_band_widths_that_cannot_label_values_exit_2_naming_the_hierarchy(
+    workdir: Path,
+) -> None:
+    policy = (workdir / "payments-policy.yaml").read_text()
+    policy = policy.replace(
+        "age_bands: hierarchies/adult_hierarchy_age.csv", "age_bands: {bands: [1, .inf]}"
+    )
+    (workdir / "payments-policy.yaml").write_text(policy.replace("age: level2", "age: band1"))
+    code, output = release(workdir)
+    assert code == 2, output
+    assert "hierarchies.age_bands.bands" in output.replace("\n", "")

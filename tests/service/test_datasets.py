@@ -7,13 +7,19 @@ import json
 import uuid
 from typing import Any
 
+import pandas as pd
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
+from anonymization.errors import DataError
 from service.datasets import service
 from service.datasets.models import Dataset
+from service.datasets.reading import check_table
+from service.datasets.schemas import DatasetPolicy
 from service.db import make_engine
 from service.keys import StorageKeys
 from service.storage import StorageError
@@ -259,3 +265,49 @@ def test_register_from_a_sql_table(
         with engine.begin() as connection:
             connection.execute(text(f"DROP TABLE {table}"))
         engine.dispose()
+
+
+def test_time_values_in_mixed_time_zones_are_422_naming_the_column(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    frame = payments_frame(3)
+    frame["date"] = ["2025-01-01T10:00:00+02:00", "2025-01-01T10:00:00", "2025-01-01"]
+    response = _upload(client, admin, csv_bytes(frame))
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["field"] == "dataset.columns.date"
+    assert "time zone" in body["detail"] and "+02:00" in body["detail"]
+
+
+@pytest.mark.parametrize("bands", [[1e-300, 1e308], [1, "Infinity"], [5, 1e300]])
+def test_band_widths_that_cannot_label_values_are_422_naming_the_hierarchy(
+    client: TestClient, admin: dict[str, str], bands: list[Any]
+) -> None:
+    policy = {**POLICY, "hierarchies": {"age_bands": {"bands": bands}}}
+    files = {"file": ("d.csv", csv_bytes(payments_frame()), "text/csv")}
+    form = {"name": "x", "policy": json.dumps(policy).replace('"Infinity"', "Infinity")}
+    response = client.post("/datasets", data=form, files=files, headers=admin)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "hierarchies.age_bands.bands"
+
+
+ZONES = ["", "Z", "+02:00", "-05:00"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 23), st.sampled_from(ZONES)), min_size=1, max_size=8))
+def test_times_are_refused_exactly_when_in_several_time_zones(
+    times: list[tuple[int, str]],
+) -> None:
+    """Whatever the mix of offsets, the check says `date` or names the column; never a 500."""
+    policy = DatasetPolicy.model_validate(
+        {"dataset": {"subject": "id", "columns": {"d": {"hierarchy": "time"}}}}
+    )
+    values = [f"2025-03-01T{hour:02d}:30:00{zone}" for hour, zone in times]
+    frame = pd.DataFrame({"id": [str(i) for i in range(len(values))], "d": values}, dtype="string")
+    if len({zone for _, zone in times}) == 1:
+        assert check_table(frame, policy, {})["d"] == "date"
+        return
+    with pytest.raises(DataError, match="time zone") as raised:
+        check_table(frame, policy, {})
+    assert raised.value.field == "dataset.columns.d"
