@@ -10,6 +10,7 @@ per-subject contributions that the dominance rules read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -297,11 +298,26 @@ def compute_cells(
                 assert noise_secret is not None
                 _register_record_keys(con, noise_secret)
             cells = _roll_up(con, plan, keyed)
+            _require_finite_sums(cells, plan)
             if not plan.totals:
                 cells.attrs["additive"] = _additive(con, plan)
             return cells
     finally:
         con.close()
+
+
+def _require_finite_sums(cells: pd.DataFrame, plan: AggregatePlan) -> None:
+    """Refuse the release when a sum is not a number: an infinite value, or finite ones whose
+    sum overflows a double, would otherwise be published as ``inf`` (or ``nan``)."""
+    for measure in plan.summed:
+        sums = cells[f"{measure}_sum"].astype("float64")
+        bad = sums.isin([math.inf, -math.inf]) | (sums.isna() & (cells[f"{measure}_n"] > 0))
+        if bad.any():
+            raise DataError(
+                f"measure {measure!r} has infinite values, or values whose sum exceeds the "
+                f"largest number (about 1.8e308), in {int(bad.sum())} cell(s): release refused",
+                field=measure,
+            )
 
 
 def _register_record_keys(

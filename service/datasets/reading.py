@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sqlalchemy import create_engine, make_url
@@ -129,17 +131,48 @@ def _check_values(frame: pd.DataFrame, column: str, hierarchy: Hierarchy | None,
     values = frame[column]
     if role == "measure" or isinstance(hierarchy, BandHierarchy):
         parsed: pd.Series = pd.to_numeric(values, errors="coerce")
-        kind = "number"
+        # `inf` and `1e400` parse, as infinity: no sum or band of it is a number.
+        bad = (parsed.isna() | parsed.isin([math.inf, -math.inf])) & values.notna()
+        kind, wanted = "number", "finite number"
     elif isinstance(hierarchy, TimeHierarchy):
-        parsed = _parse_times(values, field)
-        kind = "date"
+        bad = _parse_times(values, field).isna() & values.notna()
+        kind = wanted = "date"
     else:
         return "text"
-    bad = parsed.isna() & values.notna()
     if bad.any():
         shown = sorted(set(values[bad].astype(str)))[:SHOWN]
-        raise DataError(f"values that are not a {kind}: {shown} (lines {_lines(bad)})", field=field)
+        raise DataError(
+            f"values that are not a {wanted}: {shown} (lines {_lines(bad)})", field=field
+        )
     return kind
+
+
+def check_stored_types(content: bytes, file_format: str, policy: DatasetPolicy) -> None:
+    """Refuse a Parquet file whose measures are not stored as numbers: the engine sums them as
+    stored (a CSV's measures are read as numbers, and checked by :func:`check_table`)."""
+    if file_format != "parquet":
+        return
+    schema = pq.read_schema(io.BytesIO(content))
+    for column, spec in policy.dataset.columns.items():
+        if spec.role != "measure" or column not in schema.names:
+            continue
+        field = f"dataset.columns.{column}"
+        stored = schema.field(column).type
+        if not (pa.types.is_integer(stored) or pa.types.is_floating(stored)) and not (
+            pa.types.is_decimal(stored)
+        ):
+            raise DataError(
+                f"measure {column!r} is stored as {stored}; a measure must be stored as "
+                "numbers (integers, decimals or floating point)",
+                field=field,
+                code="invalid_type",
+            )
+        if pa.types.is_floating(stored):
+            # pandas reads a stored NaN as missing, so check_table cannot see it.
+            values = pq.read_table(io.BytesIO(content), columns=[column]).column(column)
+            bad = pc.sum(pc.invert(pc.is_finite(values))).as_py()
+            if bad:
+                raise DataError(f"{bad} value(s) that are NaN or infinite", field=field)
 
 
 def _parse_times(values: pd.Series, field: str) -> pd.Series:

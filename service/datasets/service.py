@@ -19,6 +19,7 @@ from service.audit import service as audit
 from service.datasets.models import Dataset
 from service.datasets.reading import (
     cardinalities,
+    check_stored_types,
     check_table,
     detect_format,
     read_table,
@@ -81,6 +82,7 @@ def create(
     file_format = detect_format(filename, content)
     frame = read_table(content, file_format)
     columns = check_table(frame, policy, files)
+    check_stored_types(content, file_format, policy)
     dataset = Dataset(
         id=uuid.uuid4(),
         name=name,

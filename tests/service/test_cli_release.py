@@ -187,3 +187,15 @@ def test_band_widths_that_cannot_label_values_exit_2_naming_the_hierarchy(
     code, output = release(workdir)
     assert code == 2, output
     assert "hierarchies.age_bands.bands" in output.replace("\n", "")
+
+
+@pytest.mark.parametrize("amount", ["1e308", "inf"])
+def test_sums_that_are_not_numbers_exit_2_naming_the_measure(workdir: Path, amount: str) -> None:
+    data = payments()
+    data["amount"] = data["amount"].astype(str)
+    data.loc[data.index[:50], "amount"] = amount
+    data.to_csv(workdir / "payments.csv", index=False)
+    code, output = release(workdir)
+    assert code == 2, output
+    assert "[amount]" in output and "infinite" in output
+    assert not (workdir / "out.csv").exists()

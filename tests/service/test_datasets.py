@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import uuid
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -69,7 +72,8 @@ def test_register_records_rows_schema_fingerprint_and_encrypts_at_rest(
 
 
 def test_parquet_upload_keeps_codes_as_text(client: TestClient, admin: dict[str, str]) -> None:
-    response = _upload(client, admin, parquet_bytes(payments_frame()), filename="p.parquet")
+    frame = payments_frame().astype({"amount": "float64"})
+    response = _upload(client, admin, parquet_bytes(frame), filename="p.parquet")
     assert response.status_code == 201, response.text
     assert response.json()["file_format"] == "parquet"
 
@@ -247,10 +251,16 @@ def test_register_from_a_sql_table(
 ) -> None:
     table = f"payments_{uuid.uuid4().hex[:8]}"
     engine = make_engine(database_url)
-    payments_frame().to_sql(table, engine, index=False)
+    payments_frame().to_sql(f"{table}_text", engine, index=False)
+    payments_frame().astype({"amount": "float64"}).to_sql(table, engine, index=False)
     try:
-        source = {"url": database_url, "table": table}
+        source = {"url": database_url, "table": f"{table}_text"}
         body = {"name": "from sql", "policy": POLICY, "source": source}
+        refused = client.post("/datasets/sql", json=body, headers=admin)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "dataset.columns.amount"
+        source = {"url": database_url, "table": table}
+        body = {**body, "source": source}
         response = client.post("/datasets/sql", json=body, headers=admin)
         assert response.status_code == 201, response.text
         assert response.json()["row_count"] == 40
@@ -264,6 +274,7 @@ def test_register_from_a_sql_table(
     finally:
         with engine.begin() as connection:
             connection.execute(text(f"DROP TABLE {table}"))
+            connection.execute(text(f"DROP TABLE {table}_text"))
         engine.dispose()
 
 
@@ -311,3 +322,42 @@ def test_times_are_refused_exactly_when_in_several_time_zones(
     with pytest.raises(DataError, match="time zone") as raised:
         check_table(frame, policy, {})
     assert raised.value.field == "dataset.columns.d"
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("amount", "inf"), ("amount", "-Infinity"), ("amount", "1e400"), ("age", "inf")],
+)
+def test_non_finite_numbers_are_422_naming_the_column(
+    client: TestClient, admin: dict[str, str], column: str, value: str
+) -> None:
+    frame = payments_frame()
+    frame.loc[4, column] = value
+    response = _upload(client, admin, csv_bytes(frame))
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["field"] == f"dataset.columns.{column}"
+    assert repr(value) in body["detail"] and "lines 6" in body["detail"]
+
+
+def test_parquet_measures_stored_as_text_are_422_naming_the_type(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    content = parquet_bytes(payments_frame())  # every column as text, `amount` included
+    response = _upload(client, admin, content, filename="p.parquet")
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["field"] == "dataset.columns.amount"
+    assert "string" in body["detail"]
+    numbers = payments_frame().astype({"amount": "float64"})
+    amounts = numbers["amount"].to_list()
+    amounts[7] = float("nan")
+    table = pa.Table.from_pandas(numbers.drop(columns="amount"), preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table.append_column("amount", pa.array(amounts, pa.float64())), buffer)
+    response = _upload(client, admin, buffer.getvalue(), filename="p.parquet")
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "dataset.columns.amount"
+    numbers.loc[7, "amount"] = None
+    response = _upload(client, admin, parquet_bytes(numbers), filename="p.parquet")
+    assert response.status_code == 201, response.text
