@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from fastapi import Request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    SessionTransaction,
+    mapped_column,
+    sessionmaker,
+)
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -74,6 +81,26 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+def undo_on_rollback(session: Session, undo: Callable[[], None]) -> None:
+    """Call ``undo`` if the session's transaction ends without committing (rolled back, or
+    closed): for what a service did outside the database, such as a file it wrote, so that a
+    request failing after it (up to its commit) leaves nothing behind."""
+    root = session.get_transaction() or session.begin()
+    committed = False
+
+    def after_commit(_: Session) -> None:
+        nonlocal committed
+        # Also called when a savepoint is released: only the outermost commit counts.
+        committed = committed or session.get_nested_transaction() is None
+
+    def after_transaction_end(_: Session, transaction: SessionTransaction) -> None:
+        if transaction is root and not committed:
+            undo()
+
+    event.listen(session, "after_commit", after_commit)
+    event.listen(session, "after_transaction_end", after_transaction_end)
 
 
 def get_session(request: Request) -> Iterator[Session]:

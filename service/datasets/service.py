@@ -9,6 +9,7 @@ from pathlib import PurePath
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anonymization.errors import InvalidRequest, invalid_field
@@ -26,7 +27,7 @@ from service.datasets.reading import (
     resolve_hierarchies,
 )
 from service.datasets.schemas import DatasetPolicy
-from service.db import utcnow
+from service.db import undo_on_rollback, utcnow
 from service.errors import Conflict, NotFound
 from service.storage import EncryptedStore, WrappedKey
 
@@ -64,6 +65,18 @@ def _hierarchy_files(policy: DatasetPolicy, uploaded: dict[str, str]) -> dict[st
     return {name: uploaded[PurePath(name).name] for name in sorted(needed)}
 
 
+def _claim_name(session: Session, dataset: Dataset) -> None:
+    """Insert the row (without its keys yet): a concurrent upload that took the name since the
+    first check makes this fail, before anything is written."""
+    session.add(dataset)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"a dataset named {dataset.name!r} exists", field="name", code="duplicate"
+        ) from None
+
+
 def create(
     session: Session,
     store: EncryptedStore,
@@ -99,11 +112,14 @@ def create(
         key_id=None,
         wrapped_key=None,
     )
+    _claim_name(session, dataset)
+    # The row holds the name before the file is written; a failure from here to the commit
+    # removes the file (it holds sensitive data that no row would let anyone delete).
+    undo_on_rollback(session, lambda: forget_file(store, dataset.id))
     key = store.write(KIND, str(dataset.id), content)
     dataset.key_id, dataset.wrapped_key = key.key_id, key.wrapped
     noise = store.wrap_secret(NOISE, str(dataset.id), new_noise_secret())
     dataset.noise_key_id, dataset.wrapped_noise_secret = noise.key_id, noise.wrapped
-    session.add(dataset)
     session.flush()
     audit.append(
         session,

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session
 
 from anonymization.errors import DataError
 from service.datasets import service
@@ -361,3 +363,70 @@ def test_parquet_measures_stored_as_text_are_422_naming_the_type(
     numbers.loc[7, "amount"] = None
     response = _upload(client, admin, parquet_bytes(numbers), filename="p.parquet")
     assert response.status_code == 201, response.text
+
+
+def _stored(app: FastAPI) -> list[Any]:
+    return list((app.state.settings.data_dir / "datasets").glob("*"))
+
+
+def test_a_name_taken_after_the_check_is_409_on_name_and_leaves_no_file(
+    client: TestClient, admin: dict[str, str], app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two uploads with one name race: the one that loses gets 409 on `name`, its file is gone."""
+    checked = service.check_table
+
+    def competitor_registers_meanwhile(*args: Any) -> Any:
+        monkeypatch.setattr(service, "check_table", checked)
+        with app.state.sessionmaker() as session:
+            content = csv_bytes(payments_frame())
+            service.create(
+                session,
+                app.state.store,
+                "other",
+                "payments",
+                None,
+                DatasetPolicy.model_validate(POLICY),
+                "d.csv",
+                content,
+                {},
+            )
+            session.commit()
+        return checked(*args)
+
+    monkeypatch.setattr(service, "check_table", competitor_registers_meanwhile)
+    response = _upload(client, admin, csv_bytes(payments_frame()))
+    assert response.status_code == 409, response.text
+    assert response.json()["field"] == "name"
+    with app.state.sessionmaker() as session:
+        (only,) = session.scalars(select(Dataset)).all()
+    assert [path.name for path in _stored(app)] == [f"{only.id}.bin"]
+
+
+def test_a_failing_commit_after_the_write_leaves_no_file(
+    client: TestClient, admin: dict[str, str], app: FastAPI
+) -> None:
+    def fail(session: Session) -> None:
+        if any(isinstance(found, Dataset) for found in session.identity_map.values()):
+            raise RuntimeError("the database went away")
+
+    event.listen(Session, "before_commit", fail)
+    try:
+        with pytest.raises(RuntimeError, match="went away"):
+            _upload(client, admin, csv_bytes(payments_frame()))
+    finally:
+        event.remove(Session, "before_commit", fail)
+    assert not [path for path in _stored(app) if path.suffix in (".bin", ".partial")]
+    assert client.get("/datasets", headers=admin).json() == []
+
+
+def test_concurrent_uploads_with_one_name_leave_one_dataset_and_one_file(
+    client: TestClient, admin: dict[str, str], app: FastAPI
+) -> None:
+    content = csv_bytes(payments_frame(2000))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(lambda _: _upload(client, admin, content), range(4)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201, 409, 409, 409], [r.text for r in responses]
+    assert {r.json()["field"] for r in responses if r.status_code == 409} == {"name"}
+    created = next(r.json() for r in responses if r.status_code == 201)
+    assert [path.name for path in _stored(app)] == [f"{created['id']}.bin"]
