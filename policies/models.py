@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from anonymization.errors import InvalidRequest
+from anonymization.errors import HierarchyError, InvalidRequest
 from anonymization.hierarchies import (
     BandHierarchy,
     CategoricalHierarchy,
@@ -174,7 +174,11 @@ def load_hierarchies(policy: DeclaresHierarchies, base_dir: Path) -> dict[str, H
             continue
         resolved[column] = _hierarchy_for(column, spec, policy, base_dir)
         if spec.level is not None:
-            resolved[column].index(spec.level)
+            try:
+                resolved[column].index(spec.level)
+            except HierarchyError as error:
+                error.field = f"dataset.columns.{column}.level"
+                raise
     return resolved
 
 

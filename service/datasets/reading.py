@@ -44,7 +44,7 @@ def read_table(content: bytes, file_format: str) -> pd.DataFrame:
     try:
         if file_format == "parquet":
             return pd.read_parquet(io.BytesIO(content)).astype("string")
-        return pd.read_csv(
+        frame = pd.read_csv(
             io.BytesIO(content), dtype="string", keep_default_na=False, na_values=[""]
         )
     except UnicodeDecodeError as error:
@@ -55,6 +55,16 @@ def read_table(content: bytes, file_format: str) -> pd.DataFrame:
         raise DataError(
             f"the file does not parse as {file_format}: {detail}", field="file"
         ) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas takes a first line with more fields than the header for an index column,
+        # which would shift every value one column to the right.
+        fields = len(frame.columns) + frame.index.nlevels
+        raise DataError(
+            f"the file does not parse as csv: line 2 has {fields} fields, "
+            f"the header {len(frame.columns)}",
+            field="file",
+        )
+    return frame
 
 
 def read_sql_table(url: str, table: str) -> bytes:

@@ -45,7 +45,7 @@ def parse_policy(text: str) -> DatasetPolicy:
             raise InvalidRequest(
                 f"not valid JSON: {error.errors()[0]['msg']}", field="policy"
             ) from None
-        raise invalid_field(error) from None
+        raise invalid_field(error, default="policy") from None
 
 
 def _hierarchy_files(policy: DatasetPolicy, uploaded: dict[str, str]) -> dict[str, str]:

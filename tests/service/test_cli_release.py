@@ -199,3 +199,12 @@ def test_sums_that_are_not_numbers_exit_2_naming_the_measure(workdir: Path, amou
     assert code == 2, output
     assert "[amount]" in output and "infinite" in output
     assert not (workdir / "out.csv").exists()
+
+
+def test_an_unknown_stored_level_exits_2_naming_the_column_level(workdir: Path) -> None:
+    policy = (workdir / "payments-policy.yaml").read_text()
+    policy = policy.replace("level: departement}", "level: planet}", 1)
+    (workdir / "payments-policy.yaml").write_text(policy)
+    code, output = release(workdir)
+    assert code == 2, output
+    assert "[dataset.columns.departement.level]" in output.replace("\n", "")

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from anonymization.errors import DataError
 from service.datasets import service
 from service.datasets.models import Dataset
-from service.datasets.reading import check_table
+from service.datasets.reading import check_table, read_table
 from service.datasets.schemas import DatasetPolicy
 from service.db import make_engine
 from service.keys import StorageKeys
@@ -430,3 +430,53 @@ def test_concurrent_uploads_with_one_name_leave_one_dataset_and_one_file(
     assert {r.json()["field"] for r in responses if r.status_code == 409} == {"name"}
     created = next(r.json() for r in responses if r.status_code == 201)
     assert [path.name for path in _stored(app)] == [f"{created['id']}.bin"]
+
+
+def test_a_line_with_too_many_fields_is_422_naming_the_line(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    header, first, *rest = csv_bytes(payments_frame()).decode().splitlines()
+    content = "\n".join([header, first + ",EXTRA", *rest]).encode()
+    response = _upload(client, admin, content)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["field"] == "file"
+    assert "line 2" in body["detail"] and "8 fields" in body["detail"]
+
+
+def test_an_unknown_stored_level_is_422_naming_the_column_level(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    columns = {
+        **POLICY["dataset"]["columns"],
+        "departement": {"hierarchy": "geo_fr", "level": "planet"},
+    }
+    policy = {**POLICY, "dataset": {**POLICY["dataset"], "columns": columns}}
+    response = _upload(client, admin, csv_bytes(payments_frame()), policy)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "dataset.columns.departement.level"
+
+
+@pytest.mark.parametrize("text", ["[]", "1", '"policy"', "null"])
+def test_a_policy_that_is_not_an_object_is_422_naming_policy(
+    client: TestClient, admin: dict[str, str], text: str
+) -> None:
+    files = {"file": ("d.csv", csv_bytes(payments_frame()), "text/csv")}
+    response = client.post(
+        "/datasets", data={"name": "x", "policy": text}, files=files, headers=admin
+    )
+    assert (response.status_code, response.json()["field"]) == (422, "policy")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.data())
+def test_a_ragged_line_anywhere_is_refused_naming_it(rows: int, data: st.DataObject) -> None:
+    """Whichever line has extra fields, the error names it; values are never shifted."""
+    position = data.draw(st.integers(0, rows - 1))
+    extra = data.draw(st.integers(1, 3))
+    lines = ["id,dep,amt", *(f"s{i},74,{i}" for i in range(rows))]
+    lines[position + 1] += ",x" * extra
+    with pytest.raises(DataError) as raised:
+        read_table("\n".join(lines).encode(), "csv")
+    assert raised.value.field == "file"
+    assert f"line {position + 2}" in raised.value.detail
