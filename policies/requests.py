@@ -12,6 +12,7 @@ from anonymization.errors import InvalidRequest, PartageError, PolicyViolation
 from anonymization.hierarchies import Hierarchy
 from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
 from policies.models import AGGREGATES, ExtractRequest, Policy
+from policies.ranges import Bound, misaligned, parse_range, takes_ranges
 
 # Reasons whose cause is a malformed request rather than a request the policy refuses.
 MALFORMED = {"unknown_column", "unknown_level", "unknown_measure", "invalid_filter"}
@@ -90,11 +91,17 @@ def _check_level(hierarchy: Hierarchy, level: str, source: str | None, field: st
 def check_request(
     policy: Policy, hierarchies: dict[str, Hierarchy], request: ExtractRequest
 ) -> list[Reason]:
-    """Every reason the policy refuses ``request``; empty when it is allowed."""
+    """Every reason the policy refuses ``request``; empty when it is allowed. A range bound
+    that does not parse is a malformed request, raised first (InvalidRequest naming it)."""
+    ranges = {
+        column: parse_range(hierarchies[column], spec, f"filters.{column}")
+        for column, spec in request.filters.items()
+        if column in hierarchies and takes_ranges(hierarchies[column])
+    }
     return [
         *_group_by_reasons(policy, hierarchies, request),
         *_measure_reasons(policy, request),
-        *_filter_reasons(policy, hierarchies, request),
+        *_filter_reasons(policy, hierarchies, request, ranges),
         *_format_reasons(policy, request),
     ]
 
@@ -194,7 +201,10 @@ def _measure_reasons(policy: Policy, request: ExtractRequest) -> list[Reason]:
 
 
 def _filter_reasons(
-    policy: Policy, hierarchies: dict[str, Hierarchy], request: ExtractRequest
+    policy: Policy,
+    hierarchies: dict[str, Hierarchy],
+    request: ExtractRequest,
+    ranges: dict[str, tuple[Bound | None, Bound | None]],
 ) -> list[Reason]:
     reasons: list[Reason] = []
     for column, spec in request.filters.items():
@@ -218,9 +228,7 @@ def _filter_reasons(
                     detail=f"unknown level {spec.level!r}",
                 )
             )
-        elif (spec.low is not None or spec.high is not None) and not hasattr(
-            hierarchies[column], "sql_type"
-        ):
+        elif (spec.low is not None or spec.high is not None) and column not in ranges:
             reasons.append(
                 Reason(
                     code="invalid_filter",
@@ -242,6 +250,12 @@ def _filter_reasons(
                     detail=f"level {spec.level!r} is finer than the finest allowed",
                 )
             )
+        elif column in ranges and column in policy.release.dimensions:
+            cut = misaligned(column, policy.release.dimensions[column], *ranges[column])
+            if cut is not None:
+                reasons.append(
+                    Reason(code="level_too_fine", field=f"{field}.{cut[0]}", detail=cut[1])
+                )
     return reasons
 
 

@@ -131,6 +131,10 @@ def test_other_formats_keep_codes_as_text(workdir: Path, fmt: str) -> None:
             "filters.holder_name",
         ),
         ("group_by: [oops\n", "not valid YAML"),
+        ("filters: {date: {from: garbage}}\n", "filters.date.from"),
+        ("filters: {date: {from: 2025-07-01, to: '2025-13-45'}}\n", "filters.date.to"),
+        ("filters: {date: {from: 2025-06-01, to: 2025-06-15}}\n", "filters.date.to"),
+        ("filters: {date: {from: 2025-08-01, to: 2025-06-30}}\n", "filters.date.from"),
     ],
 )
 def test_bad_requests_exit_2_and_write_nothing(

@@ -260,3 +260,54 @@ def test_expired_token_is_401(client: TestClient, app: Any, setup: dict[str, Any
     response = client.get("/extracts", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+BAD_BOUNDS = ["garbage", "2025-13-45", "", "NaN", "2025-07-01\u0000", "2025-01-01' OR '1'='1"]
+
+
+def test_a_range_bound_that_does_not_parse_is_422_naming_it(
+    client: TestClient, setup: dict[str, Any]
+) -> None:
+    partner, agreement_id = setup["first"]["headers"], setup["agreement"]["id"]
+    for value in BAD_BOUNDS:
+        for bound in ({"from": value}, {"from": value[:7], "level": "month"}, {"to": value}):
+            request = {**REQUEST, "filters": {"date": bound}}
+            field = "filters.date.from" if "from" in bound else "filters.date.to"
+            for path in ("decisions", "extracts"):
+                response = client.post(
+                    f"/agreements/{agreement_id}/{path}", json=request, headers=partner
+                )
+                assert response.status_code == 422, (value, path, response.text)
+                assert response.json()["field"] == field
+                assert response.json()["error"] == "invalid_filter"
+    backwards = {**REQUEST, "filters": {"date": {"from": "2025-08-01", "to": "2025-06-30"}}}
+    response = client.post(f"/agreements/{agreement_id}/extracts", json=backwards, headers=partner)
+    assert (response.status_code, response.json()["field"]) == (422, "filters.date.from")
+    assert "after" in response.json()["detail"]
+    assert client.get("/extracts", headers=partner).json() == []
+
+
+def test_a_time_range_finer_than_the_level_allowed_is_denied(
+    client: TestClient, setup: dict[str, Any]
+) -> None:
+    partner, agreement_id = setup["first"]["headers"], setup["agreement"]["id"]
+    hours = {"from": "2025-07-01T10:00:00", "to": "2025-07-01T12:00:00"}
+    response = client.post(
+        f"/agreements/{agreement_id}/decisions",
+        json={**REQUEST, "filters": {"date": hours}},
+        headers=partner,
+    )
+    assert (response.status_code, response.json()["field"]) == (422, "filters.date.from")
+    days = {**REQUEST, "filters": {"date": {"from": "2025-07-01", "to": "2025-07-14"}}}
+    decision = client.post(f"/agreements/{agreement_id}/decisions", json=days, headers=partner)
+    assert decision.json()["permit"] is False
+    (reason,) = decision.json()["reasons"]
+    assert (reason["code"], reason["field"]) == ("level_too_fine", "filters.date.to")
+    assert "last day of a month (e.g. 2025-07-31)" in reason["detail"]
+    refused = client.post(f"/agreements/{agreement_id}/extracts", json=days, headers=partner)
+    assert refused.status_code == 403
+    summer = {**REQUEST, "filters": {"date": {"from": "2025-01-01", "to": "2025-03-31"}}}
+    decision = client.post(f"/agreements/{agreement_id}/decisions", json=summer, headers=partner)
+    assert decision.json()["permit"] is True, decision.text
+    extract = request_and_wait(client, partner, agreement_id, summer)
+    assert extract["status"] == "succeeded", extract
