@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+# The largest k a policy may set (a product bound; every number of a policy is signed in the
+# manifest, so it must also stay within RFC 8785's safe integers, 2^53 - 1).
+MAX_K = 1_000_000
+
+
 class Rule(BaseModel, ABC):
     """A primary protection rule; ``reason`` names it in the output's ``reason`` column."""
 
@@ -147,7 +152,7 @@ class Protection(BaseModel):
     released counts (decided after the rules, which read the true values)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    k: int = Field(ge=2)
+    k: int = Field(ge=2, le=MAX_K)
     dominance: DominanceRule | None = None
     p_percent: PPercentRule | None = None
     interval: IntervalRequirement = IntervalRequirement()
@@ -188,7 +193,7 @@ class ProtectionSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     preset: str | None = None
-    k: int | None = Field(default=None, ge=2)
+    k: int | None = Field(default=None, ge=2, le=MAX_K)
     dominance: DominanceRule | None = None
     p_percent: PPercentRule | None = None
     interval: IntervalRequirement | None = None
@@ -205,7 +210,7 @@ class ProtectionSpec(BaseModel):
     @model_validator(mode="after")
     def _needs_k(self) -> ProtectionSpec:
         if self.preset is None and self.k is None:
-            raise ValueError("give k (at least 2) or a preset")
+            raise ValueError(f"give k (2 to {MAX_K:,}) or a preset")
         return self
 
     def resolve(self, presets: dict[str, Protection] | None = None) -> Protection:

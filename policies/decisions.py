@@ -22,10 +22,11 @@ from pydantic import (
 from anonymization.hierarchies import Hierarchy
 from anonymization.protection import Protection
 from policies.microdata import MicrodataReleaseSpec, MicrodataRequest, describe
-from policies.models import DatasetSpec, ExtractRequest, Frozen, Policy, ReleaseSpec
+from policies.models import MAX_CELLS, DatasetSpec, ExtractRequest, Frozen, Policy, ReleaseSpec
 from policies.requests import Reason, build_plan, check_request
 from policies.text import TextRule
 
+MAX_EXTRACTS_PER_MONTH = 1_000_000
 AgreementStatus = Literal["active", "suspended", "revoked"]
 LegalBasis = Literal[
     "consent",
@@ -56,8 +57,8 @@ AnyRequest = Annotated[
 class Limits(Frozen):
     """What one agreement allows per extract and per calendar month."""
 
-    max_cells: int | None = Field(default=None, ge=1, description="cells per extract")
-    extracts_per_month: int | None = Field(default=None, ge=1)
+    max_cells: int | None = Field(default=None, ge=1, le=MAX_CELLS, description="cells per extract")
+    extracts_per_month: int | None = Field(default=None, ge=1, le=MAX_EXTRACTS_PER_MONTH)
 
 
 class AgreementTerms(Frozen):

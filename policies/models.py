@@ -29,6 +29,8 @@ Role = Literal["dimension", "time", "measure", "quasi_identifier", "sensitive"]
 OutputFormat = Literal["csv", "parquet", "json"]
 FORMATS: tuple[OutputFormat, ...] = ("csv", "parquet", "json")
 AGGREGATES: tuple[Aggregate, ...] = ("sum", "mean", "count")
+# Product bounds of a policy's counts (each also within RFC 8785's safe integers: it is signed).
+MAX_CELLS = 1_000_000_000
 
 
 class Frozen(BaseModel):
@@ -81,7 +83,7 @@ class HierarchyFile(Frozen):
 class BandSpec(Frozen):
     """Numeric bands of growing widths, each a multiple of the previous one."""
 
-    bands: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    bands: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(min_length=1)
 
 
 HierarchySpec = str | HierarchyFile | BandSpec
@@ -98,7 +100,7 @@ class ReleaseSpec(Frozen):
     )
     protection: ProtectionSpec
     formats: list[OutputFormat] = Field(default_factory=lambda: list(FORMATS))
-    max_cells: int | None = Field(default=None, ge=1)
+    max_cells: int | None = Field(default=None, ge=1, le=MAX_CELLS)
 
     def allowed_filters(self) -> list[str]:
         """Columns a request may filter on."""

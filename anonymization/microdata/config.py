@@ -12,7 +12,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from anonymization.errors import invalid_field
+from anonymization.protection import MAX_K
 
+MAX_POPULATION = 10**10
 Metric = Literal["loss", "discernibility", "average_class_size", "entropy"]
 
 
@@ -23,7 +25,7 @@ class _Frozen(BaseModel):
 class BandsSpec(_Frozen):
     """Numeric bands of growing widths, each a multiple of the last: ``{bands: [5, 10, 20]}``."""
 
-    bands: tuple[Annotated[float, Field(gt=0)], ...] = Field(min_length=1)
+    bands: tuple[Annotated[float, Field(gt=0, allow_inf_nan=False)], ...] = Field(min_length=1)
 
 
 class FileSpec(_Frozen):
@@ -54,8 +56,8 @@ class LDiversitySpec(_Frozen):
     """l-diversity of each sensitive attribute in every class (distinct, entropy or recursive)."""
 
     kind: Literal["distinct", "entropy", "recursive"] = "distinct"
-    l: int = Field(ge=2)  # noqa: E741 - the model's name in the literature
-    c: float | None = Field(default=None, gt=0)
+    l: int = Field(ge=2, le=MAX_K)  # noqa: E741 - the model's name in the literature
+    c: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _recursive_needs_c(self) -> LDiversitySpec:
@@ -74,7 +76,7 @@ class TClosenessSpec(_Frozen):
 class ProtectionSpec(_Frozen):
     """The privacy models every released class satisfies, and the share of records suppressible."""
 
-    k: int = Field(default=2, ge=1)
+    k: int = Field(default=2, ge=1, le=MAX_K)
     l: LDiversitySpec | None = None  # noqa: E741
     t: TClosenessSpec | None = None
     suppression_limit: float = Field(default=0.0, ge=0, lt=1)
@@ -84,7 +86,7 @@ class RiskSpec(_Frozen):
     """Risk report settings: the per-record risk threshold and the population size, if known."""
 
     threshold: float = Field(default=0.2, gt=0, le=1)
-    population: int | None = Field(default=None, ge=1)
+    population: int | None = Field(default=None, ge=1, le=MAX_POPULATION)
 
 
 class QuasiIdentifierSpec(_Frozen):

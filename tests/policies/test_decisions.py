@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+import rfc8785
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -149,3 +151,85 @@ def test_the_estimate_bounds_the_grid(group_by: dict[str, str], totals: bool) ->
     estimate = estimate_cells(req, CARDINALITIES)
     plain = estimate_cells(req.model_copy(update={"totals": False}), CARDINALITIES)
     assert estimate >= plain >= 1
+
+
+NUMBERS = st.integers() | st.sampled_from([2**53, 2**63, 10**30, 1_000_001]) | st.floats()
+AGGREGATE = {
+    "k": 5,
+    "dominance": {"n": 1, "percent": 85},
+    "p_percent": {"p": 10},
+    "interval": {"p": 15},
+    "noise": {"method": "cell_key", "max": 2, "variance": 1},
+}
+MICRODATA = {
+    "kind": "microdata",
+    "quasi_identifiers": {"departement": {}},
+    "sensitive": ["card_country"],
+    "protection": {
+        "k": 5,
+        "l": {"kind": "recursive", "l": 2, "c": 3},
+        "t": {"max": 0.5},
+        "suppression_limit": 0.1,
+    },
+    "risk": {"threshold": 0.2, "population": 1000},
+}
+NUMBER_FIELDS = [
+    *(("release", "protection", *path) for path in (("k",), ("dominance", "n"))),
+    *(("release", "protection", *path) for path in (("dominance", "percent"), ("p_percent", "p"))),
+    *(("release", "protection", *path) for path in (("interval", "p"), ("noise", "max"))),
+    ("release", "protection", "noise", "variance"),
+    ("release", "max_cells"),
+    ("limits", "max_cells"),
+    ("limits", "extracts_per_month"),
+    ("retention_days",),
+    *(
+        ("microdata", "protection", *path)
+        for path in (("k",), ("l", "l"), ("l", "c"), ("t", "max"))
+    ),
+    ("microdata", "protection", "suppression_limit"),
+    *(("microdata", "risk", name) for name in ("threshold", "population")),
+]
+
+
+@pytest.mark.parametrize("path", NUMBER_FIELDS, ids=".".join)
+@settings(max_examples=60, deadline=None)
+@given(value=NUMBERS)
+def test_every_number_the_terms_accept_can_be_signed(path: tuple[str, ...], value: float) -> None:
+    """Whatever number the terms accept fits RFC 8785, in which the manifest is signed."""
+    body = json.loads(json.dumps({"release": release(protection=AGGREGATE), "limits": {}}))
+    if path[0] == "microdata":
+        body["release"], path = json.loads(json.dumps(MICRODATA)), ("release", *path[1:])
+    *parents, name = path
+    target = body
+    for parent in parents:
+        target = target[parent]
+    target[name] = value
+    try:
+        accepted = terms(**body)
+    except ValidationError:
+        return
+    rfc8785.dumps(accepted.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        (
+            {"release": release(protection={"k": 2**63})},
+            ("release", "aggregate", "protection", "k"),
+        ),
+        (
+            {"release": release(protection={"k": 1_000_001})},
+            ("release", "aggregate", "protection", "k"),
+        ),
+        ({"release": release(max_cells=10**30)}, ("release", "aggregate", "max_cells")),
+        ({"limits": {"max_cells": 10**30}}, ("limits", "max_cells")),
+        ({"limits": {"extracts_per_month": 10**30}}, ("limits", "extracts_per_month")),
+    ],
+)
+def test_integers_past_their_bound_name_their_field(
+    changes: dict[str, Any], field: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        terms(**changes)
+    assert refused.value.errors()[0]["loc"] == field

@@ -6,7 +6,7 @@ import pytest
 
 from anonymization.errors import InvalidRequest, PolicyViolation
 from policies.files import parse, read_document
-from policies.models import ExtractRequest, Policy, load_hierarchies
+from policies.models import BandSpec, ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy, check_request
 from tests.factories import EXAMPLES
 
@@ -102,3 +102,10 @@ def test_malformed_files_name_the_field(tmp_path: Any) -> None:
     path.write_text("dataset: [unclosed\n")
     with pytest.raises(InvalidRequest, match="line"):
         read_document(path)
+
+
+@pytest.mark.parametrize("width", [float("inf"), float("nan"), 0])
+def test_band_widths_are_finite_and_positive(width: float) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        parse(BandSpec, {"bands": [10, width]})
+    assert refused.value.field == "bands.1"

@@ -43,6 +43,10 @@ def test_created_agreement_is_version_1_in_force(setup: dict[str, Any]) -> None:
         ({**RELEASE, "dimensions": {"card_id": "value"}}, "release.dimensions.card_id"),
         ({**RELEASE, "measures": {"age": ["sum"]}}, "release.measures.age"),
         ({**RELEASE, "protection": {"k": 1}}, "release.protection.k"),
+        ({**RELEASE, "protection": {"k": 9223372036854775808}}, "release.protection.k"),
+        ({**RELEASE, "protection": {"k": 10**30}}, "release.protection.k"),
+        ({**RELEASE, "protection": {"k": 1_000_001}}, "release.protection.k"),
+        ({**RELEASE, "max_cells": 10**30}, "release.max_cells"),
         ({**RELEASE, "dimensions": {"date": "fortnight"}}, "release.dimensions.date"),
         ({**RELEASE, "protection": {"k": 5, "p_percent": 0}}, "release.protection.p_percent.p"),
         (
@@ -66,6 +70,15 @@ def test_release_block_is_checked_against_the_dataset(
     response = client.post("/agreements", json=body, headers=admin)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize("name", ["max_cells", "extracts_per_month"])
+def test_limits_past_their_bound_are_422(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any], name: str
+) -> None:
+    body = agreement_body(setup["first"]["id"], setup["dataset"]["id"], limits={name: 10**30})
+    response = client.post("/agreements", json=body, headers=admin)
+    assert (response.status_code, response.json()["field"]) == (422, f"limits.{name}")
 
 
 def test_bad_window_unknown_partner_and_dataset(

@@ -268,6 +268,9 @@ BAD_RELEASES = [
         "release.quasi_identifiers.age.hierarchy",
     ),
     ({"protection": {"k": 0}}, "release.protection.k"),
+    ({"protection": {"k": 10**30}}, "release.protection.k"),
+    ({"protection": {"k": 5, "l": {"l": 2**63}}}, "release.protection.l.l"),
+    ({"risk": {"population": 10**30}}, "release.risk.population"),
     ({"algorithm": "greedy"}, "release.algorithm"),
     (
         {"protection": {"k": 2, "t": {"max": 0.2, "distance": "hierarchical"}}},
