@@ -76,7 +76,7 @@ class TClosenessSpec(_Frozen):
 class ProtectionSpec(_Frozen):
     """The privacy models every released class satisfies, and the share of records suppressible."""
 
-    k: int = Field(default=2, ge=1, le=MAX_K)
+    k: int = Field(default=2, ge=2, le=MAX_K, description="at least 2: k = 1 protects nothing")
     l: LDiversitySpec | None = None  # noqa: E741
     t: TClosenessSpec | None = None
     suppression_limit: float = Field(default=0.0, ge=0, lt=1)

@@ -32,7 +32,7 @@ rows = st.lists(
 )
 
 protections = st.fixed_dictionaries(
-    {"k": st.integers(1, 4), "suppression_limit": st.sampled_from([0.0, 0.1, 0.3])},
+    {"k": st.integers(2, 4), "suppression_limit": st.sampled_from([0.0, 0.1, 0.3])},
     optional={
         "l": st.sampled_from(
             [

@@ -98,6 +98,8 @@ def test_two_agreements_never_share_a_pseudonym(workspace):
         ({}, {"age": {"bands": [5]}}, True, "unknown hierarchy"),
         ({}, {"age": {"bands": [5]}, "zone": "missing.csv"}, True, "cannot read hierarchy"),
         ({"l": {"kind": "distinct", "l": 50}}, None, True, "best node found"),
+        ({"k": 1}, None, True, "release.protection.k"),
+        ({"l": {"kind": "distinct", "l": 1}}, None, True, "release.protection.l.l"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(workspace, protection, hierarchies, keyed, message):

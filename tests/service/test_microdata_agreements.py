@@ -186,8 +186,8 @@ def test_two_partners_pseudonyms_never_match_and_versions_keep_theirs(
     app: FastAPI,
 ) -> None:
     first, second = make_partner("First lab"), make_partner("Second lab")
-    # k = 1 releases every record, so each subject appears in both releases.
-    one = {"protection": {"k": 1}}
+    # k = 2 without suppression releases every record, so each subject appears in both releases.
+    one = {"protection": {"k": 2}}
     a = microdata_agreement(client, admin, first["id"], dataset["id"], **one)
     b = microdata_agreement(client, admin, second["id"], dataset["id"], **one)
     released_a = download(
@@ -208,7 +208,7 @@ def test_two_partners_pseudonyms_never_match_and_versions_keep_theirs(
         **{k: v for k, v in a.items() if k in ("purpose", "legal_basis", "retention_days")},
         "valid_from": a["valid_from"],
         "valid_until": a["valid_until"],
-        "release": {**RELEASE, "protection": {"k": 1}, "formats": ["csv"]},
+        "release": {**RELEASE, "protection": {"k": 2}, "formats": ["csv"]},
         "limits": {},
     }
     updated = client.put(f"/agreements/{a['id']}", json=body, headers=admin)
@@ -268,6 +268,8 @@ BAD_RELEASES = [
         "release.quasi_identifiers.age.hierarchy",
     ),
     ({"protection": {"k": 0}}, "release.protection.k"),
+    ({"protection": {"k": 1}}, "release.protection.k"),
+    ({"protection": {"k": 5, "l": {"l": 1}}}, "release.protection.l.l"),
     ({"protection": {"k": 10**30}}, "release.protection.k"),
     ({"protection": {"k": 5, "l": {"l": 2**63}}}, "release.protection.l.l"),
     ({"risk": {"population": 10**30}}, "release.risk.population"),
