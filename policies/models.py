@@ -99,7 +99,7 @@ class ReleaseSpec(Frozen):
         default=None, description="columns usable in filters (default: dimensions)"
     )
     protection: ProtectionSpec
-    formats: list[OutputFormat] = Field(default_factory=lambda: list(FORMATS))
+    formats: list[OutputFormat] = Field(default_factory=lambda: list(FORMATS), min_length=1)
     max_cells: int | None = Field(default=None, ge=1, le=MAX_CELLS)
 
     def allowed_filters(self) -> list[str]:

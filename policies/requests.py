@@ -71,8 +71,33 @@ def check_policy(policy: Policy, hierarchies: dict[str, Hierarchy]) -> None:
             raise InvalidRequest(
                 f"{column!r} is an identifier", field="release.filters", code="identifier_used"
             )
-    summed = [c for c, aggs in release.measures.items() if "sum" in aggs or "mean" in aggs]
-    release.protection.resolve(policy.presets).with_measure(summed[0] if summed else None)
+    _check_rule_measures(policy)
+
+
+def _check_rule_measures(policy: Policy) -> None:
+    """Raise unless each dominance or p% rule reads a measure the release sums."""
+    summed = _summed(policy)
+    protection = policy.release.protection.resolve(policy.presets)
+    for name in ("dominance", "p_percent"):
+        rule = getattr(protection, name)
+        if rule is None or (summed and rule.measure in (None, *summed)):
+            continue
+        wanted = (
+            f"{rule.measure!r} is not a measure the release sums"
+            if rule.measure
+            else "it needs a measure the release sums"
+        )
+        raise InvalidRequest(
+            f"the {name} rule reads a measure released with `sum` or `mean`: {wanted} "
+            f"(summed: {', '.join(map(repr, summed)) or 'none'})",
+            field=f"release.protection.{name}.measure",
+            code="unknown_measure",
+        )
+
+
+def _summed(policy: Policy) -> list[str]:
+    """The measures the release sums (`sum` or `mean`), which protection rules can read."""
+    return [c for c, aggs in policy.release.measures.items() if "sum" in aggs or "mean" in aggs]
 
 
 def _check_level(hierarchy: Hierarchy, level: str, source: str | None, field: str) -> None:
@@ -306,7 +331,7 @@ def build_plan(
         else Measure(name.rpartition(".")[0], name.rpartition(".")[2])  # type: ignore[arg-type]
         for name in request.measures
     )
-    summed = [c for c, aggs in policy.release.measures.items() if "sum" in aggs or "mean" in aggs]
+    summed = _summed(policy)
     protection = policy.release.protection.resolve(policy.presets).with_measure(
         summed[0] if summed else None
     )

@@ -109,3 +109,33 @@ def test_band_widths_are_finite_and_positive(width: float) -> None:
     with pytest.raises(InvalidRequest) as refused:
         parse(BandSpec, {"bands": [10, width]})
     assert refused.value.field == "bands.1"
+
+
+@pytest.mark.parametrize(
+    ("protection", "measures", "field"),
+    [
+        ({"k": 5, "dominance": {"percent": 85, "measure": "nope"}}, None, "dominance"),
+        ({"k": 5, "p_percent": {"p": 10, "measure": "age"}}, None, "p_percent"),
+        ({"k": 5, "p_percent": {"p": 10, "measure": "amount"}}, {"amount": ["count"]}, "p_percent"),
+        ({"preset": "insee"}, {}, "dominance"),
+    ],
+)
+def test_a_rule_must_read_a_measure_the_release_sums(
+    policy: Policy, protection: dict[str, Any], measures: dict[str, Any] | None, field: str
+) -> None:
+    release = policy.release.model_dump(by_alias=True)
+    release["protection"] = protection
+    if measures is not None:
+        release["measures"] = measures
+    bad = Policy.model_validate({**policy.model_dump(by_alias=True), "release": release})
+    with pytest.raises(InvalidRequest) as refused:
+        check_policy(bad, load_hierarchies(bad, EXAMPLES))
+    assert refused.value.field == f"release.protection.{field}.measure"
+    assert "amount" in refused.value.detail or "none" in refused.value.detail
+
+
+def test_an_aggregate_release_needs_a_format(policy: Policy) -> None:
+    release = {**policy.release.model_dump(by_alias=True), "formats": []}
+    with pytest.raises(InvalidRequest) as refused:
+        parse(Policy, {**policy.model_dump(by_alias=True), "release": release})
+    assert refused.value.field == "release.formats"

@@ -47,6 +47,19 @@ def test_created_agreement_is_version_1_in_force(setup: dict[str, Any]) -> None:
         ({**RELEASE, "protection": {"k": 10**30}}, "release.protection.k"),
         ({**RELEASE, "protection": {"k": 1_000_001}}, "release.protection.k"),
         ({**RELEASE, "max_cells": 10**30}, "release.max_cells"),
+        ({**RELEASE, "formats": []}, "release.formats"),
+        (
+            {**RELEASE, "protection": {"k": 5, "dominance": {"percent": 85, "measure": "nope"}}},
+            "release.protection.dominance.measure",
+        ),
+        (
+            {**RELEASE, "protection": {"k": 5, "p_percent": {"p": 10, "measure": "age"}}},
+            "release.protection.p_percent.measure",
+        ),
+        (
+            {**RELEASE, "measures": {"amount": ["count"]}},
+            "release.protection.dominance.measure",
+        ),
         ({**RELEASE, "dimensions": {"date": "fortnight"}}, "release.dimensions.date"),
         ({**RELEASE, "protection": {"k": 5, "p_percent": 0}}, "release.protection.p_percent.p"),
         (
