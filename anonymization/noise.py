@@ -26,8 +26,8 @@ class CellKeyNoise(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     method: Literal["cell_key"] = "cell_key"
-    max: int = Field(ge=1, le=50)
-    variance: float = Field(gt=0)
+    max: int = Field(ge=1, le=50, strict=True)
+    variance: float = Field(gt=0, strict=True)
 
     @field_validator("variance")
     @classmethod

@@ -52,7 +52,7 @@ class ThresholdRule(Rule):
     """Every released cell counts at least ``k`` distinct subjects."""
 
     reason: ClassVar[str] = "k"
-    k: int = Field(ge=2, description="minimum distinct subjects per released cell")
+    k: int = Field(ge=2, strict=True, description="minimum distinct subjects per released cell")
 
     def sensitive(self, cells: pd.DataFrame) -> pd.Series:
         """Cells with fewer than k distinct subjects."""
@@ -97,8 +97,8 @@ class DominanceRule(_MeasureRule):
     """
 
     reason: ClassVar[str] = "dominance"
-    n: int = Field(default=1, ge=1, le=10)
-    percent: float = Field(gt=0, le=100)
+    n: int = Field(default=1, ge=1, le=10, strict=True)
+    percent: float = Field(gt=0, le=100, strict=True)
 
     def sensitive(self, cells: pd.DataFrame) -> pd.Series:
         """Cells where the top-n share of the total exceeds ``percent``."""
@@ -120,7 +120,7 @@ class PPercentRule(_MeasureRule):
     to within p percent: sensitive when ``total - x1 - x2 < p/100 * x1``."""
 
     reason: ClassVar[str] = "p_percent"
-    p: float = Field(gt=0, lt=100)
+    p: float = Field(gt=0, lt=100, strict=True)
 
     def sensitive(self, cells: pd.DataFrame) -> pd.Series:
         """Cells where the rest of the total hides the largest contribution by less than p%."""
@@ -143,7 +143,7 @@ class IntervalRequirement(BaseModel):
     reaching ``p`` percent below and above the true value for each sum."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    p: float = Field(default=15.0, gt=0, lt=100)
+    p: float = Field(default=15.0, gt=0, lt=100, strict=True)
 
 
 class Protection(BaseModel):
@@ -152,7 +152,7 @@ class Protection(BaseModel):
     released counts (decided after the rules, which read the true values)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    k: int = Field(ge=2, le=MAX_K)
+    k: int = Field(ge=2, le=MAX_K, strict=True)
     dominance: DominanceRule | None = None
     p_percent: PPercentRule | None = None
     interval: IntervalRequirement = IntervalRequirement()
@@ -193,7 +193,7 @@ class ProtectionSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     preset: str | None = None
-    k: int | None = Field(default=None, ge=2, le=MAX_K)
+    k: int | None = Field(default=None, ge=2, le=MAX_K, strict=True)
     dominance: DominanceRule | None = None
     p_percent: PPercentRule | None = None
     interval: IntervalRequirement | None = None

@@ -22,7 +22,15 @@ from pydantic import (
 from anonymization.hierarchies import Hierarchy
 from anonymization.protection import Protection
 from policies.microdata import MicrodataReleaseSpec, MicrodataRequest, describe
-from policies.models import MAX_CELLS, DatasetSpec, ExtractRequest, Frozen, Policy, ReleaseSpec
+from policies.models import (
+    MAX_CELLS,
+    DatasetSpec,
+    Day,
+    ExtractRequest,
+    Frozen,
+    Policy,
+    ReleaseSpec,
+)
 from policies.requests import Reason, build_plan, check_request
 from policies.text import TextRule
 
@@ -57,8 +65,12 @@ AnyRequest = Annotated[
 class Limits(Frozen):
     """What one agreement allows per extract and per calendar month."""
 
-    max_cells: int | None = Field(default=None, ge=1, le=MAX_CELLS, description="cells per extract")
-    extracts_per_month: int | None = Field(default=None, ge=1, le=MAX_EXTRACTS_PER_MONTH)
+    max_cells: int | None = Field(
+        default=None, ge=1, le=MAX_CELLS, strict=True, description="cells per extract"
+    )
+    extracts_per_month: int | None = Field(
+        default=None, ge=1, le=MAX_EXTRACTS_PER_MONTH, strict=True
+    )
 
 
 class AgreementTerms(Frozen):
@@ -68,11 +80,11 @@ class AgreementTerms(Frozen):
         min_length=3, max_length=2000
     )
     legal_basis: LegalBasis = Field(description="GDPR article 6(1) basis")
-    valid_from: datetime.date = Field(description="first day in force")
-    valid_until: datetime.date = Field(description="last day in force (inclusive)")
+    valid_from: Day = Field(description="first day in force")
+    valid_until: Day = Field(description="last day in force (inclusive)")
     release: AnyRelease = Field(description="`kind: aggregate` (default) or `kind: microdata`")
     limits: Limits = Field(default_factory=Limits)
-    retention_days: int = Field(default=30, ge=1, le=3650)
+    retention_days: int = Field(default=30, ge=1, le=3650, strict=True)
 
     @field_validator("valid_until")
     @classmethod

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
 from anonymization.errors import InvalidRequest
+from anonymization.fields import Distinct
 from anonymization.hierarchies import Hierarchy, TableHierarchy, TimeHierarchy, builtin
 from anonymization.microdata.config import DatasetSpec as EngineDataset
 from anonymization.microdata.config import MicrodataPolicy, MicrodataRelease, QuasiIdentifierSpec
@@ -38,7 +39,7 @@ class MicrodataReleaseSpec(MicrodataRelease):
         default="hmac-sha256",
         description="the subject's pseudonym: HMAC-SHA256, keyed per agreement",
     )
-    formats: tuple[OutputFormat, ...] = Field(default=FORMATS, min_length=1)
+    formats: Annotated[tuple[OutputFormat, ...], Distinct] = Field(default=FORMATS, min_length=1)
 
     @field_validator("pseudonym", mode="before")
     @classmethod

@@ -8,12 +8,21 @@ dataset) live in :func:`Policy.check`.
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from anonymization.errors import HierarchyError, InvalidRequest
+from anonymization.fields import Distinct
 from anonymization.hierarchies import (
     BandHierarchy,
     CategoricalHierarchy,
@@ -31,6 +40,28 @@ FORMATS: tuple[OutputFormat, ...] = ("csv", "parquet", "json")
 AGGREGATES: tuple[Aggregate, ...] = ("sum", "mean", "count")
 # Product bounds of a policy's counts (each also within RFC 8785's safe integers: it is signed).
 MAX_CELLS = 1_000_000_000
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _day_only(value: Any) -> Any:
+    """A day as a date or ``YYYY-MM-DD`` text: not a timestamp, nor a number of seconds."""
+    if isinstance(value, datetime.datetime) or not isinstance(value, str | datetime.date):
+        raise ValueError("a day is written YYYY-MM-DD")
+    if isinstance(value, str) and not DAY.fullmatch(value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+def _code(value: Any) -> Any:
+    """A value of a filter is text; an integer (a code unquoted in YAML: 74) is its digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError("a value is text (or an integer, read as its decimal digits)")
+    return value
+
+
+Day = Annotated[datetime.date, BeforeValidator(_day_only)]
 
 
 class Frozen(BaseModel):
@@ -94,13 +125,15 @@ class ReleaseSpec(Frozen):
 
     kind: Literal["aggregate"] = "aggregate"
     dimensions: dict[str, str] = Field(min_length=1, description="column → finest level allowed")
-    measures: dict[str, list[Aggregate]] = Field(default_factory=dict)
-    filters: list[str] | None = Field(
+    measures: dict[str, Annotated[list[Aggregate], Distinct]] = Field(default_factory=dict)
+    filters: Annotated[list[str], Distinct] | None = Field(
         default=None, description="columns usable in filters (default: dimensions)"
     )
     protection: ProtectionSpec
-    formats: list[OutputFormat] = Field(default_factory=lambda: list(FORMATS), min_length=1)
-    max_cells: int | None = Field(default=None, ge=1, le=MAX_CELLS)
+    formats: Annotated[list[OutputFormat], Distinct] = Field(
+        default_factory=lambda: list(FORMATS), min_length=1
+    )
+    max_cells: int | None = Field(default=None, ge=1, le=MAX_CELLS, strict=True)
 
     def allowed_filters(self) -> list[str]:
         """Columns a request may filter on."""
@@ -119,19 +152,19 @@ class Policy(Frozen):
 class FilterSpec(Frozen):
     """A filter in a request: values at a level (``in``) and/or a range (``from``, ``to``)."""
 
-    values: list[str] | None = Field(default=None, alias="in", min_length=1)
-    low: str | None = Field(default=None, alias="from")
-    high: str | None = Field(default=None, alias="to")
+    values: list[Annotated[str, BeforeValidator(_code)]] | None = Field(
+        default=None, alias="in", min_length=1
+    )
+    low: str | None = Field(default=None, alias="from", strict=True)
+    high: str | None = Field(default=None, alias="to", strict=True)
     level: str | None = None
-
-    @field_validator("values", mode="before")
-    @classmethod
-    def _text_values(cls, value: Any) -> Any:
-        return [str(v) for v in value] if isinstance(value, list) else value
 
     @field_validator("low", "high", mode="before")
     @classmethod
     def _text_bounds(cls, value: Any) -> Any:
+        """YAML reads ``2025-06-01`` as a date and ``30`` as a number: their text."""
+        if isinstance(value, bool):
+            return value
         if isinstance(value, datetime.date | int | float):
             return value.isoformat() if isinstance(value, datetime.date) else str(value)
         return value
@@ -148,13 +181,13 @@ class ExtractRequest(Frozen):
 
     kind: Literal["aggregate"] = Field(default="aggregate", exclude=True)
     group_by: dict[str, str] = Field(default_factory=dict, description="column → level")
-    measures: list[str] = Field(
+    measures: Annotated[list[str], Distinct] = Field(
         default_factory=lambda: ["subjects"],
         min_length=1,
         description="`subjects` or `<measure>.<sum|mean|count>`",
     )
     filters: dict[str, FilterSpec] = Field(default_factory=dict)
-    totals: bool = False
+    totals: bool = Field(default=False, strict=True)
     format: OutputFormat = "csv"
 
 

@@ -16,9 +16,8 @@ import re
 
 from anonymization.errors import InvalidRequest
 from anonymization.hierarchies import TOP, Hierarchy, TimeHierarchy
-from policies.models import FilterSpec
+from policies.models import DAY, FilterSpec
 
-DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 Bound = datetime.date | float
 

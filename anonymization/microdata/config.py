@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from anonymization.errors import invalid_field
+from anonymization.fields import Distinct
 from anonymization.protection import MAX_K
 
 MAX_POPULATION = 10**10
@@ -56,8 +57,8 @@ class LDiversitySpec(_Frozen):
     """l-diversity of each sensitive attribute in every class (distinct, entropy or recursive)."""
 
     kind: Literal["distinct", "entropy", "recursive"] = "distinct"
-    l: int = Field(ge=2, le=MAX_K)  # noqa: E741 - the model's name in the literature
-    c: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    l: int = Field(ge=2, le=MAX_K, strict=True)  # noqa: E741 - the model's name in the literature
+    c: float | None = Field(default=None, gt=0, allow_inf_nan=False, strict=True)
 
     @model_validator(mode="after")
     def _recursive_needs_c(self) -> LDiversitySpec:
@@ -69,24 +70,26 @@ class LDiversitySpec(_Frozen):
 class TClosenessSpec(_Frozen):
     """t-closeness: every class's sensitive distribution within ``max`` of the whole table's."""
 
-    max: float = Field(gt=0, le=1)
+    max: float = Field(gt=0, le=1, strict=True)
     distance: Literal["equal", "hierarchical", "ordered"] = "equal"
 
 
 class ProtectionSpec(_Frozen):
     """The privacy models every released class satisfies, and the share of records suppressible."""
 
-    k: int = Field(default=2, ge=2, le=MAX_K, description="at least 2: k = 1 protects nothing")
+    k: int = Field(
+        default=2, ge=2, le=MAX_K, strict=True, description="at least 2: k = 1 protects nothing"
+    )
     l: LDiversitySpec | None = None  # noqa: E741
     t: TClosenessSpec | None = None
-    suppression_limit: float = Field(default=0.0, ge=0, lt=1)
+    suppression_limit: float = Field(default=0.0, ge=0, lt=1, strict=True)
 
 
 class RiskSpec(_Frozen):
     """Risk report settings: the per-record risk threshold and the population size, if known."""
 
-    threshold: float = Field(default=0.2, gt=0, le=1)
-    population: int | None = Field(default=None, ge=1, le=MAX_POPULATION)
+    threshold: float = Field(default=0.2, gt=0, le=1, strict=True)
+    population: int | None = Field(default=None, ge=1, le=MAX_POPULATION, strict=True)
 
 
 class QuasiIdentifierSpec(_Frozen):
@@ -100,7 +103,7 @@ class MicrodataRelease(_Frozen):
 
     kind: Literal["microdata"] = "microdata"
     quasi_identifiers: dict[str, QuasiIdentifierSpec] = Field(min_length=1)
-    sensitive: tuple[str, ...] = ()
+    sensitive: Annotated[tuple[str, ...], Distinct] = ()
     protection: ProtectionSpec = ProtectionSpec()
     algorithm: Literal["optimal", "mondrian"] = "optimal"
     metric: Metric = "loss"

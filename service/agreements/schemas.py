@@ -44,14 +44,17 @@ class AgreementUpdate(AgreementTerms):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"version": 1, **TERMS_EXAMPLE}]})
 
-    version: int = Field(ge=1, description="the version these changes were made from")
+    version: int = Field(ge=1, strict=True, description="the version these changes were made from")
 
 
 class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int | None = Field(
-        default=None, ge=1, description="if given, refused (409) unless it is the current version"
+        default=None,
+        ge=1,
+        strict=True,
+        description="if given, refused (409) unless it is the current version",
     )
 
 

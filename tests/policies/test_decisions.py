@@ -233,3 +233,84 @@ def test_integers_past_their_bound_name_their_field(
     with pytest.raises(ValidationError) as refused:
         terms(**changes)
     assert refused.value.errors()[0]["loc"] == field
+
+
+MICRODATA_RELEASE = {"kind": "microdata", "quasi_identifiers": {"departement": {}}}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"retention_days": "30"}, ("retention_days",)),
+        ({"retention_days": True}, ("retention_days",)),
+        ({"retention_days": 30.0}, ("retention_days",)),
+        ({"valid_from": 0}, ("valid_from",)),
+        ({"valid_from": 1735689600}, ("valid_from",)),
+        ({"valid_until": True}, ("valid_until",)),
+        ({"valid_from": "2025-01-01T00:00:00"}, ("valid_from",)),
+        ({"limits": {"max_cells": "10"}}, ("limits", "max_cells")),
+        ({"limits": {"extracts_per_month": True}}, ("limits", "extracts_per_month")),
+        ({"release": release(protection={"k": "5"})}, ("release", "aggregate", "protection", "k")),
+        ({"release": release(protection={"k": True})}, ("release", "aggregate", "protection", "k")),
+        (
+            {"release": release(protection={"k": 5, "dominance": {"percent": "85"}})},
+            ("release", "aggregate", "protection", "dominance", "percent"),
+        ),
+        (
+            {"release": release(protection={"k": 5, "p_percent": True})},
+            ("release", "aggregate", "protection", "p_percent"),
+        ),
+        ({"release": release(formats=["csv", "csv"])}, ("release", "aggregate", "formats")),
+        (
+            {"release": release(measures={"amount": ["sum", "sum"]})},
+            ("release", "aggregate", "measures", "amount"),
+        ),
+        ({"release": release(filters=["date", "date"])}, ("release", "aggregate", "filters")),
+        (
+            {"release": {**MICRODATA_RELEASE, "protection": {"k": "5"}}},
+            ("release", "microdata", "protection", "k"),
+        ),
+        (
+            {"release": {**MICRODATA_RELEASE, "formats": ["csv", "csv"]}},
+            ("release", "microdata", "formats"),
+        ),
+        (
+            {"release": {**MICRODATA_RELEASE, "sensitive": ["age", "age"]}},
+            ("release", "microdata", "sensitive"),
+        ),
+    ],
+)
+def test_loose_values_are_refused_naming_their_field(
+    changes: dict[str, Any], field: tuple[str, ...]
+) -> None:
+    """No coercion: a number as text or a boolean, a date as a number, a repeated entry."""
+    with pytest.raises(ValidationError) as refused:
+        terms(**changes)
+    assert refused.value.errors()[0]["loc"][: len(field)] == field
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"measures": ["subjects", "subjects"]}, ("measures",)),
+        ({"totals": "yes"}, ("totals",)),
+        ({"totals": 1}, ("totals",)),
+        ({"filters": {"card_country": {"in": ["DE", True]}}}, ("filters", "card_country", "in", 1)),
+        ({"filters": {"card_country": {"in": [None]}}}, ("filters", "card_country", "in", 0)),
+        ({"filters": {"card_country": {"in": [[1]]}}}, ("filters", "card_country", "in", 0)),
+        ({"filters": {"card_country": {"in": [1.5]}}}, ("filters", "card_country", "in", 0)),
+        ({"filters": {"date": {"from": True}}}, ("filters", "date", "from")),
+        ({"filters": {"date": {"to": None, "from": ["2025-01-01"]}}}, ("filters", "date", "from")),
+    ],
+)
+def test_loose_requests_are_refused_naming_their_field(
+    fields: dict[str, Any], field: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        request(**fields)
+    assert refused.value.errors()[0]["loc"][: len(field)] == field
+
+
+def test_integer_values_are_their_decimal_text() -> None:
+    """A code written unquoted in a YAML request (département 74) is the code's text."""
+    assert request(filters={"dep": {"in": [74, "2A"]}}).filters["dep"].values == ["74", "2A"]

@@ -94,6 +94,28 @@ def test_limits_past_their_bound_are_422(
     assert (response.status_code, response.json()["field"]) == (422, f"limits.{name}")
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"retention_days": "30"}, "retention_days"),
+        ({"retention_days": True}, "retention_days"),
+        ({"valid_from": 0}, "valid_from"),
+        ({"release": {**RELEASE, "formats": ["csv", "csv"]}}, "release.formats"),
+        ({"release": {**RELEASE, "protection": {"k": "5"}}}, "release.protection.k"),
+    ],
+)
+def test_loose_values_are_422_not_coerced(
+    client: TestClient,
+    admin: dict[str, str],
+    setup: dict[str, Any],
+    changes: dict[str, Any],
+    field: str,
+) -> None:
+    body = agreement_body(setup["first"]["id"], setup["dataset"]["id"], **changes)
+    response = client.post("/agreements", json=body, headers=admin)
+    assert (response.status_code, response.json()["field"]) == (422, field), response.text
+
+
 def test_bad_window_unknown_partner_and_dataset(
     client: TestClient, admin: dict[str, str], setup: dict[str, Any]
 ) -> None:

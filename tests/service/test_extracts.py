@@ -262,6 +262,20 @@ def test_expired_token_is_401(client: TestClient, app: Any, setup: dict[str, Any
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
+def test_loose_requests_are_422_not_coerced(client: TestClient, setup: dict[str, Any]) -> None:
+    partner, agreement_id = setup["first"]["headers"], setup["agreement"]["id"]
+    for change, field in (
+        ({"measures": ["subjects"] * 10000}, "measures"),
+        ({"filters": {"card_country": {"in": [1, True, None, [1]]}}}, "filters.card_country.in.1"),
+        ({"totals": "yes"}, "totals"),
+    ):
+        for path in ("decisions", "extracts"):
+            response = client.post(
+                f"/agreements/{agreement_id}/{path}", json={**REQUEST, **change}, headers=partner
+            )
+            assert (response.status_code, response.json()["field"]) == (422, field), path
+
+
 BAD_BOUNDS = ["garbage", "2025-13-45", "", "NaN", "2025-07-01\u0000", "2025-01-01' OR '1'='1"]
 
 
