@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -230,9 +231,14 @@ def test_every_number_the_terms_accept_can_be_signed(path: tuple[str, ...], valu
 def test_integers_past_their_bound_name_their_field(
     changes: dict[str, Any], field: tuple[str, ...]
 ) -> None:
+    assert refused_at(terms, changes) == field
+
+
+def refused_at(make: Callable[..., Any], changes: dict[str, Any]) -> tuple[str | int, ...]:
+    """Where validation fails when ``make`` builds its model with ``changes``."""
     with pytest.raises(ValidationError) as refused:
-        terms(**changes)
-    assert refused.value.errors()[0]["loc"] == field
+        make(**changes)
+    return refused.value.errors()[0]["loc"]
 
 
 MICRODATA_RELEASE = {"kind": "microdata", "quasi_identifiers": {"departement": {}}}
@@ -284,9 +290,7 @@ def test_loose_values_are_refused_naming_their_field(
     changes: dict[str, Any], field: tuple[str, ...]
 ) -> None:
     """No coercion: a number as text or a boolean, a date as a number, a repeated entry."""
-    with pytest.raises(ValidationError) as refused:
-        terms(**changes)
-    assert refused.value.errors()[0]["loc"][: len(field)] == field
+    assert refused_at(terms, changes)[: len(field)] == field
 
 
 @pytest.mark.parametrize(
@@ -306,9 +310,7 @@ def test_loose_values_are_refused_naming_their_field(
 def test_loose_requests_are_refused_naming_their_field(
     fields: dict[str, Any], field: tuple[str, ...]
 ) -> None:
-    with pytest.raises(ValidationError) as refused:
-        request(**fields)
-    assert refused.value.errors()[0]["loc"][: len(field)] == field
+    assert refused_at(request, fields)[: len(field)] == field
 
 
 def test_integer_values_are_their_decimal_text() -> None:
