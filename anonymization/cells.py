@@ -250,6 +250,14 @@ def _lookup(
     except HierarchyError as error:
         error.field = error.field or item.column
         raise
+    if level != TOP and TOP in mapping.values():
+        shown = sorted(repr(raw) for raw, label in mapping.items() if label == TOP)
+        raise HierarchyError(
+            f"{item.column} at level {level!r} has the label '{TOP}' (from {', '.join(shown[:5])}),"
+            f" which marks a margin (every value) in a release: rename that value in the data",
+            field=item.column,
+            code="reserved_label",
+        )
     import pandas as pd
 
     mapping_table = pd.DataFrame(

@@ -158,6 +158,21 @@ def test_malformed_data_and_uncovered_values_exit_2(workdir: Path) -> None:
     assert code == 2 and "not in the data" in output
 
 
+@pytest.mark.parametrize("totals", [True, False])
+def test_a_label_that_marks_margins_exits_2(workdir: Path, totals: bool) -> None:
+    # A value `*` in the data would be read as a margin (every value): with totals two
+    # different cells shared one key, and the audit from the files read a cell as a total.
+    data = payments()
+    data.loc[data.index[:300], "card_country"] = "*"
+    data.to_csv(workdir / "payments.csv", index=False)
+    request = {"group_by": {"card_country": "value"}, "measures": ["subjects"], "totals": totals}
+    (workdir / "star.yaml").write_text(json.dumps(request))
+    code, output = release(workdir, request="star.yaml")
+    assert code == 2, output
+    assert "[card_country]" in output and "marks a margin" in output.replace("\n", "")
+    assert not (workdir / "out.csv").exists()
+
+
 def test_the_console_script_runs_offline_commands_without_the_service(workdir: Path) -> None:
     """``partage release`` through the console script: exit 0, the table written, and neither
     the web framework nor the ORM imported (read from the interpreter's import log)."""
