@@ -166,12 +166,12 @@ class Manifest(BaseModel):
     dataset: _Dataset | None = None  # a release of the service: the dataset's id
     output: _Output | None = None  # an offline release: its one file
     outputs: dict[Literal["csv", "parquet", "json"], _Sha] | None = None  # the service's files
-    # What the manifest says of the table (checked against it where given).
-    cells: StrictInt | None = Field(default=None, ge=0)
-    released: StrictInt | None = Field(default=None, ge=0)
-    suppressed: StrictInt | None = Field(default=None, ge=0)
-    suppressed_by_reason: dict[StrictStr, StrictInt] | None = None
-    complements: StrictInt | None = Field(default=None, ge=0)
+    # What the manifest says of the table (the engine writes every one; checked against it).
+    cells: StrictInt = Field(ge=0)
+    released: StrictInt = Field(ge=0)
+    suppressed: StrictInt = Field(ge=0)
+    suppressed_by_reason: dict[StrictStr, StrictInt]
+    complements: StrictInt = Field(ge=0)
 
     @property
     def data(self) -> tuple[str, str] | None:
@@ -243,6 +243,8 @@ def published_block(table: pd.DataFrame, manifest: Manifest) -> Block:
     reason[~hidden] = None
     noise = manifest.plan.protection.noise
     spread = noise.max if noise is not None and SUBJECTS in values else 0.0
+    if SUBJECTS in values:
+        _released_meet_k(labels, values[SUBJECTS], hidden, manifest.plan.protection.k - spread)
     errors = {SUBJECTS: np.full(len(table), spread)} if spread else {}
     for column in audited_sums(measures):
         error = _sum_error(table, column, measures)
@@ -257,6 +259,21 @@ def published_block(table: pd.DataFrame, manifest: Manifest) -> Block:
         frozenset(manifest.audit.nonnegative),
         errors,
     )
+
+
+def _released_meet_k(
+    labels: pd.DataFrame, subjects: np.ndarray, hidden: np.ndarray, least: float
+) -> None:
+    """Raise AuditFailure naming the first released cell whose subjects count is not a whole
+    number of at least ``least`` (k, less the noise's reach when counts are perturbed)."""
+    bad = np.flatnonzero(~hidden & ((subjects < least) | (subjects != np.round(subjects))))
+    if len(bad):
+        where = describe_key(labels, int(bad[0]))
+        raise AuditFailure(
+            f"released cell ({where}) has {subjects[bad[0]]:g} subjects: a released count is a "
+            f"whole number of at least {least:g}",
+            field=SUBJECTS,
+        )
 
 
 def _numbers(column: pd.Series) -> np.ndarray:
@@ -382,7 +399,7 @@ def described(table: pd.DataFrame, manifest: Manifest) -> None:
     takes these figures from the manifest; the table is what they must describe."""
     for name, value in table_counts(table).items():
         claimed = getattr(manifest, name)
-        if claimed is not None and claimed != value:
+        if claimed != value:
             raise AuditFailure(
                 f"the manifest says {name}: {claimed}, the table has {value}",
                 field=f"manifest.{name}",

@@ -101,7 +101,7 @@ def audit(
     """Recompute every suppressed cell's interval from the published files alone (with --held,
     jointly with the releases the partner already held)."""
     # The LP machinery, loaded for this command only.
-    from anonymization.reaudit import read_manifest, reaudit
+    from anonymization.reaudit import reaudit
 
     tables, manifests = held or [], held_manifests or []
     with handled(quiet, "audit") as progress:
@@ -111,7 +111,7 @@ def audit(
                 "manifest per held table, in the same order",
                 field="--held-manifest",
             )
-        document = read_manifest(read_json(manifest))
+        document = _manifest(manifest)
         others = [
             _held(index, *pair) for index, pair in enumerate(zip(tables, manifests, strict=True))
         ]
@@ -123,16 +123,29 @@ def audit(
 def _held(index: int, table: Path, manifest: Path) -> tuple[pd.DataFrame, Manifest]:
     """One held release's files, read and checked as the audited one's are; an error names
     the file."""
-    from anonymization.reaudit import read_manifest
-
     try:
-        document = read_manifest(read_json(manifest))
+        document = _manifest(manifest)
         return read_table(table, document), document
     except (InvalidRequest, AuditFailure) as error:
         raise type(error)(
             f"held release {index + 1} ({table.name}, {manifest.name}): {error.detail}",
             field=f"held.{index}.{error.field}" if error.field else f"held.{index}",
         ) from None
+
+
+def _manifest(path: Path) -> Manifest:
+    """A release's manifest as the audit reads it; it must name the data the release was
+    made from, which ties held releases to it only when made from the same data."""
+    from anonymization.reaudit import read_manifest
+
+    document = read_manifest(read_json(path))
+    if document.data is None:
+        raise InvalidRequest(
+            "the manifest does not name the data the release was made from "
+            "(input.digest offline, dataset.id from the service)",
+            field="manifest.input",
+        )
+    return document
 
 
 def _hierarchies(path: Path) -> dict[str, Hierarchy]:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from anonymization.cells import compute_cells
@@ -129,6 +131,37 @@ def test_a_figure_of_the_wrong_type_is_named(workdir: Path, path: list[str], val
     damage(workdir, path, value)
     code, output = audit(workdir)
     assert code == 2 and f"[manifest.{'.'.join(path)}]" in output, output
+
+
+@pytest.mark.parametrize(
+    "field", ["cells", "released", "suppressed", "suppressed_by_reason", "complements", "input"]
+)
+def test_a_manifest_missing_what_the_engine_writes_is_named(workdir: Path, field: str) -> None:
+    # Without its figures nothing checks what the manifest tells a reader of the table, and
+    # without its data's digest a held release of other data could not be told apart.
+    code, output = release(workdir, "--manifest", str(workdir / "manifest.json"))
+    assert code == 0, output
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    del manifest[field]
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    code, output = audit(workdir)
+    assert code == 2 and f"[manifest.{field}]" in output, output
+
+
+@given(st.one_of(st.integers(-20, 9), st.floats(0.1, 50).filter(lambda x: x != round(x))))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+def test_a_released_count_below_k_or_not_whole_fails(workdir: Path, subjects: float) -> None:
+    # A table edited by hand (its hash updated: an offline manifest is not signed) that
+    # releases a cell below k, or a count no table of subjects can hold, fails naming it.
+    if not (workdir / "manifest.json").exists():
+        assert release(workdir, "--manifest", str(workdir / "manifest.json"))[0] == 0
+    table = pd.read_csv(workdir / "out.csv", dtype={"departement": str}, keep_default_na=False)
+    row = table.index[table["status"] == "released"][0]
+    table.loc[row, "subjects"] = f"{subjects:g}"
+    forge(workdir, table, json.loads((workdir / "manifest.json").read_text()))
+    code, output = audit(workdir, "forged.csv")
+    assert code == 2, output
+    assert "[subjects]" in output and f"has {subjects:g} subjects" in output, output
 
 
 def test_the_ledger_protects_later_releases_to_the_same_partner(workdir: Path) -> None:
@@ -289,7 +322,7 @@ def test_a_cell_a_held_release_suppressed_must_stay_suppressed(workdir: Path) ->
     manifest = json.loads((workdir / "first.json").read_text())
     cell = int(np.flatnonzero(table["reason"] == "k")[0])
     label = table.loc[cell, "departement"]
-    table.loc[cell, ["amount_sum", "subjects", "status", "reason"]] = ["1.0", "3", "released", ""]
+    table.loc[cell, ["amount_sum", "subjects", "status", "reason"]] = ["1.0", "12", "released", ""]
     manifest["audit"]["cells"] = [
         c for c in manifest["audit"]["cells"] if c["key"]["departement"] != label
     ]
