@@ -66,8 +66,23 @@ class HeldRelease:
 
     @staticmethod
     def from_row(row: sqlite3.Row) -> HeldRelease:
-        """A held release read back from its stored row."""
+        """A held release read back from its stored row; a row that does not read back (edited
+        or damaged) is a DataError naming the ledger."""
+        try:
+            return HeldRelease._read(row)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise DataError(
+                f"a release in the ledger does not read back ({type(error).__name__}: "
+                f"{str(error)[:200]}): the ledger was edited or damaged",
+                field="ledger",
+                code="ledger_damaged",
+            ) from None
+
+    @staticmethod
+    def _read(row: sqlite3.Row) -> HeldRelease:
         dimensions = json.loads(row["dimensions"])
+        if not isinstance(dimensions, dict):
+            raise TypeError(f"dimensions must be an object, not {dimensions!r}")
         frame = pd.DataFrame(json.loads(row["cells"]))
         if frame.empty:
             # A release of no cells is stored as ``[]``, which names no column.
@@ -106,6 +121,19 @@ class SQLiteLedger:
         self.path = path
         try:
             with self._connect() as con:
+                tables = {
+                    name
+                    for (name,) in con.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' "
+                        "AND name NOT LIKE 'sqlite_%'"
+                    )
+                }
+                if tables - {"releases"}:
+                    raise DataError(
+                        f"{path} is not a ledger: it holds other tables "
+                        f"({', '.join(sorted(tables - {'releases'})[:5])})",
+                        field="ledger",
+                    )
                 con.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
             raise DataError(f"{path} is not a ledger: {error}", field="ledger") from None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from anonymization.cells import compute_cells
-from anonymization.errors import DataError, InvalidRequest
+from anonymization.errors import DataError, InvalidRequest, PartageError
 from anonymization.hierarchies import Hierarchy
 from anonymization.plan import AggregatePlan
 from policies.files import digest, parse, read_document
@@ -85,9 +85,19 @@ def held_releases(
     if ledger is None:
         return []
     held: list[Held] = []
-    for entry in ledger.held(partner, dataset):
-        request = parse(ExtractRequest, entry.request, prefix="ledger")
-        held.append((entry, build_plan(policy, hierarchies, request)))
+    for number, entry in enumerate(ledger.held(partner, dataset), start=1):
+        try:
+            request = parse(ExtractRequest, entry.request, prefix="ledger")
+            held.append((entry, build_plan(policy, hierarchies, request)))
+        except PartageError as error:
+            # The partner holds it whatever this policy now allows: it cannot be left out.
+            raise InvalidRequest(
+                f"release {number} that {partner!r} holds in the ledger cannot be read under "
+                f"this policy ({error.field}: {error.detail}); release with the policy it was "
+                "made under, or a new ledger for a new agreement",
+                field="ledger",
+                code=error.code,
+            ) from None
     return held
 
 

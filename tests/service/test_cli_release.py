@@ -173,6 +173,21 @@ def test_a_label_that_marks_margins_exits_2(workdir: Path, totals: bool) -> None
     assert not (workdir / "out.csv").exists()
 
 
+def test_a_held_release_the_policy_no_longer_allows_names_the_ledger(workdir: Path) -> None:
+    # The partner holds it whatever the policy now says: the release stops, naming the
+    # ledger (it used to name `group_by.departement`, a field not in the user's request).
+    ledger = str(workdir / "ledger.db")
+    assert release(workdir, "--ledger", ledger)[0] == 0
+    policy = (workdir / "payments-policy.yaml").read_text()
+    (workdir / "payments-policy.yaml").write_text(
+        policy.replace("dimensions: {departement: departement, ", "dimensions: {")
+    )
+    (workdir / "by-date.yaml").write_text("group_by: {date: month}\n")
+    code, output = release(workdir, "--ledger", ledger, request="by-date.yaml")
+    assert code == 2, output
+    assert "[ledger]" in output and "release 1 that" in output.replace("\n", " ")
+
+
 def test_the_console_script_runs_offline_commands_without_the_service(workdir: Path) -> None:
     """``partage release`` through the console script: exit 0, the table written, and neither
     the web framework nor the ORM imported (read from the interpreter's import log)."""
