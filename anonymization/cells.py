@@ -322,8 +322,9 @@ def _require_finite_sums(cells: pd.DataFrame, plan: AggregatePlan) -> None:
         bad = sums.isin([math.inf, -math.inf]) | (sums.isna() & (cells[f"{measure}_n"] > 0))
         if bad.any():
             raise DataError(
-                f"measure {measure!r} has infinite values, or values whose sum exceeds the "
-                f"largest number (about 1.8e308), in {int(bad.sum())} cell(s): release refused",
+                f"measure {measure!r} has values that are not finite numbers (inf, NaN), or "
+                f"values whose sum exceeds the largest number (about 1.8e308), in "
+                f"{int(bad.sum())} cell(s): release refused",
                 field=measure,
             )
 

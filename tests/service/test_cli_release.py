@@ -188,6 +188,21 @@ def test_a_held_release_the_policy_no_longer_allows_names_the_ledger(workdir: Pa
     assert "[ledger]" in output and "release 1 that" in output.replace("\n", " ")
 
 
+@pytest.mark.parametrize("values", [["inf"], ["nan"], ["1e308"] * 3, ["-inf", "inf"]])
+def test_amounts_that_are_not_finite_exit_2(workdir: Path, values: list[str]) -> None:
+    # An infinite or NaN total was released as `inf` (or empty) with status released, though
+    # no dominance share can be judged on it; 1e308 three times overflows to inf.
+    data = payments().astype({"amount": object})
+    dates = pd.to_datetime(data["date"])
+    wanted = data["card_country"].isin(["DE", "GB"]) & (dates.dt.month == 7)
+    data.loc[data.index[wanted][: len(values)], "amount"] = values
+    data.to_csv(workdir / "payments.csv", index=False)
+    code, output = release(workdir, "--manifest", str(workdir / "m.json"))
+    assert code == 2, output
+    assert "[amount]" in output and "not finite" in " ".join(output.split())
+    assert not (workdir / "out.csv").exists() and not (workdir / "m.json").exists()
+
+
 def test_the_console_script_runs_offline_commands_without_the_service(workdir: Path) -> None:
     """``partage release`` through the console script: exit 0, the table written, and neither
     the web framework nor the ORM imported (read from the interpreter's import log)."""
