@@ -114,7 +114,10 @@ class HierarchyFile(Frozen):
 class BandSpec(Frozen):
     """Numeric bands of growing widths, each a multiple of the previous one."""
 
-    bands: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(min_length=1)
+    # The widths themselves (finite, in range, each a multiple of the last) are checked by
+    # BandHierarchy, which names ``hierarchies.<name>.bands``: a constraint here would fail the
+    # union and name its first alternative (``hierarchies.<name>.str``) instead.
+    bands: list[float] = Field(min_length=1)
 
 
 HierarchySpec = str | HierarchyFile | BandSpec

@@ -4,7 +4,8 @@ from typing import Any
 
 import pytest
 
-from anonymization.errors import InvalidRequest, PolicyViolation
+from anonymization.errors import HierarchyError, InvalidRequest, PolicyViolation
+from anonymization.hierarchies import BandHierarchy
 from policies.files import parse, read_document
 from policies.models import BandSpec, ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy, check_request
@@ -104,11 +105,11 @@ def test_malformed_files_name_the_field(tmp_path: Any) -> None:
         read_document(path)
 
 
-@pytest.mark.parametrize("width", [float("inf"), float("nan"), 0])
+@pytest.mark.parametrize("width", [float("inf"), float("nan"), 0, -10])
 def test_band_widths_are_finite_and_positive(width: float) -> None:
-    with pytest.raises(InvalidRequest) as refused:
-        parse(BandSpec, {"bands": [10, width]})
-    assert refused.value.field == "bands.1"
+    with pytest.raises(HierarchyError) as refused:
+        BandHierarchy("income", parse(BandSpec, {"bands": [10, width]}).bands)
+    assert refused.value.field == "hierarchies.income.bands"
 
 
 @pytest.mark.parametrize(

@@ -246,7 +246,7 @@ def test_sums_that_are_not_numbers_exit_2_naming_the_measure(workdir: Path, amou
     data.to_csv(workdir / "payments.csv", index=False)
     code, output = release(workdir)
     assert code == 2, output
-    assert "[amount]" in output and "infinite" in output
+    assert "[amount]" in output and "not finite" in output
     assert not (workdir / "out.csv").exists()
 
 
