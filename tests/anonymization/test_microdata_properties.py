@@ -124,7 +124,7 @@ IRIS = ["060880101", "060880102", "060290101", "2A0040101", "2B0330101", "740100
 @SETTINGS
 @given(
     st.lists(st.tuples(st.sampled_from(IRIS), st.integers(1, 40)), min_size=6, max_size=60),
-    st.integers(1, 4),
+    st.integers(2, 5),
 )
 def test_mondrian_releases_geographic_codes_at_a_level_of_their_ladder(drawn, k):
     # INSEE codes look like numbers but are codes: each record's released code is its own
