@@ -171,7 +171,8 @@ def test_the_name_key_migration_keeps_partners_named_alike_and_their_clients(
                 )
         command.upgrade(config, "head")
         with Session(engine) as session:
-            keys = dict(session.execute(select(Partner.name, Partner.name_key)).tuples().all())
+            rows = session.execute(select(Partner.name, Partner.name_key))
+            keys = {str(name): str(key) for name, key in rows}
             assert len(set(keys.values())) == len(names)  # the index holds, no name is lost
             assert keys["Office de tourisme"] == name_key("OFFICE DE TOURISME")
             assert session.scalar(select(func.count()).select_from(client)) == len(names)
