@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from anonymization.errors import InvalidRequest, PartageError, PolicyViolation
-from anonymization.hierarchies import Hierarchy
+from anonymization.errors import HierarchyError, InvalidRequest, PartageError, PolicyViolation
+from anonymization.hierarchies import CategoricalHierarchy, Hierarchy, MappingHierarchy
 from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
 from policies.models import AGGREGATES, ExtractRequest, Policy
 from policies.ranges import Bound, misaligned, parse_range, takes_ranges
@@ -123,12 +123,39 @@ def check_request(
         for column, spec in request.filters.items()
         if column in hierarchies and takes_ranges(hierarchies[column])
     }
+    _check_filter_values(policy, hierarchies, request)
     return [
         *_group_by_reasons(policy, hierarchies, request),
         *_measure_reasons(policy, request),
         *_filter_reasons(policy, hierarchies, request, ranges),
         *_format_reasons(policy, request),
     ]
+
+
+def _check_filter_values(
+    policy: Policy, hierarchies: dict[str, Hierarchy], request: ExtractRequest
+) -> None:
+    """Raise InvalidRequest naming an ``in`` value that the column's ladder does not have at
+    the filter's level (département ``99``, a typo in a custom hierarchy's label): it would
+    match nothing and release an empty table. Plain categories have no list to check."""
+    for column, spec in request.filters.items():
+        hierarchy = hierarchies.get(column)
+        if not spec.values or not isinstance(hierarchy, MappingHierarchy):
+            continue
+        if isinstance(hierarchy, CategoricalHierarchy):
+            continue
+        stored = policy.dataset.columns[column].level if column in policy.dataset.columns else None
+        level = spec.level or stored or hierarchy.levels[0]
+        if level not in hierarchy.levels:
+            continue  # an unknown level is a reason of its own (_filter_reasons)
+        try:
+            hierarchy.generalize_labels(spec.values, level, level)
+        except HierarchyError as error:
+            raise InvalidRequest(
+                f"{error.detail} at level {level!r}: the filter would match nothing",
+                field=f"filters.{column}.in",
+                code="value_not_covered",
+            ) from None
 
 
 def _private_reason(policy: Policy, column: str, field: str) -> Reason | None:

@@ -203,6 +203,24 @@ def test_amounts_that_are_not_finite_exit_2(workdir: Path, values: list[str]) ->
     assert not (workdir / "out.csv").exists() and not (workdir / "m.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("filters", "value"),
+    [
+        ("departement: {in: ['99']}", "'99'"),
+        ("departement: {in: ['74', 'ZZZ'], level: region}", "'ZZZ'"),
+    ],
+)
+def test_a_filter_value_the_hierarchy_lacks_exits_2(
+    workdir: Path, filters: str, value: str
+) -> None:
+    # It matched nothing and released an empty table (exit 0).
+    (workdir / "f.yaml").write_text(f"group_by: {{date: month}}\nfilters: {{{filters}}}\n")
+    code, output = release(workdir, request="f.yaml")
+    assert code == 2, output
+    assert "[filters.departement.in]" in output and value in output
+    assert not (workdir / "out.csv").exists()
+
+
 def test_the_console_script_runs_offline_commands_without_the_service(workdir: Path) -> None:
     """``partage release`` through the console script: exit 0, the table written, and neither
     the web framework nor the ORM imported (read from the interpreter's import log)."""
