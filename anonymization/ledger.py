@@ -24,6 +24,7 @@ from anonymization.blocks import Block
 from anonymization.errors import DataError
 
 ERROR = "error:"
+BUSY_SECONDS = 5.0  # how long to wait for another process's write to the ledger file
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -135,11 +136,20 @@ class SQLiteLedger:
                         field="ledger",
                     )
                 con.executescript(SCHEMA)
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise DataError(f"{path} is not a ledger: {error}", field="ledger") from None
+            raise DataError(
+                f"the ledger {path} is in use by another release (locked for "
+                f"{BUSY_SECONDS:g} s): run this one when it is done",
+                field="ledger",
+                code="ledger_busy",
+            ) from None
         except sqlite3.DatabaseError as error:
             raise DataError(f"{path} is not a ledger: {error}", field="ledger") from None
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path)
+        con = sqlite3.connect(self.path, timeout=BUSY_SECONDS)
         con.row_factory = sqlite3.Row
         return con
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from anonymization import ledger as ledger_module
 from anonymization.errors import DataError
 from anonymization.ledger import SQLiteLedger
 from anonymization.release import run_release
@@ -49,3 +50,19 @@ def test_another_applications_database_is_not_a_ledger(tmp_path: Path) -> None:
     with sqlite3.connect(path) as con:
         tables = [name for (name,) in con.execute("SELECT name FROM sqlite_master")]
     assert tables == ["users"]
+
+
+def test_a_ledger_locked_by_another_release_says_so(
+    ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It said "is not a ledger: database is locked".
+    monkeypatch.setattr(ledger_module, "BUSY_SECONDS", 0.1)
+    other = sqlite3.connect(ledger.path)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(DataError) as caught:
+            SQLiteLedger(ledger.path)
+    finally:
+        other.close()
+    assert caught.value.code == "ledger_busy" and "in use by another release" in caught.value.detail
+    assert len(SQLiteLedger(ledger.path).held("partner", "meters")) == 1
