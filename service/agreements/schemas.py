@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.decisions import AgreementStatus, AgreementTerms, LegalBasis
+from service.bounds import DB_INT_MAX
 
 TERMS_EXAMPLE: dict[str, Any] = {
     "purpose": "Monthly tourism spending by département",
@@ -44,7 +45,9 @@ class AgreementUpdate(AgreementTerms):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"version": 1, **TERMS_EXAMPLE}]})
 
-    version: int = Field(ge=1, strict=True, description="the version these changes were made from")
+    version: int = Field(
+        ge=1, le=DB_INT_MAX, strict=True, description="the version these changes were made from"
+    )
 
 
 class StatusChange(BaseModel):
@@ -53,6 +56,7 @@ class StatusChange(BaseModel):
     version: int | None = Field(
         default=None,
         ge=1,
+        le=DB_INT_MAX,
         strict=True,
         description="if given, refused (409) unless it is the current version",
     )

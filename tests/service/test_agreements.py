@@ -246,3 +246,18 @@ def test_admin_filters(client: TestClient, admin: dict[str, str], setup: dict[st
         "/agreements", params={"partner_id": setup["first"]["id"]}, headers=admin
     ).json()
     assert [a["id"] for a in mine] == [setup["agreement"]["id"]]
+
+
+def test_a_version_past_the_databases_integers_is_422(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any]
+) -> None:
+    # It compared as stale (409); like every integer the API reads, it is bounded by the
+    # narrower INTEGER of the two databases.
+    agreement_id = setup["agreement"]["id"]
+    huge = {**_update(setup, 1), "version": 2**63}
+    put = client.put(f"/agreements/{agreement_id}", json=huge, headers=admin)
+    assert put.status_code == 422 and put.json()["field"] == "version", put.json()
+    revoke = client.post(
+        f"/agreements/{agreement_id}/revoke", json={"version": 2**31}, headers=admin
+    )
+    assert revoke.status_code == 422 and revoke.json()["field"] == "version", revoke.json()
