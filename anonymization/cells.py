@@ -85,9 +85,14 @@ def open_source(con: duckdb.DuckDBPyConnection, source: Source, plan: AggregateP
                 raise DataError(f"no such file: {path}", field="data")
             reader = "read_parquet(?)" if path.suffix.lower() in {".parquet", ".pq"} else None
             if reader is None:
-                header = con.execute(
-                    "SELECT * FROM read_csv(?, header = true) LIMIT 0", [str(path)]
-                )
+                try:
+                    header = con.execute(
+                        "SELECT * FROM read_csv(?, header = true) LIMIT 0", [str(path)]
+                    )
+                except duckdb.Error:
+                    with path.open(encoding="utf-8", errors="replace") as handle:
+                        _misshapen_csv(path, handle.readline().rstrip("\r\n"))
+                    raise
                 present = {column[0] for column in header.description or []}
                 types = {k: v for k, v in _source_types(plan).items() if k in present}
                 con.execute(
@@ -98,8 +103,32 @@ def open_source(con: duckdb.DuckDBPyConnection, source: Source, plan: AggregateP
                 con.execute(f"CREATE VIEW src AS SELECT * FROM read_parquet('{_literal(path)}')")
         columns = {row[0] for row in con.execute("DESCRIBE src").fetchall()}
     missing = sorted(needed - columns)
+    if missing and isinstance(source, str | Path) and len(columns) == 1:
+        # DuckDB's sniffer reads a file with a malformed line as one column named after the
+        # whole header line: say what is wrong with the file, not that a column is missing.
+        _misshapen_csv(Path(source), next(iter(columns)))
     if missing:
         raise DataError(f"column {missing[0]!r} is not in the data", field=missing[0])
+
+
+def _misshapen_csv(path: Path, header: str) -> None:
+    """Raise DataError naming the first line of ``path`` whose field count is not the
+    header's, when the header holds several comma-separated fields (else return)."""
+    import csv
+
+    width = len(next(csv.reader([header])))
+    if width < 2:
+        return
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        try:
+            for number, row in enumerate(csv.reader(handle), start=1):
+                if number > 1 and len(row) != width:
+                    raise DataError(
+                        f"{path.name}: line {number} has {len(row)} fields, the header {width}",
+                        field="data",
+                    )
+        except csv.Error as error:
+            raise DataError(f"{path.name} does not parse as CSV: {error}", field="data") from None
 
 
 def _literal(path: Path) -> str:

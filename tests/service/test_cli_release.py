@@ -221,6 +221,22 @@ def test_a_filter_value_the_hierarchy_lacks_exits_2(
     assert not (workdir / "out.csv").exists()
 
 
+@pytest.mark.parametrize("damage", ["extra field", "truncated"])
+def test_a_csv_line_of_another_shape_is_named(workdir: Path, damage: str) -> None:
+    # DuckDB's sniffer read such a file as one column, so the error said "column 'amount' is
+    # not in the data" although the header has it.
+    lines = (workdir / "payments.csv").read_text().splitlines()
+    if damage == "extra field":
+        lines[5] += ",EXTRA"
+    else:
+        lines[-1] = lines[-1].rsplit(",", 1)[0]
+    (workdir / "payments.csv").write_text("\n".join(lines) + "\n")
+    code, output = release(workdir)
+    assert code == 2, output
+    line = 6 if damage == "extra field" else len(lines)
+    assert f"[data]: payments.csv: line {line} has" in " ".join(output.split()), output
+
+
 def test_the_console_script_runs_offline_commands_without_the_service(workdir: Path) -> None:
     """``partage release`` through the console script: exit 0, the table written, and neither
     the web framework nor the ORM imported (read from the interpreter's import log)."""
