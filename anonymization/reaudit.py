@@ -269,8 +269,10 @@ def _released_meet_k(
     bad = np.flatnonzero(~hidden & ((subjects < least) | (subjects != np.round(subjects))))
     if len(bad):
         where = describe_key(labels, int(bad[0]))
+        value = float(subjects[bad[0]])
+        shown = f"{value:g}" if value == round(value) else repr(value)
         raise AuditFailure(
-            f"released cell ({where}) has {subjects[bad[0]]:g} subjects: a released count is a "
+            f"released cell ({where}) has {shown} subjects: a released count is a "
             f"whole number of at least {least:g}",
             field=SUBJECTS,
         )
