@@ -136,16 +136,14 @@ class SQLiteLedger:
                         field="ledger",
                     )
                 con.executescript(SCHEMA)
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) and "busy" not in str(error):
-                raise DataError(f"{path} is not a ledger: {error}", field="ledger") from None
-            raise DataError(
-                f"the ledger {path} is in use by another release (locked for "
-                f"{BUSY_SECONDS:g} s): run this one when it is done",
-                field="ledger",
-                code="ledger_busy",
-            ) from None
         except sqlite3.DatabaseError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise DataError(
+                    f"the ledger {path} is in use by another release (locked for "
+                    f"{BUSY_SECONDS:g} s): run this one when it is done",
+                    field="ledger",
+                    code="ledger_busy",
+                ) from None
             raise DataError(f"{path} is not a ledger: {error}", field="ledger") from None
 
     def _connect(self) -> sqlite3.Connection:
