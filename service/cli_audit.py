@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from anonymization.hierarchies import Hierarchy
-    from anonymization.reaudit import Manifest, ReauditResult
+    from anonymization.manifest import Manifest
+    from anonymization.reaudit import ReauditResult
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -136,7 +137,7 @@ def _held(index: int, table: Path, manifest: Path) -> tuple[pd.DataFrame, Manife
 def _manifest(path: Path) -> Manifest:
     """A release's manifest as the audit reads it; it must name the data the release was
     made from, which ties held releases to it only when made from the same data."""
-    from anonymization.reaudit import read_manifest
+    from anonymization.manifest import read_manifest
 
     document = read_manifest(read_json(path))
     if document.data is None:

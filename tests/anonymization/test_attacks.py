@@ -21,9 +21,10 @@ from anonymization import exact, suppression
 from anonymization.errors import AuditFailure
 from anonymization.hierarchies import CategoricalHierarchy, TimeHierarchy, builtin
 from anonymization.ledger import SQLiteLedger
+from anonymization.manifest import Manifest, read_manifest
 from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
 from anonymization.protection import Protection
-from anonymization.reaudit import Manifest, read_manifest, reaudit
+from anonymization.reaudit import reaudit
 from anonymization.release import Held, Release, run_release
 
 K = 5

@@ -35,9 +35,10 @@ from anonymization import suppression
 from anonymization.errors import AuditFailure
 from anonymization.hierarchies import TOP, CategoricalHierarchy
 from anonymization.ledger import SQLiteLedger
+from anonymization.manifest import Manifest, read_manifest
 from anonymization.plan import AggregatePlan, Dimension, Measure
 from anonymization.protection import IntervalRequirement, Protection
-from anonymization.reaudit import Manifest, read_manifest, reaudit
+from anonymization.reaudit import reaudit
 from anonymization.release import Held, run_release
 from tests.anonymization.test_secondary_properties import tables
 

@@ -19,11 +19,12 @@ from scipy.optimize import linprog
 from anonymization.errors import InvalidRequest
 from anonymization.hierarchies import CategoricalHierarchy, builtin
 from anonymization.ledger import SQLiteLedger
+from anonymization.manifest import read_manifest
 from anonymization.noise import CellKeyNoise
 from anonymization.plan import AggregatePlan, Dimension, Filter, Measure
 from anonymization.protection import Protection, primary_suppression
 from anonymization.ptable import perturbation_table
-from anonymization.reaudit import read_manifest, reaudit
+from anonymization.reaudit import reaudit
 from anonymization.release import Release, run_release
 from policies.files import parse, read_document
 from policies.models import Policy
