@@ -30,11 +30,12 @@ import pandas as pd
 from scipy import sparse
 
 from anonymization.blocks import Block, engine_block
-from anonymization.cells import Source, compute_cells, differing_subjects
+from anonymization.cells import compute_cells, differing_subjects
 from anonymization.hierarchies import TOP, Hierarchy
 from anonymization.ledger import HeldRelease
 from anonymization.plan import AggregatePlan, Dimension
 from anonymization.relations import Relations
+from anonymization.source import Source
 from anonymization.suppression import System, build_system
 
 UNPUBLISHED = "unpublished"  # the reason of a common margin's cells: no release shows them

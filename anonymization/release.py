@@ -13,11 +13,12 @@ import pandas as pd
 
 from anonymization import __version__
 from anonymization.blocks import Audit, Block, audit_alone, engine_block, table_counts
-from anonymization.cells import Source, compute_cells
+from anonymization.cells import compute_cells
 from anonymization.noise import describe as describe_noise
 from anonymization.plan import AggregatePlan, Measure
 from anonymization.protection import primary_suppression
 from anonymization.ptable import perturbed
+from anonymization.source import Source
 
 if TYPE_CHECKING:
     from anonymization.ledger import HeldRelease

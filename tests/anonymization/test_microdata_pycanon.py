@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYCANON = ROOT / ".venv-pycanon" / "bin" / "python"
 
 pytestmark = pytest.mark.skipif(
-    not PYCANON.exists(), reason="the pycanon venv is absent: run `make install` to create it"
+    not PYCANON.exists(), reason="the pycanon venv is absent: `make test` creates it"
 )
 
 
