@@ -2,7 +2,7 @@
 
 Every side of every protected cell of a group (how far below and above its true value it must be
 able to go, per quantity) keeps a witness: a solution of the group's relations that reaches that
-far while moving the cells as little as can be from their true values (:meth:`Solver.nearest`),
+far while moving the cells as little as can be from their true values (:meth:`Moves.nearest`),
 found over a sub-table around the cell with every other cell at its true value, else over the
 whole group. Publishing a complement fixes it at its true value, so a witness that leaves it
 there stays a solution. Each complement in turn, the most subjects first, is published again if
@@ -22,6 +22,7 @@ import numpy as np
 from anonymization.audit import Requirement
 from anonymization.blocks import SUBJECTS
 from anonymization.lp import INF
+from anonymization.moves import Moves
 from anonymization.relations import Quantity, Relations
 from anonymization.solver import Nearby, Solver, Ticker
 
@@ -89,6 +90,7 @@ class Witnesses:
         local: bool,
     ) -> None:
         self.solver = solver
+        self.moves = Moves(solver)
         self.work = work
         self.protected = requirement.cells
         self.at = solver.at(requirement.cells)
@@ -223,10 +225,10 @@ class Witnesses:
             self.work.spend()
             if index < len(BREADTHS):
                 members = self.members(row, suppressed, nearby, index)
-                solution = self.solver.nearest(members, sense, target, self.weight)
+                solution = self.moves.nearest(members, sense, target, self.weight)
             else:
                 at = int(self.at[row])
-                solution = self.solver.nearest_in_group(at, sense, target, self.weight, self.fixed)
+                solution = self.moves.nearest_in_group(at, sense, target, self.weight, self.fixed)
             if solution is not None:
                 return Witness(solution[0], target, index)
         return None

@@ -19,6 +19,7 @@ from scipy.sparse.csgraph import connected_components
 
 from anonymization.blocks import SUBJECTS
 from anonymization.hierarchies import TOP
+from anonymization.lp import INF
 
 
 @dataclass(frozen=True)
@@ -170,3 +171,45 @@ def row_tolerance(rows: sparse.csr_matrix, values: np.ndarray, quantity: Quantit
         1 + abs(rows) @ np.abs(values)
     )
     return tolerance
+
+
+@dataclass(frozen=True)
+class GroupRows:
+    """The relations over some suppressed cells, every other cell at its published value: the
+    rows (over those cells only), their bounds without numeric slack (what bound propagation
+    reads) and with it (what the LP reads), and the cells' floor."""
+
+    rows: sparse.csr_matrix
+    exact: np.ndarray  # whether each row is an equation
+    row_low: np.ndarray
+    row_high: np.ndarray
+    lp_low: np.ndarray
+    lp_high: np.ndarray
+    floor: float
+
+
+def group_rows(
+    relations: Relations, quantity: Quantity, suppressed: np.ndarray, cells: np.ndarray
+) -> GroupRows:
+    """The rows an LP over ``cells`` (suppressed cells, in order) reads for ``quantity``, the
+    cells not ``suppressed`` known."""
+    matrix, is_exact = quantity_rows(relations, quantity)
+    known = np.where(suppressed, 0.0, np.nan_to_num(quantity.values.astype(float)))
+    touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
+    part = matrix[touching]
+    rhs = -(part @ known)
+    exact = is_exact[touching]
+    # Published values may be off by rounding (numeric slack) or by design (``error``).
+    error = np.zeros(len(touching))
+    if quantity.error is not None:
+        error = abs(part) @ np.where(suppressed, 0.0, quantity.error)
+    tolerance = row_tolerance(part, known, quantity)
+    return GroupRows(
+        sparse.csr_matrix(part[:, cells]),
+        exact,
+        np.where(exact, rhs - error, -INF),
+        rhs + error,
+        np.where(exact, rhs - error - tolerance, -INF),
+        rhs + error + tolerance,
+        0.0 if quantity.nonnegative else -INF,
+    )

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import highspy
@@ -18,7 +18,7 @@ from scipy import sparse
 
 from anonymization.errors import AuditFailure
 from anonymization.lp import INF, highs_model, merge_tight, propagate, run
-from anonymization.relations import Quantity, Relations, quantity_rows, row_tolerance
+from anonymization.relations import Quantity, Relations, group_rows
 
 REPORT_EVERY = 1.0  # seconds between two progress reports of a long audit
 TILE_SIZE = 400  # suppressed cells in a tile of a large group, about
@@ -28,7 +28,6 @@ TILE_ROUNDS = 12  # LPs per sense over a tile, at most
 # open bounds from which a group's are shared among them (each extra model starts cold).
 THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 THREADS_FROM = 40
-MOVED = 1e-7  # relative change from its base value from which a cell counts as moved
 
 
 Wanted = Callable[[float], np.ndarray]
@@ -75,48 +74,6 @@ class Ticker:
             self.progress(f"{self.label}: {self.done}/{self.total} cells")
 
 
-@dataclass(frozen=True)
-class GroupRows:
-    """The relations over some suppressed cells, every other cell at its published value: the
-    rows (over those cells only), their bounds without numeric slack (what bound propagation
-    reads) and with it (what the LP reads), and the cells' floor."""
-
-    rows: sparse.csr_matrix
-    exact: np.ndarray  # whether each row is an equation
-    row_low: np.ndarray
-    row_high: np.ndarray
-    lp_low: np.ndarray
-    lp_high: np.ndarray
-    floor: float
-
-
-def group_rows(
-    relations: Relations, quantity: Quantity, suppressed: np.ndarray, cells: np.ndarray
-) -> GroupRows:
-    """The rows an LP over ``cells`` (suppressed cells, in order) reads for ``quantity``, the
-    cells not ``suppressed`` known."""
-    matrix, is_exact = quantity_rows(relations, quantity)
-    known = np.where(suppressed, 0.0, np.nan_to_num(quantity.values.astype(float)))
-    touching = np.flatnonzero(np.asarray(abs(matrix[:, cells]).sum(axis=1)).ravel())
-    part = matrix[touching]
-    rhs = -(part @ known)
-    exact = is_exact[touching]
-    # Published values may be off by rounding (numeric slack) or by design (``error``).
-    error = np.zeros(len(touching))
-    if quantity.error is not None:
-        error = abs(part) @ np.where(suppressed, 0.0, quantity.error)
-    tolerance = row_tolerance(part, known, quantity)
-    return GroupRows(
-        sparse.csr_matrix(part[:, cells]),
-        exact,
-        np.where(exact, rhs - error, -INF),
-        rhs + error,
-        np.where(exact, rhs - error - tolerance, -INF),
-        rhs + error + tolerance,
-        0.0 if quantity.nonnegative else -INF,
-    )
-
-
 class Solver:
     """One HiGHS model per group of suppressed cells, re-solved for each bound (warm start).
 
@@ -150,12 +107,9 @@ class Solver:
         self.low = np.full(len(cells), INF)
         self.high = np.full(len(cells), -INF)
         self.equations: sparse.csc_matrix | None = None
-        self.by_cell: sparse.csc_matrix | None = None
-        self.level: np.ndarray | None = None  # each row's level with every cell at its base
-        self.moves: _core._Highs | None = None  # the model of nearest_in_group
         self.base = self._base(np.nan_to_num(quantity.values[cells].astype(float)))
         if self.base is not None:
-            self._witness(self.positions, self.base)
+            self.witness(self.positions, self.base)
         self.outer_low, self.outer_high = propagate(
             self.rows, self.row_low, self.row_high, np.full(len(cells), self.floor)
         )
@@ -201,7 +155,7 @@ class Solver:
         """The LP of the cells at ``members`` (positions in this group) with every other cell
         at its base value: each of its solutions, completed by the base, solves the group."""
         assert self.base is not None
-        by_cell = self._by_cell()
+        by_cell = self.by_cell
         starts, indices = by_cell.indptr, by_cell.indices
         touched = np.unique(np.concatenate([indices[starts[c] : starts[c + 1]] for c in members]))
         part = self.rows[touched]
@@ -226,114 +180,10 @@ class Solver:
             found.append(self._run_local(highs, members, cost))
         return found
 
-    def nearest(
-        self, members: np.ndarray, sense: float, target: float, weight: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """A solution in which the cell at ``members[0]`` reaches ``target`` (at most, sense 1;
-        at least, sense -1), only the cells at ``members`` (positions) leaving their base values
-        and as little as can be (the LP minimises the sum of the moves, each times the cell's
-        ``weight``, so few cells move): the positions that move and their values; None if no
-        such solution exists."""
-        assert self.base is not None
-        by_cell = self._by_cell()
-        level = self._level()
-        # The moves up then down of the cells at ``members``, as columns over the rows they touch
-        # (built from the arrays: scipy's slicing would cost more than the LP).
-        starts, indices, data = by_cell.indptr, by_cell.indices, by_cell.data
-        lengths = starts[members + 1] - starts[members]
-        picked = np.repeat(starts[members] - np.cumsum(np.r_[0, lengths[:-1]]), lengths)
-        picked += np.arange(int(lengths.sum()))
-        touched, rows = np.unique(indices[picked], return_inverse=True)
-        count = len(members)
-        bounds = self._move_bounds(self.base[members], 0, sense, target)
-        if bounds is None:
-            return None
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = 2 * count, len(touched)
-        lp.col_cost_ = np.tile(weight[members], 2)
-        lp.col_lower_, lp.col_upper_ = bounds
-        lp.row_lower_ = self.lp_low[touched] - level[touched]
-        lp.row_upper_ = self.lp_high[touched] - level[touched]
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        column_starts = np.r_[0, np.cumsum(lengths)]
-        lp.a_matrix_.start_ = np.r_[column_starts, column_starts[1:] + column_starts[-1]]
-        lp.a_matrix_.index_ = np.tile(rows, 2)
-        lp.a_matrix_.value_ = np.r_[data[picked], -data[picked]]
-        highs = _core._Highs()
-        highs.setOptionValue("output_flag", False)
-        highs.passModel(lp)
-        return self._moved(highs, members, 0)
-
-    def nearest_in_group(
-        self, position: int, sense: float, target: float, weight: np.ndarray, fixed: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """As :meth:`nearest` over every cell of the group but those ``fixed`` (at their base
-        values), on one model kept from call to call (each solve starts from the last basis)."""
-        assert self.base is not None
-        count = len(self.cells)
-        if self.moves is None:
-            level = self._level()
-            self.moves = highs_model(
-                sparse.hstack([self.rows, -self.rows]),
-                0.0,
-                self.lp_low - level,
-                self.lp_high - level,
-            )
-        bounds = self._move_bounds(self.base, position, sense, target)
-        if bounds is None:
-            return None
-        lower, upper = bounds
-        upper[np.r_[fixed, fixed]] = 0.0
-        every = np.arange(2 * count, dtype=np.int32)
-        self.moves.changeColsCost(2 * count, every, np.tile(weight, 2))
-        self.moves.changeColsBounds(2 * count, every, lower, upper)
-        return self._moved(self.moves, self.positions, position)
-
-    def _by_cell(self) -> sparse.csc_matrix:
-        """The rows by column (built once)."""
-        if self.by_cell is None:
-            self.by_cell = self.rows.tocsc()
-        return self.by_cell
-
-    def _level(self) -> np.ndarray:
-        """Each row's level with every cell at its base value."""
-        assert self.base is not None
-        if self.level is None:
-            self.level = self.rows @ self.base
-        return self.level
-
-    def _move_bounds(
-        self, base: np.ndarray, at: int, sense: float, target: float
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Bounds of the moves up, then down, of cells at ``base`` values (infinite up; down to
-        the floor), the one at ``at`` taken to ``target``; None if the floor forbids it."""
-        count = len(base)
-        lower = np.zeros(2 * count)
-        upper = np.concatenate([np.full(count, INF), base - self.floor])
-        # Down (sense 1) or up (-1) by at least what reaches the target, not the other way.
-        going, not_going = (count + at, at) if sense > 0 else (at, count + at)
-        lower[going] = max(0.0, sense * (base[at] - target))
-        upper[not_going] = 0.0
-        if lower[going] > upper[going]:
-            return None
-        return lower, upper
-
-    def _moved(
-        self, highs: _core._Highs, members: np.ndarray, at: int
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Solve a model of moves of the cells at ``members``: the positions that move (the one
-        at index ``at`` always) and their values, kept as a witness; None if it has no optimum."""
-        assert self.base is not None
-        if run(highs) != highspy.HighsModelStatus.kOptimal:
-            return None
-        solution = np.asarray(highs.getSolution().col_value)
-        count = len(members)
-        base = self.base[members]
-        values = base + solution[:count] - solution[count:]
-        moved = np.abs(values - base) > MOVED * (1 + np.abs(base))
-        moved[at] = True
-        self._witness(members[moved], values[moved])
-        return members[moved], values[moved]
+    @cached_property
+    def by_cell(self) -> sparse.csc_matrix:
+        """The rows by column (built once, when first read)."""
+        return self.rows.tocsc()
 
     def _run_local(
         self, highs: _core._Highs, members: np.ndarray, cost: np.ndarray
@@ -344,7 +194,7 @@ class Solver:
         values = None
         if run(highs) == highspy.HighsModelStatus.kOptimal:
             values = np.asarray(highs.getSolution().col_value)
-            self._witness(members, values)
+            self.witness(members, values)
         if self.ticker is not None:
             self.ticker.beat()
         return values
@@ -405,7 +255,7 @@ class Solver:
         unsettled: np.ndarray = ~self.reached(sense) & np.isfinite(outer)
         return unsettled
 
-    def _witness(self, positions: np.ndarray, values: np.ndarray) -> None:
+    def witness(self, positions: np.ndarray, values: np.ndarray) -> None:
         """Values the cells at ``positions`` take together in one solution: widen what each
         cell is known to reach."""
         self.low[positions] = np.minimum(self.low[positions], np.maximum(values, self.floor))
@@ -472,7 +322,7 @@ class Solver:
                         if solution is None:
                             results[task] = -sense * INF
                         else:
-                            self._witness(self.positions, solution)
+                            self.witness(self.positions, solution)
                             results[task] = float(solution[position])
                         if done is not None:
                             done(position, sense)
@@ -549,7 +399,7 @@ class Solver:
         unbounded."""
         solution = self._optimum(self.highs, cost)
         if solution is not None:
-            self._witness(self.positions, solution)
+            self.witness(self.positions, solution)
         return solution
 
     def _optimum(self, highs: _core._Highs, cost: np.ndarray) -> np.ndarray | None:
