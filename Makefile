@@ -21,8 +21,8 @@ $(PYCANON):
 	touch $(PYCANON)
 
 lint: install
-	$(BIN)/ruff check anonymization policies service tests benchmarks
-	$(BIN)/ruff format --check anonymization policies service tests benchmarks
+	$(BIN)/ruff check anonymization policies service alembic tests benchmarks
+	$(BIN)/ruff format --check anonymization policies service alembic tests benchmarks
 	$(BIN)/mypy anonymization policies service
 
 test: lint $(PYCANON)
