@@ -98,8 +98,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("dataset", schema=None) as batch_op:
-        batch_op.drop_column("cardinalities")
+    # In place on SQLite too (3.35+): batch mode would recreate the table, and dropping the old
+    # one fails while agreements refer to it.
+    op.drop_column("dataset", "cardinalities")
 
     with op.batch_alter_table("extract", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_extract_status"))

@@ -29,7 +29,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("agreement", schema=None) as batch_op:
-        batch_op.drop_column("pseudonym_key")
-        batch_op.drop_column("pseudonym_key_id")
-        batch_op.drop_column("kind")
+    # In place on SQLite too (3.35+): batch mode would recreate the table, and dropping the old
+    # one fails (or, with ON DELETE CASCADE, empties its children) while versions refer to it.
+    for column in ("pseudonym_key", "pseudonym_key_id", "kind"):
+        op.drop_column("agreement", column)

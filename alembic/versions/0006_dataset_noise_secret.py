@@ -27,6 +27,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("dataset", schema=None) as batch_op:
-        batch_op.drop_column("wrapped_noise_secret")
-        batch_op.drop_column("noise_key_id")
+    # In place on SQLite too (3.35+): batch mode would recreate the table, and dropping the old
+    # one fails while agreements refer to it.
+    op.drop_column("dataset", "wrapped_noise_secret")
+    op.drop_column("dataset", "noise_key_id")

@@ -7,6 +7,7 @@ are skipped when it does not answer, unless PARTAGE_REQUIRE_POSTGRES=1 (CI), whe
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,10 +43,11 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def postgresql_url(base_settings: Settings, worker_id: str) -> Iterator[str]:
+@contextlib.contextmanager
+def postgres_database(base_settings: Settings, label: str) -> Iterator[str]:
+    """The URL of a new PostgreSQL database, migrated to head, dropped on exit."""
     admin_url = make_url(base_settings.postgres_admin_url)
-    name = f"partage_test_{worker_id}_{uuid.uuid4().hex[:8]}"
+    name = f"partage_test_{label}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
@@ -66,23 +68,48 @@ def postgresql_url(base_settings: Settings, worker_id: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def postgresql_url(base_settings: Settings, worker_id: str) -> Iterator[str]:
+    with postgres_database(base_settings, worker_id) as url:
+        yield url
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+@pytest.fixture(params=BACKENDS)
+def own_database_url(
+    request: pytest.FixtureRequest, base_settings: Settings, tmp_path: Path, worker_id: str
+) -> Iterator[str]:
+    """A database of the test's own, migrated to head (for tests that migrate it down)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'own.db'}"
+        upgrade(url)
+        yield url
+        return
+    with postgres_database(base_settings, f"{worker_id}_own") as url:
+        yield url
+
+
+def service_settings(database_url: str, folder: Path) -> Settings:
+    """Settings for a test app on ``database_url``, its files under ``folder``."""
     return Settings(
         database_url=database_url,
-        data_dir=tmp_path / "data",
-        keys_dir=tmp_path / "keys",
+        data_dir=folder / "data",
+        keys_dir=folder / "keys",
         max_upload_bytes=2 * 1024 * 1024,
         worker_poll_seconds=0.05,
         rate_limit_per_second=1000,
         rate_limit_burst=10_000,
     )
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return service_settings(database_url, tmp_path)
 
 
 @pytest.fixture
