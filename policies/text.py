@@ -72,5 +72,5 @@ def name_key(name: str) -> str:
     return hashlib.sha256(collapsed.encode()).hexdigest()
 
 
-# A one-line name of 1 to 200 characters (partners; datasets should use it too).
+# A one-line name of 1 to 200 characters (partners, datasets).
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(TextRule(1, 200))]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from fastapi import Request
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, String, create_engine, event
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -16,8 +16,11 @@ from sqlalchemy.orm import (
     SessionTransaction,
     mapped_column,
     sessionmaker,
+    validates,
 )
 from sqlalchemy.types import TypeDecorator
+
+from policies.text import name_key
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -59,6 +62,19 @@ class IdMixin:
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     created_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+
+
+class NameKeyMixin:
+    """A name unique as people read it (case, spacing, Unicode form aside): its ``name_key``,
+    kept with the name, is unique."""
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+
+    @validates("name")
+    def _keep_key(self, _: str, name: str) -> str:
+        self.name_key = name_key(name)
+        return name
 
 
 def make_engine(url: str) -> Engine:

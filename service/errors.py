@@ -47,6 +47,16 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+def duplicate_name(kind: str, existing: str) -> Conflict:
+    """409 on ``name``: a ``kind`` (partner, dataset) named ``existing`` reads as the name given."""
+    return Conflict(
+        f"a {kind} named {existing!r} exists (names are compared ignoring case, spacing and"
+        " Unicode normalisation)",
+        field="name",
+        code="duplicate",
+    )
+
+
 class Gone(ServiceError):
     status = 410
     code = "gone"

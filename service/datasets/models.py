@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy import JSON, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, IdMixin
+from service.db import Base, IdMixin, NameKeyMixin
 
 
-class Dataset(IdMixin, Base):
+class Dataset(NameKeyMixin, IdMixin, Base):
+    """A deleted dataset keeps its record, and its name: no other dataset may take it."""
+
     __tablename__ = "dataset"
 
-    name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str | None] = mapped_column(String(2000), default=None)
     # The policy's `dataset` block and custom `hierarchies`, as validated at upload.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -10,10 +10,16 @@ from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from anonymization.errors import InvalidRequest
+from policies.text import Name
 from service.auth.deps import AdminCaller
 from service.datasets import service
 from service.datasets.reading import read_sql_table
-from service.datasets.schemas import POLICY_EXAMPLE, DatasetFromSql, DatasetOut
+from service.datasets.schemas import (
+    NAME_DESCRIPTION,
+    POLICY_EXAMPLE,
+    DatasetFromSql,
+    DatasetOut,
+)
 from service.deps import SessionDep, StoreDep
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -45,7 +51,7 @@ async def create_dataset(
     store: StoreDep,
     caller: AdminCaller,
     file: Annotated[UploadFile, File(description="the table: CSV with a header, or Parquet")],
-    name: Annotated[str, Form(min_length=1, max_length=200)],
+    name: Annotated[Name, Form(description=NAME_DESCRIPTION)],
     policy: PolicyField,
     description: Annotated[str | None, Form(max_length=2000)] = None,
     hierarchy_files: Annotated[

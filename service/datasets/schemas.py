@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.models import DatasetSpec, Frozen, HierarchySpec
+from policies.text import Name
 
 POLICY_EXAMPLE = {
     "dataset": {
@@ -24,6 +25,11 @@ POLICY_EXAMPLE = {
     },
     "hierarchies": {"age_bands": {"bands": [5, 10, 20]}},
 }
+
+
+NAME_DESCRIPTION = (
+    "unique, ignoring case, spacing and Unicode normalisation (deleted datasets keep theirs)"
+)
 
 
 class DatasetPolicy(Frozen):
@@ -56,7 +62,7 @@ class DatasetFromSql(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(description=NAME_DESCRIPTION)
     description: str | None = Field(default=None, max_length=2000)
     policy: DatasetPolicy
     source: SqlSource

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from anonymization.errors import InvalidRequest, invalid_field
 from anonymization.hierarchies import Hierarchy
 from policies.models import BandSpec
+from policies.text import name_key
 from service.agreements.models import LIVE_STATUSES, Agreement
 from service.audit import service as audit
 from service.datasets.models import Dataset
@@ -28,7 +29,7 @@ from service.datasets.reading import (
 )
 from service.datasets.schemas import DatasetPolicy
 from service.db import undo_on_rollback, utcnow
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, NotFound, duplicate_name
 from service.storage import EncryptedStore, WrappedKey
 
 KIND = "datasets"
@@ -72,9 +73,7 @@ def _claim_name(session: Session, dataset: Dataset) -> None:
     try:
         session.flush()
     except IntegrityError:
-        raise Conflict(
-            f"a dataset named {dataset.name!r} exists", field="name", code="duplicate"
-        ) from None
+        raise duplicate_name("dataset", dataset.name) from None
 
 
 def create(
@@ -89,8 +88,9 @@ def create(
     uploaded_hierarchies: dict[str, str],
 ) -> Dataset:
     """Check the file against its policy, store it encrypted and record what it holds."""
-    if session.scalars(select(Dataset.id).where(Dataset.name == name)).first():
-        raise Conflict(f"a dataset named {name!r} exists", field="name", code="duplicate")
+    existing = find_by_name(session, name)
+    if existing is not None:
+        raise duplicate_name("dataset", existing.name)
     files = _hierarchy_files(policy, uploaded_hierarchies)
     file_format = detect_format(filename, content)
     frame = read_table(content, file_format)
@@ -129,6 +129,11 @@ def create(
         {"name": name, "fingerprint": dataset.fingerprint, "rows": dataset.row_count},
     )
     return dataset
+
+
+def find_by_name(session: Session, name: str) -> Dataset | None:
+    """The dataset, deleted or not, whose name reads as ``name`` does, if any."""
+    return session.scalars(select(Dataset).where(Dataset.name_key == name_key(name))).first()
 
 
 def list_all(session: Session) -> list[Dataset]:

@@ -11,7 +11,7 @@ from policies.text import name_key
 from service.audit import service as audit
 from service.auth.models import PARTNER_SCOPES, OAuthClient
 from service.auth.service import create_client, rotate_secret
-from service.errors import Conflict, NotFound
+from service.errors import NotFound, duplicate_name
 from service.partners.models import Partner
 from service.partners.schemas import PartnerCreate, PartnerOut
 
@@ -31,12 +31,7 @@ def create(session: Session, actor: str, body: PartnerCreate) -> tuple[Partner, 
     """A partner, its client and the client's secret in clear (shown once)."""
     existing = find_by_name(session, body.name)
     if existing is not None:
-        raise Conflict(
-            f"a partner named {existing.name!r} exists (names are compared ignoring case,"
-            " spacing and Unicode normalisation)",
-            field="name",
-            code="duplicate",
-        )
+        raise duplicate_name("partner", existing.name)
     partner = Partner(name=body.name, contact_email=body.contact_email)
     session.add(partner)
     session.flush()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import unicodedata
 from typing import Any
 
 import pandas as pd
+from hypothesis import strategies as st
 
 POLICY: dict[str, Any] = {
     "dataset": {
@@ -72,3 +74,18 @@ def agreement_body(partner_id: str, dataset_id: str, **changes: Any) -> dict[str
         "retention_days": 30,
         **changes,
     }
+
+
+@st.composite
+def name_variants(draw: st.DrawFn, originals: list[str]) -> tuple[str, str]:
+    """One of ``originals`` and that name as someone else might type it: other case, blanks
+    around, NFD or NFC."""
+    name = draw(st.sampled_from(originals))
+    upper = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
+    cased = "".join(
+        character.upper() if flip else character.lower()
+        for character, flip in zip(name, upper, strict=True)
+    )
+    blanks = st.text(" \t\u00a0\u3000", max_size=3)
+    form = draw(st.sampled_from(["NFD", "NFC"]))
+    return name, draw(blanks) + unicodedata.normalize(form, cased) + draw(blanks)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import threading
-import unicodedata
 import uuid
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from service.audit import service as audit
 from service.errors import Conflict, error_response
 from service.partners import service as partners
 from tests.service.conftest import token_for
+from tests.service.factories import name_variants
 
 
 def test_register_list_and_get_partners(client: TestClient, admin, make_partner) -> None:  # type: ignore[no-untyped-def]
@@ -135,15 +134,6 @@ def test_concurrent_rotations_return_only_secrets_that_work(
         assert len(events) == 1
 
 
-def _variant(name: str, upper: list[bool], left: str, right: str, decomposed: bool) -> str:
-    """``name`` as someone else might type it: other case, blanks around, NFD or NFC."""
-    cased = "".join(
-        character.upper() if flip else character.lower()
-        for character, flip in zip(name, upper + [False] * len(name), strict=False)
-    )
-    return left + unicodedata.normalize("NFD" if decomposed else "NFC", cased) + right
-
-
 def test_a_name_that_reads_as_an_existing_one_is_a_409(
     client: TestClient,
     admin,
@@ -152,18 +142,11 @@ def test_a_name_that_reads_as_an_existing_one_is_a_409(
     originals = ["Office de tourisme", "Laboratoire universitaire", "Évry Énergie"]
     for name in originals:
         make_partner(name)
-    blanks = st.text(" \t\u00a0\u3000", max_size=3)
 
-    @given(
-        name=st.sampled_from(originals),
-        upper=st.lists(st.booleans(), max_size=30),
-        left=blanks,
-        right=blanks,
-        decomposed=st.booleans(),
-    )
+    @given(name_variants(originals))
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-    def refused(name: str, upper: list[bool], left: str, right: str, decomposed: bool) -> None:
-        variant = _variant(name, upper, left, right, decomposed)
+    def refused(drawn: tuple[str, str]) -> None:
+        name, variant = drawn
         response = client.post("/partners", json={"name": variant}, headers=admin)
         assert response.status_code == 409, (variant, response.text)
         assert (response.json()["error"], response.json()["field"]) == ("duplicate", "name")
