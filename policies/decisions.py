@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from typing import Annotated, Any, Literal
 
@@ -15,10 +16,13 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
+from anonymization.errors import PolicyViolation
 from anonymization.hierarchies import Hierarchy
 from anonymization.protection import Protection
 from policies.microdata import MicrodataReleaseSpec, MicrodataRequest, describe
@@ -140,6 +144,46 @@ def status_reasons(
             )
         ]
     return []
+
+
+class AgreementInvalid(PolicyViolation):
+    """Stored terms that no longer pass the checks (written before a bound was tightened):
+    nothing is decided under them until an administrator writes a new version."""
+
+    code = "agreement_invalid"
+
+    def __init__(self, source: str, reasons: list[Reason]) -> None:
+        fields = ", ".join(reason.field for reason in reasons)
+        super().__init__(
+            f"{source} no longer passes the agreement checks ({fields}); nothing is released "
+            "under it until an administrator writes a new version",
+            field=reasons[0].field,
+        )
+        self.reasons = reasons
+
+
+def _stored_reason(problem: ErrorDetails) -> Reason:
+    # The tag of the release union (aggregate, microdata) names no field.
+    parts = [str(part) for part in problem["loc"] if part != "function-after"]
+    if parts[:1] == ["release"] and parts[1:2] in (["aggregate"], ["microdata"]):
+        del parts[1]
+    if problem["type"] == "missing":
+        found = "required now, and missing from the stored terms"
+    else:
+        value = json.dumps(problem["input"], default=str)[:200]
+        found = f"the stored {value} no longer passes: {problem['msg']}"
+    detail = f"{found}; an administrator must write a new version"
+    return Reason(code=AgreementInvalid.code, field=".".join(["agreement", *parts]), detail=detail)
+
+
+def stored_terms(document: dict[str, Any], source: str) -> AgreementTerms:
+    """Terms read back from storage, checked as new ones are: :class:`AgreementInvalid` naming
+    every field that fails (``source`` says which version) when they no longer pass."""
+    try:
+        return AgreementTerms.model_validate(document)
+    except ValidationError as error:
+        reasons = [_stored_reason(problem) for problem in error.errors()]
+        raise AgreementInvalid(source, reasons) from None
 
 
 def estimate_cells(request: ExtractRequest, cardinalities: dict[str, dict[str, int]]) -> int:

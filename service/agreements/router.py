@@ -63,7 +63,7 @@ def list_versions(
     agreement_id: uuid.UUID, session: SessionDep, caller: ReaderCaller
 ) -> list[AgreementVersionOut]:
     agreement = service.get(session, caller, agreement_id)
-    return [AgreementVersionOut.model_validate(v) for v in service.versions(session, agreement)]
+    return [service.version_out(version) for version in service.versions(session, agreement)]
 
 
 @router.get("/{agreement_id}/versions/{version}", summary="One version of an agreement")
@@ -74,7 +74,7 @@ def get_version(
     caller: ReaderCaller,
 ) -> AgreementVersionOut:
     agreement = service.get(session, caller, agreement_id)
-    return AgreementVersionOut.model_validate(service.get_version(session, agreement, version))
+    return service.version_out(service.get_version(session, agreement, version))
 
 
 @router.post(

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.decisions import AgreementStatus, AgreementTerms, LegalBasis
+from policies.requests import Reason
 from service.bounds import DB_INT_MAX
 
 TERMS_EXAMPLE: dict[str, Any] = {
@@ -78,6 +79,18 @@ class AgreementVersionOut(BaseModel):
     limits: dict[str, Any]
     retention_days: int
     created_at: datetime.datetime
+    valid: bool = Field(
+        description="the stored terms pass today's checks; if not, nothing is released under "
+        "this version and `problems` says why (a bound tightened since it was written)"
+    )
+    problems: list[Reason] = Field(
+        description="each field of the stored terms that no longer passes (code agreement_invalid)"
+    )
+
+    @classmethod
+    def stored_fields(cls) -> list[str]:
+        """The fields read from the stored version as they are."""
+        return [name for name in cls.model_fields if name not in ("valid", "problems")]
 
 
 class AgreementOut(AgreementVersionOut):

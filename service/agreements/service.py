@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 
 from anonymization.errors import InvalidRequest, PartageError
 from anonymization.hierarchies import Hierarchy
-from policies.decisions import AgreementStatus, AgreementTerms, status_reasons
+from policies.decisions import (
+    AgreementInvalid,
+    AgreementStatus,
+    AgreementTerms,
+    status_reasons,
+    stored_terms,
+)
 from policies.microdata import (
     MicrodataReleaseSpec,
     at_stored_levels,
@@ -24,7 +30,7 @@ from policies.microdata import (
     released_columns,
 )
 from policies.models import Policy
-from policies.requests import check_policy
+from policies.requests import Reason, check_policy
 from service.agreements.models import ACTIVE, REVOKED, SUSPENDED, Agreement, AgreementVersion
 from service.agreements.schemas import (
     AgreementCreate,
@@ -315,19 +321,42 @@ def rewrap_pseudonym_keys(session: Session, store: EncryptedStore) -> int:
 
 
 def terms_of(version: AgreementVersion) -> AgreementTerms:
-    """The terms a version holds, as the policy layer's model."""
-    return AgreementTerms.model_validate(
-        {name: getattr(version, name) for name in AgreementTerms.model_fields}
+    """The terms a version holds, as the policy layer's model; AgreementInvalid naming the
+    fields that no longer pass the checks (bounds tightened since the version was written)."""
+    return stored_terms(
+        {name: getattr(version, name) for name in AgreementTerms.model_fields},
+        f"version {version.version} of agreement {version.agreement_id}",
     )
+
+
+def _checked(version: AgreementVersion) -> tuple[AgreementTerms | None, list[Reason]]:
+    """The version's terms, or none and why they no longer pass the checks."""
+    try:
+        return terms_of(version), []
+    except AgreementInvalid as error:
+        return None, error.reasons
+
+
+def _version_out(version: AgreementVersion, problems: list[Reason]) -> AgreementVersionOut:
+    stored = {name: getattr(version, name) for name in AgreementVersionOut.stored_fields()}
+    return AgreementVersionOut.model_validate(
+        {**stored, "valid": not problems, "problems": problems}
+    )
+
+
+def version_out(version: AgreementVersion) -> AgreementVersionOut:
+    """A version as stored, and whether its terms still pass the checks (if not, why)."""
+    return _version_out(version, _checked(version)[1])
 
 
 def to_out(session: Session, agreement: Agreement) -> AgreementOut:
     version = current_version(session, agreement)
+    terms, problems = _checked(version)
     status = cast(AgreementStatus, agreement.status)
-    in_force = not status_reasons(status, terms_of(version), utcnow())
+    in_force = terms is not None and not status_reasons(status, terms, utcnow())
     return AgreementOut.model_validate(
         {
-            **AgreementVersionOut.model_validate(version).model_dump(),
+            **_version_out(version, problems).model_dump(),
             "id": agreement.id,
             "partner_id": agreement.partner_id,
             "dataset_id": agreement.dataset_id,

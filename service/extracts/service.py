@@ -15,7 +15,14 @@ from sqlalchemy import Select, false, func, select
 from sqlalchemy.orm import Session
 
 from anonymization.hierarchies import Hierarchy
-from policies.decisions import AgreementStatus, AgreementTerms, Decision, Usage, decide
+from policies.decisions import (
+    AgreementInvalid,
+    AgreementStatus,
+    AgreementTerms,
+    Decision,
+    Usage,
+    decide,
+)
 from policies.files import digest
 from policies.microdata import MicrodataRequest
 from policies.models import DatasetSpec, ExtractRequest, OutputFormat
@@ -125,9 +132,14 @@ def usage(session: Session, agreement_id: uuid.UUID, now: datetime.datetime) -> 
 
 
 def evaluate(
-    session: Session, found: Context, request: ExtractRequest | MicrodataRequest
+    session: Session, agreement: Agreement, request: ExtractRequest | MicrodataRequest
 ) -> Decision:
-    """The policy's decision on ``request`` now, under the agreement's current version."""
+    """The policy's decision on ``request`` now, under the agreement's current version; denied,
+    naming its fields, if that version no longer passes the checks."""
+    try:
+        found = context(session, agreement)
+    except AgreementInvalid as error:
+        return Decision(permit=False, reasons=error.reasons)
     now = utcnow()
     return decide(
         found.spec,
@@ -147,7 +159,7 @@ def _seconds_to_next_month(now: datetime.datetime) -> int:
 
 
 def _deny(
-    session: Session, caller: Caller, found: Context, decision: Decision
+    session: Session, caller: Caller, agreement: Agreement, decision: Decision
 ) -> Denied | TooManyRequests:
     """Audit the denial; the error to answer with (429 when the monthly quota is reached)."""
     reasons = [reason.model_dump() for reason in decision.reasons]
@@ -155,8 +167,8 @@ def _deny(
         session,
         caller.client_id,
         "decision.denied",
-        f"agreement:{found.agreement.id}",
-        {"version": found.version, "reasons": [reason["code"] for reason in reasons]},
+        f"agreement:{agreement.id}",
+        {"version": agreement.version, "reasons": [reason["code"] for reason in reasons]},
     )
     denied = Denied(reasons)
     if any(reason.code == "quota_reached" for reason in decision.reasons):
@@ -175,10 +187,10 @@ def dry_run(
     request: ExtractRequest | MicrodataRequest,
 ) -> Decision:
     """The decision without releasing anything; a denial is audited."""
-    found = context(session, agreements.get(session, caller, agreement_id))
-    decision = evaluate(session, found, request)
+    agreement = agreements.get(session, caller, agreement_id)
+    decision = evaluate(session, agreement, request)
     if not decision.permit:
-        _deny(session, caller, found, decision)
+        _deny(session, caller, agreement, decision)
     return decision
 
 
@@ -225,15 +237,14 @@ def request_extract(
         earlier = _replay(session, caller, idempotency_key, request_hash)
         if earlier is not None:
             return earlier
-    found = context(session, agreement)
-    decision = evaluate(session, found, request)
+    decision = evaluate(session, agreement, request)
     if not decision.permit:
-        return _deny(session, caller, found, decision)
+        return _deny(session, caller, agreement, decision)
     extract = Extract(
         id=uuid.uuid4(),
         agreement_id=agreement.id,
         partner_id=agreement.partner_id,
-        agreement_version=found.version,
+        agreement_version=agreement.version,
         client_id=caller.client_id,
         request=request.model_dump(mode="json", by_alias=True, exclude_none=True),
         request_hash=request_hash,
@@ -248,7 +259,7 @@ def request_extract(
         f"extract:{extract.id}",
         {
             "agreement_id": str(agreement.id),
-            "version": found.version,
+            "version": agreement.version,
             "estimated_cells": decision.estimated_cells,
         },
     )
