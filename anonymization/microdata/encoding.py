@@ -111,6 +111,17 @@ def group_ids(columns: Sequence[Codes], cardinalities: Sequence[int]) -> tuple[C
     return ids.astype(np.int64), len(uniques)
 
 
+def refuse_missing(values: pd.Series) -> None:
+    """Raise naming the column if a record has no value (a null would be coded as another)."""
+    missing = int(values.isna().sum())
+    if missing:
+        raise DataError(
+            f"{missing} records have no {values.name!r}",
+            field=str(values.name),
+            code="missing_value",
+        )
+
+
 @dataclass(frozen=True)
 class Microtable:
     """The distinct combinations of quasi-identifier and sensitive codes, with their counts.
@@ -144,6 +155,8 @@ def encode_table(
         raise DataError(f"the data has no column(s) {', '.join(missing)}", code="missing_column")
     if table.empty:
         raise DataError("the data has no records", code="empty_data")
+    for column in (*quasi_identifiers, *sensitive):
+        refuse_missing(table[column])
     qis = tuple(encode_column(c, table[c], hierarchies.get(c)) for c in quasi_identifiers)
     sens = tuple(encode_column(c, table[c], hierarchies.get(c)) for c in sensitive)
     columns = [col.codes for col in (*qis, *sens)]

@@ -14,10 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anonymization.errors import DataError, HierarchyError, InvalidRequest
+from anonymization.errors import DataError, HierarchyError, InvalidRequest, PolicyViolation
 from anonymization.hierarchies import Hierarchy, TableHierarchy
 from anonymization.microdata.config import MicrodataPolicy
-from anonymization.microdata.encoding import Codes, EncodedColumn, Microtable, build_hierarchy
+from anonymization.microdata.encoding import (
+    Codes,
+    EncodedColumn,
+    Microtable,
+    build_hierarchy,
+    refuse_missing,
+)
 from anonymization.microdata.encoding import encode_table as encode
 from anonymization.microdata.lattice import LatticeSearch
 from anonymization.microdata.measure import measure
@@ -54,6 +60,22 @@ def _check_columns(data: pd.DataFrame, policy: MicrodataPolicy) -> None:
     missing = [c for c in wanted if c not in data.columns]
     if missing:
         raise DataError(f"the data has no column(s) {', '.join(missing)}", code="missing_column")
+
+
+def _check_subjects(data: pd.DataFrame, subject: str | None) -> None:
+    """Classes count records: each subject must be one record, else a class of k records could
+    hold fewer than k subjects (and their shared pseudonym would show it)."""
+    if not subject:
+        return
+    refuse_missing(data[subject])
+    repeated = int(data[subject].astype(str).duplicated().sum())
+    if repeated:
+        raise PolicyViolation(
+            f"microdata needs one record per subject: {repeated} records repeat a "
+            f"{subject!r} already seen (k would count records, not subjects)",
+            field="dataset.subject",
+            code="subject_repeated",
+        )
 
 
 def _check_hierarchies(policy: MicrodataPolicy, hierarchies: Mapping[str, Hierarchy]) -> None:
@@ -161,6 +183,7 @@ def anonymize_microdata(
 ) -> MicrodataResult:
     """Release ``data`` under ``policy``: generalized, suppressed, pseudonymized, reported."""
     _check_columns(data, policy)
+    _check_subjects(data, policy.dataset.subject)
     _check_hierarchies(policy, hierarchies)
     release = policy.release
     subject = policy.dataset.subject

@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from anonymization.errors import DataError, PolicyViolation
 from anonymization.microdata import MicrodataResult, agreement_key, anonymize_microdata
 from policies.microdata import MicrodataReleaseSpec, engine_policy
 from policies.models import DatasetSpec
@@ -17,26 +16,11 @@ from service.datasets.models import Dataset
 from service.datasets.reading import read_table
 
 
-def _records(
-    content: bytes, dataset: Dataset, spec: DatasetSpec, columns: list[str]
-) -> pd.DataFrame:
-    """The columns the release reads, as text; one record per subject, no value missing."""
+def _records(content: bytes, dataset: Dataset, columns: list[str]) -> pd.DataFrame:
+    """The columns the release reads, as text; a missing value stays missing (the engine refuses
+    it, as it refuses a subject that repeats)."""
     frame = read_table(content, dataset.file_format)[columns]
-    repeated = int(frame[spec.subject].duplicated().sum())
-    if repeated:
-        raise PolicyViolation(
-            f"microdata needs one record per subject: {repeated} records repeat a "
-            f"{spec.subject!r} already seen (k would count records, not subjects)",
-            field="dataset.subject",
-            code="subject_repeated",
-        )
-    for column in columns:
-        missing = frame[column].isna()
-        if missing.any():
-            raise DataError(
-                f"{int(missing.sum())} records have no {column!r}", field=f"dataset.{column}"
-            )
-    return frame.astype(str)
+    return frame.astype(str).where(frame.notna())
 
 
 def release(
@@ -51,7 +35,7 @@ def release(
     policy = engine_policy(spec, release)
     hierarchies = agreements.microdata_hierarchies(dataset, release)
     columns = [spec.subject, *release.quasi_identifiers, *release.sensitive]
-    frame = _records(content, dataset, spec, columns)
+    frame = _records(content, dataset, columns)
     return anonymize_microdata(frame, policy, hierarchies, agreement_key(secret, agreement_id))
 
 

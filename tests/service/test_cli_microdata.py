@@ -134,6 +134,19 @@ def test_value_not_covered_by_hierarchy_exits_2(workspace):
     assert not (workspace / "out.csv").exists()
 
 
+def test_a_subject_that_repeats_exits_2_and_writes_nothing(workspace: Path) -> None:
+    # One meter read three times, alone in its age band: k = 3 counted its three records, and
+    # the release showed one pseudonym three times in a class of its own.
+    data = pd.read_csv(workspace / "data.csv", dtype=str)
+    lonely = data.iloc[[0, 0, 0]].assign(age="95", zone="north")
+    pd.concat([data, lonely]).to_csv(workspace / "data.csv", index=False)
+    result = _run(workspace, "--pseudonym-key-file", str(workspace / "key"), "--agreement", "a")
+    assert result.exit_code == 2
+    assert "dataset.subject" in result.output and "one record per subject" in result.output
+    assert not (workspace / "out.csv").exists()
+    assert not (workspace / "m.json").exists()
+
+
 def _service_shape(folder: Path, level: str = "level") -> Path:
     """A microdata policy in the service's shape: stored levels and roles on the dataset."""
     document = {

@@ -1,0 +1,93 @@
+"""Each released class counts distinct subjects: a subject that repeats, or a record missing a
+value the release reads, is refused by the engine (whatever front end calls it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anonymization.errors import DataError, PolicyViolation
+from anonymization.microdata.config import MicrodataPolicy
+from anonymization.microdata.pseudonyms import agreement_key
+from anonymization.microdata.release import anonymize_microdata
+from tests.anonymization.microdata_factories import HIERARCHIES, QUASI_IDENTIFIERS
+
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+KEY = agreement_key(b"s" * 32, "agreement")
+
+
+def _policy(k: int, algorithm: str, suppression: float) -> MicrodataPolicy:
+    return MicrodataPolicy.model_validate(
+        {
+            "dataset": {"subject": "meter"},
+            "hierarchies": {name: f"{name}.csv" for name in HIERARCHIES},
+            "release": {
+                "quasi_identifiers": {q: {"hierarchy": q} for q in QUASI_IDENTIFIERS},
+                "sensitive": ["disease"],
+                "protection": {"k": k, "suppression_limit": suppression},
+                "algorithm": algorithm,
+            },
+        }
+    )
+
+
+records = st.lists(
+    st.tuples(
+        st.integers(0, 5),  # the subject, from a small pool: some repeat
+        st.integers(0, 7),
+        st.sampled_from("abcd"),
+        st.sampled_from("012"),
+        st.sampled_from(["flu", "cold", "cancer"]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@SETTINGS
+@given(
+    records,
+    st.integers(2, 4),
+    st.sampled_from(["optimal", "mondrian"]),
+    st.sampled_from([0.0, 0.3]),
+)
+def test_every_released_class_has_k_distinct_subjects(drawn, k, algorithm, suppression):
+    data = pd.DataFrame(drawn, columns=["meter", *QUASI_IDENTIFIERS, "disease"]).astype(str)
+    policy = _policy(k, algorithm, 0.0 if algorithm == "mondrian" else suppression)
+    repeated = data["meter"].duplicated().any()
+    try:
+        result = anonymize_microdata(data, policy, HIERARCHIES, KEY)
+    except PolicyViolation as error:
+        if error.code == "subject_repeated":
+            assert repeated
+            assert error.field == "dataset.subject"
+            return
+        assert error.code == "no_solution"
+        return
+    assert not repeated, "a subject repeating in the data was released"
+    subjects = result.table.groupby(list(QUASI_IDENTIFIERS))["meter"].nunique()
+    assert subjects.min() >= k
+
+
+@pytest.mark.parametrize("column", ["meter", "age", "letter", "disease"])
+@pytest.mark.parametrize("missing", [None, np.nan])
+@pytest.mark.parametrize("algorithm", ["optimal", "mondrian"])
+def test_a_missing_value_is_refused_naming_its_column(column, missing, algorithm):
+    data = pd.DataFrame(
+        {
+            "meter": [f"M{i}" for i in range(8)],
+            "age": [str(i % 8) for i in range(8)],
+            "letter": list("abcdabcd"),
+            "flag": list("01201201"),
+            "disease": ["flu", "cold", "cancer", "flu"] * 2,
+        },
+        dtype=object,
+    )
+    data.loc[3, column] = missing
+    with pytest.raises(DataError) as refused:
+        anonymize_microdata(data, _policy(2, algorithm, 0.0), HIERARCHIES, KEY)
+    assert refused.value.field == column
+    assert "1 records have no" in refused.value.detail
