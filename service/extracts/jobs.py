@@ -327,6 +327,17 @@ WITHHELD = (
 )
 
 
+def _partner_detail(error: PartageError) -> str:
+    """What the partner reads of a failure: the values a hierarchy does not cover are raw data
+    (often the rarest ones), so only their column is named; the audit log holds the values."""
+    if error.code == "value_not_covered":
+        return (
+            f"a value of {error.field!r} is not covered by the hierarchy the agreement names; "
+            "the administrators' audit log holds the detail"
+        )
+    return error.detail
+
+
 def _mark_failed(
     session: Session, extract: Extract, code: str, detail: str, logged: str | None = None
 ) -> None:
@@ -361,7 +372,7 @@ def run_job(runtime: Runtime, extract_id: uuid.UUID) -> None:
     except AuditFailure as error:
         _fail(runtime, extract_id, error.code, WITHHELD, logged=error.detail)
     except PartageError as error:
-        _fail(runtime, extract_id, error.code, error.detail)
+        _fail(runtime, extract_id, error.code, _partner_detail(error), logged=error.detail)
     except StorageError as error:
         _fail(runtime, extract_id, "storage", str(error))
     except Exception:

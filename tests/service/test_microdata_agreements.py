@@ -443,3 +443,36 @@ def test_migration_0005_goes_down_and_up(database_url: str) -> None:
     finally:
         command.upgrade(config, "head")
     assert added <= columns()
+
+
+def test_values_a_hierarchy_does_not_cover_are_told_to_administrators_only(
+    client: TestClient,
+    admin: dict[str, str],
+    make_partner: Callable[[str], dict[str, Any]],
+) -> None:
+    # A quasi-identifier may use another hierarchy than its column's, checked against the data
+    # only when the job runs. The values it misses are raw data (here the oldest people, the
+    # rarest ages): the partner is told which column failed, the audit log names the values.
+    ages = "".join(f"{age};{age // 10 * 10}s;*\n" for age in range(18, 80)).encode()
+    policy = {**POLICY, "hierarchies": {**POLICY["hierarchies"], "ages_arx": "ages.csv"}}
+    files = [
+        ("file", ("people.csv", people().to_csv(index=False).encode(), "text/csv")),
+        ("hierarchy_files", ("ages.csv", ages)),
+    ]
+    form = {"name": "people", "policy": json.dumps(policy)}
+    registered = client.post("/datasets", data=form, files=files, headers=admin)
+    assert registered.status_code == 201, registered.text
+    lab = make_partner("Lab")
+    qis = {"age": {"hierarchy": "ages_arx"}, "departement": {}}
+    agreement = microdata_agreement(
+        client, admin, lab["id"], registered.json()["id"], quasi_identifiers=qis
+    )
+    failed = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
+    assert (failed["status"], failed["failure_code"]) == ("failed", "value_not_covered")
+    assert "'age'" in failed["failure"]
+    uncovered = sorted(set(people()["age"]) - {str(age) for age in range(18, 80)})
+    assert uncovered
+    assert not any(f"'{value}'" in failed["failure"] for value in uncovered), failed["failure"]
+    events = client.get("/audit", params={"action": "release.failed"}, headers=admin).json()
+    logged = events["items"][-1]["details"]["detail"]
+    assert f"'{uncovered[0]}'" in logged
