@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -385,16 +386,22 @@ class BandHierarchy(ExpressionHierarchy):
     def generalize_labels(
         self, labels: Iterable[str], from_level: str, to_level: str
     ) -> dict[str, str]:
-        """Generalize band labels to a wider band."""
+        """Generalize band labels to a wider band (a value that is not a finite number, such as
+        ``inf`` or ``nan``, has no band: it is not covered)."""
         start, stop = self.span(from_level, to_level)
-        result = {}
+        result, infinite = {}, []
         for label in labels:
             if stop == len(self.levels):
                 result[label] = TOP
                 continue
             low = float(label.strip("[").split(",")[0]) if start else float(label)
+            if not math.isfinite(low):
+                infinite.append(label)
+                continue
             width = self.widths[stop - 1] if stop else 0.0
             result[label] = label if not stop else _band_label(low, width)
+        if infinite:
+            raise _uncovered(self.name, infinite)
         return result
 
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anonymization.errors import DataError, PolicyViolation
+from anonymization.errors import DataError, HierarchyError, PolicyViolation
+from anonymization.hierarchies import BandHierarchy
 from anonymization.microdata.config import MicrodataPolicy
 from anonymization.microdata.pseudonyms import agreement_key
 from anonymization.microdata.release import anonymize_microdata
@@ -91,3 +92,26 @@ def test_a_missing_value_is_refused_naming_its_column(column, missing, algorithm
         anonymize_microdata(data, _policy(2, algorithm, 0.0), HIERARCHIES, KEY)
     assert refused.value.field == column
     assert "1 records have no" in refused.value.detail
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "NaN", "Infinity", "1e400"])
+@pytest.mark.parametrize("algorithm", ["optimal", "mondrian"])
+def test_a_banded_value_that_is_not_a_finite_number_is_refused_naming_its_column(value, algorithm):
+    # It was banded as `[nan,nan)`: a class of every such value, released as if it were a band.
+    data = pd.DataFrame({"kwh": [str(300 * i) for i in range(12)] + [value] * 3})
+    policy = MicrodataPolicy.model_validate(
+        {
+            "hierarchies": {"kwh": {"bands": [1000, 2000]}},
+            "release": {
+                "quasi_identifiers": {"kwh": {"hierarchy": "kwh"}},
+                "protection": {"k": 3},
+                "algorithm": algorithm,
+            },
+        }
+    )
+    hierarchies = {"kwh": BandHierarchy("kwh", [1000, 2000])}
+    with pytest.raises(HierarchyError) as refused:
+        anonymize_microdata(data, policy, hierarchies, None)
+    assert refused.value.field == "kwh"
+    assert refused.value.code == "value_not_covered"
+    assert repr(value) in refused.value.detail
