@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from service.cli import app as cli
 from service.extracts.manifest import verify_release
 from service.signatures import SignatureError
+from tests.service.conftest import bearer, token_for
 from tests.service.journey import REQUEST, make_agreement, request_and_wait, wait_for
 
 
@@ -210,6 +211,48 @@ def test_another_partners_agreement_and_extracts_are_404(
         assert response.json()["error"] == "not_found"
     assert client.get("/extracts", headers=second).json() == []
     assert client.get(f"/extracts/{extract['id']}", headers=first).status_code == 200
+
+
+def test_isolation_holds_through_idempotency_keys_filters_and_narrowed_scopes(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any]
+) -> None:
+    first, second = setup["first"], setup["second"]
+    theirs = make_agreement(client, admin, second["id"], setup["dataset"]["id"])
+    key = {"Idempotency-Key": "monthly-report"}
+    mine = client.post(
+        f"/agreements/{setup['agreement']['id']}/extracts",
+        json=REQUEST,
+        headers={**first["headers"], **key},
+    )
+    assert mine.status_code == 202, mine.text
+    # The other partner's same key and body, under its own agreement, is its own extract: a
+    # key is the client's, never a way to replay (or probe) another partner's extract.
+    other = client.post(
+        f"/agreements/{theirs['id']}/extracts", json=REQUEST, headers={**second["headers"], **key}
+    )
+    assert other.status_code == 202, other.text
+    assert other.json()["id"] != mine.json()["id"]
+    assert other.json()["agreement_id"] == theirs["id"]
+    foreign = client.post(
+        f"/agreements/{setup['agreement']['id']}/extracts",
+        json=REQUEST,
+        headers={**second["headers"], **key},
+    )
+    assert foreign.status_code == 404
+    listed = client.get(
+        "/extracts", params={"agreement_id": setup["agreement"]["id"]}, headers=second["headers"]
+    )
+    assert listed.json() == []
+    for path in ("/audit", "/audit/verify", "/datasets", "/partners"):
+        assert client.get(path, headers=second["headers"]).status_code == 403, path
+    # A token asked for with the read scope alone cannot request, even on its own agreement.
+    reader = bearer(token_for(client, first["client_id"], first["client_secret"], "extracts:read"))
+    for path in ("decisions", "extracts"):
+        response = client.post(
+            f"/agreements/{setup['agreement']['id']}/{path}", json=REQUEST, headers=reader
+        )
+        assert (response.status_code, response.json()["field"]) == (403, "scope"), path
+    assert client.get(f"/extracts/{mine.json()['id']}", headers=reader).status_code == 200
 
 
 def test_not_ready_failed_and_unproduced_format(
