@@ -22,6 +22,7 @@ from anonymization.microdata.encoding import (
     EncodedColumn,
     Microtable,
     build_hierarchy,
+    group_ids,
     refuse_missing,
 )
 from anonymization.microdata.encoding import encode_table as encode
@@ -172,7 +173,12 @@ def _run_mondrian(
         c.name: _mondrian_labels(c, codes, part, parts, is_numeric)
         for c, codes, is_numeric in zip(qis, table.qi_codes, numeric, strict=True)
     }
-    return part, labels
+    # Partitions released with the same labels (two runs of leaves under one lowest common
+    # ancestor) are one class of the file: classes and risk are counted on those.
+    coded = [pd.factorize(pd.Series(values))[0].astype(np.int64) for values in labels.values()]
+    merged, _ = group_ids(coded, [int(codes.max()) + 1 for codes in coded])
+    first = np.unique(merged, return_index=True)[1]
+    return merged[part], {name: [values[i] for i in first] for name, values in labels.items()}
 
 
 def anonymize_microdata(

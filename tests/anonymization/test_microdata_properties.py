@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anonymization.errors import PolicyViolation
-from anonymization.hierarchies import builtin
+from anonymization.hierarchies import TableHierarchy, builtin
 from anonymization.microdata.config import MicrodataPolicy, ProtectionSpec
 from anonymization.microdata.encoding import encode_table
 from anonymization.microdata.lattice import LatticeSearch
@@ -151,3 +151,39 @@ def test_mondrian_releases_geographic_codes_at_a_level_of_their_ladder(drawn, k)
         assert label in {*(getattr(original, level) for level in GEO.levels), "*"}
     for _, group in released.groupby(["iris", "kva"]):
         assert len(group) >= k
+
+
+# Three branches: two runs of leaves, each across a branch boundary, share the label `*`.
+BRANCHES = TableHierarchy("branches", [[f"{g}{i}", g, "*"] for g in "pqr" for i in (1, 2)])
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([f"{g}{i}" for g in "pqr" for i in (1, 2)]), st.integers(0, 3)),
+        min_size=4,
+        max_size=40,
+    ),
+    st.integers(2, 4),
+)
+def test_mondrian_manifest_describes_the_classes_as_released(drawn, k):
+    # Mondrian partitions {p1, q1} and {q2, r1} are both released as `*`: one class of the
+    # file, which the manifest counted as two, and whose risk it took from each half.
+    data = pd.DataFrame(drawn, columns=["x", "n"]).astype(str)
+    policy = MicrodataPolicy.model_validate(
+        {
+            "release": {
+                "quasi_identifiers": {"x": {}, "n": {}},
+                "protection": {"k": k},
+                "algorithm": "mondrian",
+            }
+        }
+    )
+    try:
+        result = anonymize_microdata(data, policy, {"x": BRANCHES}, pseudonym_key=None)
+    except PolicyViolation:
+        return
+    sizes = result.table.groupby(["x", "n"]).size()
+    assert result.manifest["classes"] == len(sizes)
+    assert result.manifest["risk"]["prosecutor_highest"] == round(1 / sizes.min(), 6)
+    assert result.manifest["risk"]["prosecutor_average"] == round(len(sizes) / len(data), 6)
