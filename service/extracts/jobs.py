@@ -327,13 +327,20 @@ WITHHELD = (
 )
 
 
+# Failures whose engine message quotes values of the data (raw values, often the rarest): the
+# partner reads the column and what is wrong, the audit log the values.
+QUOTING_DATA = {
+    "value_not_covered": "is not covered by the hierarchy the agreement names",
+    "reserved_label": "has the label '*' (which marks margins) below the top of its hierarchy",
+}
+
+
 def _partner_detail(error: PartageError) -> str:
-    """What the partner reads of a failure: the values a hierarchy does not cover are raw data
-    (often the rarest ones), so only their column is named; the audit log holds the values."""
-    if error.code == "value_not_covered":
+    """What the partner reads of a failure: its detail, unless that quotes the data."""
+    if error.code in QUOTING_DATA:
         return (
-            f"a value of {error.field!r} is not covered by the hierarchy the agreement names; "
-            "the administrators' audit log holds the detail"
+            f"a value of {error.field!r} {QUOTING_DATA[error.code]}; the administrators' audit "
+            "log names the values"
         )
     return error.detail
 

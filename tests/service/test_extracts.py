@@ -16,6 +16,7 @@ from service.cli import app as cli
 from service.extracts.manifest import verify_release
 from service.signatures import SignatureError
 from tests.service.conftest import bearer, token_for
+from tests.service.factories import POLICY, RELEASE, csv_bytes, dataset_form, payments_frame
 from tests.service.journey import REQUEST, make_agreement, request_and_wait, wait_for
 
 
@@ -253,6 +254,37 @@ def test_isolation_holds_through_idempotency_keys_filters_and_narrowed_scopes(
         )
         assert (response.status_code, response.json()["field"]) == (403, "scope"), path
     assert client.get(f"/extracts/{mine.json()['id']}", headers=reader).status_code == 200
+
+
+def test_a_failure_quoting_values_of_the_data_names_only_the_column_to_the_partner(
+    client: TestClient, admin: dict[str, str], make_partner
+) -> None:  # type: ignore[no-untyped-def]
+    # An ARX ladder may send a rare value to `*` below its top; `*` marks margins, so the job
+    # fails, and its message quoted the raw values so generalized ('US') to the partner.
+    columns = {**POLICY["dataset"]["columns"], "card_country": {"hierarchy": "countries"}}
+    policy = {
+        "dataset": {**POLICY["dataset"], "columns": columns},
+        "hierarchies": {**POLICY["hierarchies"], "countries": "countries.csv"},
+    }
+    files = [
+        ("file", ("d.csv", csv_bytes(payments_frame()))),
+        ("hierarchy_files", ("countries.csv", b"DE;EU;*\nGB;EU;*\nUS;*;*\n")),
+    ]
+    registered = client.post(
+        "/datasets", data=dataset_form(policy=policy), files=files, headers=admin
+    )
+    assert registered.status_code == 201, registered.text
+    partner = make_partner("Partner")
+    release = {**RELEASE, "dimensions": {"card_country": "level1"}, "protection": {"k": 2}}
+    agreement = make_agreement(
+        client, admin, partner["id"], registered.json()["id"], release=release
+    )
+    request = {"group_by": {"card_country": "level1"}, "measures": ["subjects"]}
+    failed = request_and_wait(client, partner["headers"], agreement["id"], request)
+    assert (failed["status"], failed["failure_code"]) == ("failed", "reserved_label")
+    assert "'card_country'" in failed["failure"] and "US" not in failed["failure"]
+    events = client.get("/audit", params={"action": "release.failed"}, headers=admin).json()
+    assert "'US'" in events["items"][-1]["details"]["detail"]
 
 
 def test_not_ready_failed_and_unproduced_format(
