@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from anonymization.errors import DataError, HierarchyError, InvalidRequest, PolicyViolation
@@ -235,7 +236,8 @@ def anonymize_microdata(
         out[name] = generalized[name]
     for name in sensitive:
         out[name] = data[name]
-    released = out[kept].reset_index(drop=True)
+    chosen = out[kept]
+    released = chosen.iloc[_release_order(chosen, subject)].reset_index(drop=True)
     sizes = np.bincount(record_class[kept]).astype(np.float64)
     manifest["records_released"] = int(kept.sum())
     manifest["records_suppressed"] = int((~kept).sum())
@@ -243,6 +245,19 @@ def anonymize_microdata(
     manifest["risk"] = risk_report(sizes, release.risk.threshold, release.risk.population)
     manifest["measured"] = measure(released, qi_names, sensitive)
     return MicrodataResult(released, manifest)
+
+
+def _release_order(records: pd.DataFrame, subject: str | None) -> Codes:
+    """The order records are listed in: by pseudonym (a keyed shuffle), else by their released
+    values; never the data's own order, which a file sorted by a finer value than the one
+    released (a commune, a date) would tell by row numbers."""
+    keys: list[npt.NDArray[np.integer[Any]]]
+    if subject:
+        keys = [np.array([int(p[:16], 16) for p in records[subject]], dtype=np.uint64)]
+    else:
+        keys = [pd.factorize(records[c].astype(str), sort=True)[0] for c in records.columns]
+    order: Codes = np.lexsort(keys[::-1])
+    return order
 
 
 def _level_name(hierarchy: Hierarchy, level: int) -> str:

@@ -115,3 +115,28 @@ def test_a_banded_value_that_is_not_a_finite_number_is_refused_naming_its_column
     assert refused.value.field == "kwh"
     assert refused.value.code == "value_not_covered"
     assert repr(value) in refused.value.detail
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records.map(lambda drawn: list({d[0]: d for d in drawn}.values())),  # one record a subject
+    st.integers(2, 3),
+    st.sampled_from(["optimal", "mondrian"]),
+    st.randoms(use_true_random=False),
+)
+def test_the_released_file_does_not_depend_on_the_order_of_the_records(
+    drawn, k, algorithm, shuffler
+):
+    # The records came out in the order they came in: a file sorted by a finer value than the
+    # one released (a commune, a date) told it through the row numbers of the release.
+    data = pd.DataFrame(drawn, columns=["meter", *QUASI_IDENTIFIERS, "disease"]).astype(str)
+    order = list(range(len(data)))
+    shuffler.shuffle(order)
+    policy = _policy(k, algorithm, 0.0)
+    try:
+        first = anonymize_microdata(data, policy, HIERARCHIES, KEY)
+    except PolicyViolation:
+        return
+    second = anonymize_microdata(data.iloc[order], policy, HIERARCHIES, KEY)
+    pd.testing.assert_frame_equal(first.table, second.table)
+    assert first.manifest == second.manifest
