@@ -20,16 +20,13 @@ HIERARCHIES = {
     ),
 }
 
-rows = st.lists(
-    st.tuples(
-        st.integers(0, 7),
-        st.sampled_from("abcd"),
-        st.sampled_from("012"),
-        st.sampled_from(["flu", "cold", "cancer"]),
-    ),
-    min_size=6,
-    max_size=40,
+row = st.tuples(
+    st.integers(0, 7),
+    st.sampled_from("abcd"),
+    st.sampled_from("012"),
+    st.sampled_from(["flu", "cold", "cancer"]),
 )
+rows = st.lists(row, min_size=6, max_size=40)
 
 protections = st.fixed_dictionaries(
     {"k": st.integers(2, 4), "suppression_limit": st.sampled_from([0.0, 0.1, 0.3])},

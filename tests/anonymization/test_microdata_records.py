@@ -14,7 +14,7 @@ from anonymization.hierarchies import BandHierarchy
 from anonymization.microdata.config import MicrodataPolicy
 from anonymization.microdata.pseudonyms import agreement_key
 from anonymization.microdata.release import anonymize_microdata
-from tests.anonymization.microdata_factories import HIERARCHIES, QUASI_IDENTIFIERS
+from tests.anonymization.microdata_factories import HIERARCHIES, QUASI_IDENTIFIERS, row
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = agreement_key(b"s" * 32, "agreement")
@@ -35,14 +35,9 @@ def _policy(k: int, algorithm: str, suppression: float) -> MicrodataPolicy:
     )
 
 
+# A subject from a small pool (some repeat) before each drawn row.
 records = st.lists(
-    st.tuples(
-        st.integers(0, 5),  # the subject, from a small pool: some repeat
-        st.integers(0, 7),
-        st.sampled_from("abcd"),
-        st.sampled_from("012"),
-        st.sampled_from(["flu", "cold", "cancer"]),
-    ),
+    st.tuples(st.integers(0, 5), row).map(lambda pair: (pair[0], *pair[1])),
     min_size=1,
     max_size=30,
 )
