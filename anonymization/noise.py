@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 class CellKeyNoise(BaseModel):
     """``protection.noise``: integer noise in [-max, max] of the given variance, looked up from
-    each cell's key, added to the released ``subjects`` counts."""
+    each cell's key, added to the released counts (``subjects`` and each ``<measure>_count``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     method: Literal["cell_key"] = "cell_key"
@@ -53,6 +53,7 @@ def describe(noise: CellKeyNoise) -> dict[str, object]:
         "max": noise.max,
         "variance": noise.variance,
         "ptable_sha256": noise.table().digest(),
-        "perturbed": ["subjects"],
+        "perturbed": ["subjects", "<measure>_count"],
+        "means": "<measure>_sum over the published <measure>_count (over 1 where that is 0)",
         "totals": "perturbed as cells of their own (their own cell key)",
     }

@@ -101,13 +101,14 @@ def _numbers(column: pd.Series) -> np.ndarray:
 def _sum_of(table: pd.DataFrame, column: str, measures: list[str]) -> np.ndarray:
     if f"{column}_sum" in measures:
         return _numbers(table[f"{column}_sum"])
+    # A mean is the sum over max(count, 1): noise may publish a count of 0 for a cell with values.
     mean, count = _numbers(table[f"{column}_mean"]), _numbers(table[f"{column}_count"])
-    return np.asarray(np.nan_to_num(mean) * np.nan_to_num(count))
+    return np.asarray(np.nan_to_num(mean) * np.maximum(np.nan_to_num(count), 1.0))
 
 
 def _sum_error(table: pd.DataFrame, column: str, measures: list[str]) -> np.ndarray | None:
-    """How far mean × count may be from the sum (the mean is rounded to 1e-6)."""
+    """How far mean × max(count, 1) may be from the sum (the mean is rounded to 1e-6)."""
     if f"{column}_sum" in measures:
         return None
     count = _numbers(table[f"{column}_count"])
-    return np.asarray(5e-7 * np.nan_to_num(count) + 1e-9)
+    return np.asarray(5e-7 * np.maximum(np.nan_to_num(count), 1.0) + 1e-9)

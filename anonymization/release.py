@@ -14,6 +14,7 @@ import pandas as pd
 from anonymization import __version__
 from anonymization.blocks import Audit, Block, audit_alone, engine_block, table_counts
 from anonymization.cells import compute_cells
+from anonymization.noise import CellKeyNoise
 from anonymization.noise import describe as describe_noise
 from anonymization.plan import AggregatePlan, Measure
 from anonymization.protection import primary_suppression
@@ -70,7 +71,9 @@ class Release:
 
 
 def measure_values(cells: pd.DataFrame, measure: Measure) -> np.ndarray:
-    """A measure's value in every cell, before suppression (floats rounded to 1e-6)."""
+    """A measure's value in every cell, before suppression (floats rounded to 1e-6). A mean is
+    the sum over the cell's ``_n`` (with noise, the published count), or over 1 where noise
+    brought that count to 0, so the sum is always mean × max(count, 1); empty without values."""
     if measure.column is None:
         return cells["subjects"].to_numpy()
     counts = cells[f"{measure.column}_n"].to_numpy(dtype=float)
@@ -79,8 +82,23 @@ def measure_values(cells: pd.DataFrame, measure: Measure) -> np.ndarray:
     sums = cells[f"{measure.column}_sum"].to_numpy(dtype=float)
     if measure.aggregate == "sum":
         return np.round(sums, 6)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.round(np.where(counts > 0, sums / counts, np.nan), 6)
+    # A cell without values has no sum (NaN), hence no mean.
+    return np.asarray(np.round(sums / np.maximum(counts, 1.0), 6))
+
+
+def noisy_cells(cells: pd.DataFrame, plan: AggregatePlan, noise: CellKeyNoise) -> pd.DataFrame:
+    """The cells as published with noise: ``subjects`` and every counted measure's ``_n``
+    perturbed by the cell's own key. One key and one table for all of them: where a count
+    equals the subjects (one row per subject), it gets the very same noise, so it tells nothing
+    the published subjects do not; an independent draw would be a second noisy reading of the
+    same number. Means are then divided by the published count (``measure_values``)."""
+    keys = cells["cell_key"].to_numpy()
+    counted = {m.column for m in plan.measures if m.aggregate in ("count", "mean")}
+    published = {
+        name: perturbed(cells[name].to_numpy(), keys, noise)
+        for name in ["subjects", *(f"{column}_n" for column in sorted(counted, key=str))]
+    }
+    return cells.assign(**published)
 
 
 def release_table(cells: pd.DataFrame, plan: AggregatePlan, reason: pd.Series) -> pd.DataFrame:
@@ -122,9 +140,8 @@ def run_release(
     primary = primary_suppression(cells, plan.protection)
     noise = plan.protection.noise
     if noise is not None:
-        counts = perturbed(cells["subjects"].to_numpy(), cells["cell_key"].to_numpy(), noise)
-        block = engine_block(cells, plan, primary, counts, float(noise.max))
-        shown = cells.assign(subjects=counts)
+        shown = noisy_cells(cells, plan, noise)
+        block = engine_block(cells, plan, primary, shown["subjects"].to_numpy(), noise.max)
     else:
         block, shown = engine_block(cells, plan, primary), cells
     protection = plan.protection

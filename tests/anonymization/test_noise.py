@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
@@ -240,6 +241,64 @@ def test_margins_are_cells_of_their_own_and_grid_cells_keep_their_noise(
     assert (merged.loc[both, "subjects"] == merged.loc[both, "subjects_t"]).all()
 
 
+@st.composite
+def one_row_per_subject(draw: st.DrawFn) -> pd.DataFrame:
+    """One row per subject, as the demo's annual consumption profile: every count of values of
+    ``x`` is a count of subjects, unless some values are empty."""
+    size = draw(st.integers(min_value=1, max_value=60))
+    empty = draw(st.booleans())
+    return pd.DataFrame(
+        {
+            "subject": [f"s{i}" for i in range(size)],
+            "a": [draw(st.sampled_from(["a0", "a1", "a2"])) for _ in range(size)],
+            "b": [draw(st.sampled_from(["b0", "b1"])) for _ in range(size)],
+            "x": [
+                None if empty and draw(st.integers(0, 4)) == 0 else float(draw(st.integers(1, 500)))
+                for _ in range(size)
+            ],
+        }
+    )
+
+
+@PROPERTIES
+@given(
+    table=one_row_per_subject(),
+    k=st.integers(2, 4),
+    totals=st.booleans(),
+    with_sum=st.booleans(),
+)
+def test_counts_and_means_give_no_more_than_the_noisy_subjects(
+    table: pd.DataFrame, k: int, totals: bool, with_sum: bool
+) -> None:
+    """On one row per subject, ``x_count`` is the subjects count and sum / mean gives a count:
+    published exact, either undid the noise. Each is now the published subjects count itself
+    (same key, same table, same noise), so they add no second reading of the true count; the
+    audit from the files alone still passes, sums read as mean × count where not published."""
+    sums = (Measure("x", "sum"),) if with_sum else ()
+    plan = replace(
+        grid_plan(["a", "b"], k, totals),
+        measures=(*sums, Measure("x", "mean"), Measure("x", "count"), Measure(None, "subjects")),
+    )
+    release = run_release(table, plan, noise_secret=SECRET)
+    published, truth = release.table, release.cells.reset_index(drop=True)
+    released = (published["status"] == "released").to_numpy()
+    subjects = published["subjects"].to_numpy(dtype=float)
+    count = published["x_count"].to_numpy(dtype=float)
+    assert (count[released] >= 0).all()
+    same = released & (truth["x_n"].to_numpy() == truth["subjects"].to_numpy())
+    assert (count[same] == subjects[same]).all(), "x_count tells the true subjects count"
+    mean = published["x_mean"].to_numpy(dtype=float)
+    sum_ = truth["x_sum"].to_numpy(dtype=float)
+    valued = released & ~np.isnan(sum_)
+    # sum / mean: the published count (1 where noise brought it to 0), never the true one.
+    recovered = sum_[valued] / mean[valued]
+    assert np.allclose(recovered, np.maximum(count[valued], 1), rtol=1e-5)
+    if with_sum:
+        assert np.allclose(published["x_sum"].to_numpy(dtype=float)[valued], sum_[valued])
+    manifest = json.loads(json.dumps(release.summary()))
+    reaudit(published, manifest)
+
+
 def payments_plan(noise: CellKeyNoise | None = NOISE, totals: bool = True) -> AggregatePlan:
     geo = builtin("geo_fr")
     assert geo is not None
@@ -287,7 +346,8 @@ def test_the_manifest_names_the_noise_but_never_the_secret() -> None:
         "max": 2,
         "variance": 1.0,
         "ptable_sha256": NOISE.table().digest(),
-        "perturbed": ["subjects"],
+        "perturbed": ["subjects", "<measure>_count"],
+        "means": "<measure>_sum over the published <measure>_count (over 1 where that is 0)",
         "totals": "perturbed as cells of their own (their own cell key)",
     }
     assert summary["plan"]["protection"]["noise"] == {
