@@ -21,7 +21,7 @@ from service.extracts.pool import WorkerPool
 from service.extracts.router import router as extracts_router
 from service.keys import SigningKeys, StorageKeys
 from service.partners.router import router as partners_router
-from service.ratelimit import RateLimiter
+from service.ratelimit import RateLimiter, TokenAttempts
 from service.storage import EncryptedStore
 
 DESCRIPTION = """
@@ -87,6 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.store = EncryptedStore(settings.data_dir, StorageKeys(settings.keys_dir))
     app.state.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.token_attempts = TokenAttempts(
+        settings.token_attempts_per_second,
+        settings.token_attempts_burst,
+        settings.token_failures_per_minute,
+        settings.token_failures_burst,
+    )
     app.state.pool = WorkerPool(
         Runtime(app.state.sessionmaker, app.state.store, app.state.signing_keys, settings)
     )

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     # Requests per client: a token bucket refilled at `rate_limit_per_second` up to `burst`.
     rate_limit_per_second: float = Field(default=10.0, gt=0)
     rate_limit_burst: int = Field(default=60, ge=1)
+    # Token requests (each runs argon2): every attempt per remote address, and failed ones per
+    # (client id, address), so failing on a client's id elsewhere cannot lock it out.
+    token_attempts_per_second: float = Field(default=1.0, gt=0)
+    token_attempts_burst: int = Field(default=20, ge=1)
+    token_failures_per_minute: float = Field(default=1.0, gt=0)
+    token_failures_burst: int = Field(default=10, ge=1)
 
     @field_validator("data_dir", "keys_dir")
     @classmethod

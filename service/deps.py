@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.db import get_session
 from service.keys import SigningKeys
-from service.ratelimit import RateLimiter
+from service.ratelimit import RateLimiter, TokenAttempts
 from service.storage import EncryptedStore
 
 
@@ -34,8 +34,14 @@ def _limiter(request: Request) -> RateLimiter:
     return limiter
 
 
+def _token_attempts(request: Request) -> TokenAttempts:
+    attempts: TokenAttempts = request.app.state.token_attempts
+    return attempts
+
+
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SigningKeysDep = Annotated[SigningKeys, Depends(_signing_keys)]
 StoreDep = Annotated[EncryptedStore, Depends(_store)]
 LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
+TokenAttemptsDep = Annotated[TokenAttempts, Depends(_token_attempts)]

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.auth.server import FormRequest, TokenServer
-from service.deps import SessionDep, SettingsDep, SigningKeysDep
+from service.auth.server import FormRequest, TokenServer, claimed_client_id
+from service.deps import SessionDep, SettingsDep, SigningKeysDep, TokenAttemptsDep
 
 router = APIRouter(tags=["auth"])
 
@@ -45,7 +45,11 @@ _FORM_SCHEMA: dict[str, Any] = {
 @router.post(
     "/oauth/token",
     response_model=TokenResponse,
-    responses={400: {"model": OAuthError}, 401: {"model": OAuthError}},
+    responses={
+        400: {"model": OAuthError},
+        401: {"model": OAuthError},
+        429: {"model": OAuthError, "description": "Too many attempts: see `Retry-After`"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -55,7 +59,11 @@ _FORM_SCHEMA: dict[str, Any] = {
     summary="Client credentials grant (RFC 6749 §4.4): a short-lived signed JWT",
 )
 async def token(
-    request: Request, session: SessionDep, keys: SigningKeysDep, settings: SettingsDep
+    request: Request,
+    session: SessionDep,
+    keys: SigningKeysDep,
+    settings: SettingsDep,
+    attempts: TokenAttemptsDep,
 ) -> JSONResponse:
     form = await request.form()
     fields = {name: value for name, value in form.items() if isinstance(value, str)}
@@ -64,8 +72,33 @@ async def token(
         oauth_request = FormRequest(str(request.url), request.headers, fields)
     except InsecureTransportError as error:
         return server.handle_error_response(None, error)  # type: ignore[no-any-return]
+    # Limited before the secret is checked: every check runs argon2 (0.1 s, 19 MiB).
+    client_id = claimed_client_id(oauth_request)
+    address = request.client.host if request.client else ""
+    wait, field = attempts.admit(client_id, address)
+    if wait:
+        return _too_many(wait, field)
     response: JSONResponse = await run_in_threadpool(server.create_token_response, oauth_request)
+    if response.status_code != 401:  # the client authenticated: no failure to count
+        attempts.succeeded(client_id, address)
     return response
+
+
+def _too_many(wait: int, field: str | None) -> JSONResponse:
+    """429 in OAuth's error shape, with ``Retry-After``."""
+    what = (
+        "too many failed token requests for this client id from this address"
+        if field
+        else "too many token requests from this address"
+    )
+    description = f"{what}: retry after {wait} s"
+    body = {
+        "error": "too_many_requests",
+        "error_description": description,
+        "detail": description,
+        "field": field,
+    }
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(wait)})
 
 
 @router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")

@@ -149,6 +149,16 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
         return sign_access_token(client.record, granted, self.keys, self.settings)
 
 
+def claimed_client_id(request: FormRequest) -> str:
+    """The client id a token request claims, before any check ("" if it names none that could
+    exist: malformed credentials, or an id longer than ours)."""
+    try:
+        client_id = _credentials(request)[1]
+    except (InvalidRequestError, InvalidClientError):
+        return ""
+    return client_id if len(client_id) <= CLIENT_ID_MAX else ""
+
+
 def _credentials(request: FormRequest) -> tuple[str, str, str]:
     """The authentication method, client ID and secret the client sent; one method only."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")

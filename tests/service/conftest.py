@@ -104,6 +104,9 @@ def service_settings(database_url: str, folder: Path) -> Settings:
         worker_poll_seconds=0.05,
         rate_limit_per_second=1000,
         rate_limit_burst=10_000,
+        token_attempts_per_second=1000,
+        token_attempts_burst=10_000,
+        token_failures_burst=10_000,
     )
 
 
