@@ -8,7 +8,7 @@ declares). The subject is always replaced by a keyed pseudonym (HMAC-SHA256).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -110,6 +110,43 @@ def check_microdata(
                 f"{', '.join(sorted(named)) or 'none'} (built in: geo_fr, time)",
                 field=field,
                 code="unknown_hierarchy",
+            )
+
+
+def check_mondrian(
+    dataset: DatasetSpec,
+    hierarchies: Mapping[str, HierarchySpec],
+    release: MicrodataReleaseSpec,
+    column_types: Mapping[str, str] | None = None,
+) -> None:
+    """Raise (naming the quasi-identifier) unless Mondrian can split every one: numbers (numeric
+    bands, or no hierarchy over a column stored as numbers) or codes in a hierarchy table's order
+    (an ARX file, ``geo_fr``). Times and plain text cannot be split. ``column_types`` are the
+    stored types (text, number, date); without them a column with no hierarchy is left to the
+    engine, which reads its values."""
+    if release.algorithm != "mondrian":
+        return
+    for column in release.quasi_identifiers:
+        name = hierarchy_name(dataset, release, column)
+        field = f"release.quasi_identifiers.{column}"
+        if name is not None and name in hierarchies:
+            continue  # numeric bands or an ARX table: both split
+        if name == "time" or (name is None and dataset.columns[column].role == "time"):
+            raise InvalidRequest(
+                f"{column!r} holds times, which Mondrian cannot split (it splits numbers, or "
+                "codes in a hierarchy table's order): use algorithm optimal with the time "
+                "hierarchy, or an ARX hierarchy table of the column's values",
+                field=field,
+                code="mondrian_unsupported",
+            )
+        stored = (column_types or {}).get(column)
+        if name is None and column_types is not None and stored != "number":
+            raise InvalidRequest(
+                f"{column!r} has no hierarchy and is stored as {stored or 'text'}, which "
+                "Mondrian cannot split (it splits numbers, or codes in a hierarchy table's "
+                "order): name an ARX hierarchy table or numeric bands for it",
+                field=field,
+                code="mondrian_unsupported",
             )
 
 
@@ -221,6 +258,7 @@ def offline_policy(
     columns to give it (the subject and the released ones: identifiers never reach it)."""
     release = policy.release
     check_microdata(policy.dataset, policy.hierarchies, release)
+    check_mondrian(policy.dataset, policy.hierarchies, release)
     spec = released_columns(policy.dataset, release)
     named = MicrodataPolicyFile(dataset=spec, hierarchies=policy.hierarchies, release=release)
     hierarchies = at_stored_levels(spec, load_hierarchies(named, base_dir), release)

@@ -21,6 +21,7 @@ from anonymization.hierarchies import (
     BandHierarchy,
     CategoricalHierarchy,
     Hierarchy,
+    TimeHierarchy,
     load_arx_csv,
 )
 from anonymization.microdata.config import BandsSpec, FileSpec, HierarchySpec
@@ -80,11 +81,7 @@ def encode_column(name: str, values: pd.Series, hierarchy: Hierarchy | None) -> 
         try:
             mapping = hierarchy.generalize_labels(uniques, hierarchy.levels[0], level)
         except ValueError:
-            raise HierarchyError(
-                f"hierarchy {hierarchy.name!r} cannot read the values of {name!r} as numbers",
-                field=name,
-                code="value_not_covered",
-            ) from None
+            raise _unreadable(name, uniques, hierarchy, level) from None
         except HierarchyError as error:
             raise HierarchyError(error.detail, field=name, code=error.code) from None
         mapped = [mapping[u] for u in uniques]
@@ -93,6 +90,35 @@ def encode_column(name: str, values: pd.Series, hierarchy: Hierarchy | None) -> 
         labels.append(tuple(str(label) for label in level_labels))
     counts = np.bincount(codes, minlength=len(uniques)).astype(np.float64)
     return EncodedColumn(name, codes, tuple(ladders), tuple(labels), counts)
+
+
+def _unreadable(name: str, uniques: list[str], hierarchy: Hierarchy, level: str) -> HierarchyError:
+    """The error for a value ``hierarchy`` cannot read (not a date, not a number), naming the
+    column, the first such value and what the hierarchy expects."""
+    bad = next((u for u in uniques if not _reads(hierarchy, u, level)), uniques[0])
+    base = getattr(hierarchy, "base", hierarchy)  # a hierarchy seen from a stored level
+    if isinstance(base, TimeHierarchy):
+        expected = f"a date (YYYY-MM-DD, or an ISO timestamp) for the time hierarchy {base.name!r}"
+    elif isinstance(base, BandHierarchy):
+        expected = f"a number for the numeric bands of hierarchy {base.name!r}"
+    else:
+        expected = f"a value hierarchy {base.name!r} can read"
+    return HierarchyError(
+        f"column {name!r} holds {bad!r}, which is not {expected}",
+        field=name,
+        code="malformed_value",
+    )
+
+
+def _reads(hierarchy: Hierarchy, value: str, level: str) -> bool:
+    """Whether ``hierarchy`` parses ``value`` (one it parses but does not cover reads)."""
+    try:
+        hierarchy.generalize_labels([value], hierarchy.levels[0], level)
+    except ValueError:
+        return False
+    except HierarchyError:
+        return True
+    return True
 
 
 def group_ids(columns: Sequence[Codes], cardinalities: Sequence[int]) -> tuple[Codes, int]:

@@ -27,6 +27,7 @@ from policies.microdata import (
     MicrodataReleaseSpec,
     at_stored_levels,
     check_microdata,
+    check_mondrian,
     released_columns,
 )
 from policies.models import Policy
@@ -130,6 +131,9 @@ def _check_microdata(dataset: Dataset, terms: AgreementTerms) -> None:
         )
     dataset_policy = datasets.policy_of(dataset)
     check_microdata(dataset_policy.dataset, dataset_policy.hierarchies, terms.release)
+    check_mondrian(
+        dataset_policy.dataset, dataset_policy.hierarchies, terms.release, dataset.columns
+    )
     microdata_hierarchies(dataset, terms.release)
 
 

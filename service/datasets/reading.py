@@ -21,7 +21,13 @@ from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from anonymization.errors import DataError, HierarchyError, InvalidRequest, PartageError
-from anonymization.hierarchies import BandHierarchy, Hierarchy, MappingHierarchy, TimeHierarchy
+from anonymization.hierarchies import (
+    BandHierarchy,
+    CategoricalHierarchy,
+    Hierarchy,
+    MappingHierarchy,
+    TimeHierarchy,
+)
 from policies.models import Policy, load_hierarchies
 from service.datasets.schemas import DatasetPolicy
 
@@ -148,7 +154,7 @@ def _check_values(frame: pd.DataFrame, column: str, hierarchy: Hierarchy | None,
         bad = _parse_times(values, field).isna() & values.notna()
         kind = wanted = "date"
     else:
-        return "text"
+        return "number" if _plain_numbers(values, hierarchy) else "text"
     if bad.any():
         shown = sorted(set(values[bad].astype(str)))[:SHOWN]
         raise DataError(
@@ -183,6 +189,15 @@ def check_stored_types(content: bytes, file_format: str, policy: DatasetPolicy) 
             bad = pc.sum(pc.invert(pc.is_finite(values))).as_py()
             if bad:
                 raise DataError(f"{bad} value(s) that are NaN or infinite", field=field)
+
+
+def _plain_numbers(values: pd.Series, hierarchy: Hierarchy | None) -> bool:
+    """Whether a column without a hierarchy of its own holds finite numbers only (Mondrian
+    splits such a quasi-identifier as numbers)."""
+    if type(hierarchy) is not CategoricalHierarchy or not values.notna().any():
+        return False
+    parsed = pd.to_numeric(values, errors="coerce")
+    return not ((parsed.isna() | parsed.isin([math.inf, -math.inf])) & values.notna()).any()
 
 
 def _parse_times(values: pd.Series, field: str) -> pd.Series:

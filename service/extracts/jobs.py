@@ -332,6 +332,8 @@ WITHHELD = (
 QUOTING_DATA = {
     "value_not_covered": "is not covered by the hierarchy the agreement names",
     "reserved_label": "has the label '*' (which marks margins) below the top of its hierarchy",
+    "malformed_value": "is not what its hierarchy reads (a date for the time hierarchy, a "
+    "number for numeric bands)",
 }
 
 
