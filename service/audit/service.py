@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import rfc8785
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Select, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.audit.models import GENESIS, HEAD_ID, AuditEvent, AuditHead, AuditSignature
@@ -133,53 +133,100 @@ class ChainReport:
         return self.problem is None
 
 
-def _entries(session: Session) -> Iterator[AuditEvent]:
-    after = 0
+def _head(session: Session) -> tuple[int, str]:
+    """The head as committed now (read past the session's identity map)."""
+    row = session.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID)).first()
+    return (int(row.seq), str(row.hash)) if row else (0, GENESIS)
+
+
+def _entries(session: Session, after: int, last: int) -> Iterator[tuple[int, AuditEvent | None]]:
+    """(seq, entry) after ``after`` up to ``last``, in order; the entry is None where its stored
+    content does not read as its type (SQLite keeps any text in a JSON or a time column)."""
     while True:
-        page = session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > after).order_by(AuditEvent.seq).limit(PAGE)
-        ).all()
+        statement = (
+            select(AuditEvent)
+            .where(AuditEvent.seq > after, AuditEvent.seq <= last)
+            .order_by(AuditEvent.seq)
+            .limit(PAGE)
+        )
+        try:
+            page = [(event.seq, event) for event in session.scalars(statement)]
+        except (ValueError, TypeError):
+            yield from _one_by_one(session, statement)
+            return
         yield from page
         if len(page) < PAGE:
             return
-        after = page[-1].seq
-        for event in page:
+        after = page[-1][0]
+        for _, event in page:
             session.expunge(event)
 
 
-def _walk(session: Session) -> tuple[int, str, int | None, str | None]:
-    """(entries that hold, last good hash, first broken entry, problem)."""
+def _one_by_one(
+    session: Session, statement: Select[AuditEvent]
+) -> Iterator[tuple[int, AuditEvent | None]]:
+    """The page of ``statement`` read entry by entry, up to the first that cannot be read."""
+    seqs = statement.with_only_columns(AuditEvent.seq)
+    for seq in list(session.scalars(seqs)):
+        try:
+            event = session.scalars(select(AuditEvent).where(AuditEvent.seq == seq)).one()
+        except (ValueError, TypeError):
+            yield seq, None
+            return
+        yield seq, event
+
+
+def _walk(session: Session, last: int) -> tuple[int, str, int | None, str | None]:
+    """Recompute the links up to entry ``last``: (entries that hold, last good hash, first
+    broken entry, problem)."""
     expected, previous = 1, GENESIS
-    for event in _entries(session):
-        problem = None
-        if event.seq != expected:
+    for seq, event in _entries(session, 0, last):
+        if seq != expected:
             return expected - 1, previous, expected, f"entry {expected} is missing"
-        if event.prev_hash != previous:
-            problem = f"entry {event.seq} does not follow entry {expected - 1}"
+        problem = None
+        if event is None:
+            problem = f"entry {seq} was altered (its stored content cannot be read)"
+        elif event.prev_hash != previous:
+            problem = f"entry {seq} does not follow entry {expected - 1}"
         elif entry_hash(event) != event.hash:
-            problem = f"entry {event.seq} was altered (its hash does not match its content)"
-        if problem is not None:
-            return expected - 1, previous, event.seq, problem
+            problem = f"entry {seq} was altered (its hash does not match its content)"
+        if problem is not None or event is None:
+            return expected - 1, previous, seq, problem
         expected, previous = expected + 1, event.hash
     return expected - 1, previous, None, None
 
 
+def _ends_at_head(
+    session: Session, entries: int, last_hash: str, head: tuple[int, str]
+) -> tuple[int | None, str | None]:
+    """Whether the chain walked ends at the head read before the walk, and nothing lies past the
+    head now (entries appended meanwhile moved it past them): (broken entry, problem)."""
+    head_seq, head_hash = head
+    if entries < head_seq:
+        return entries + 1, (
+            f"the chain ends at entry {entries} but its head is at {head_seq} (entries removed)"
+        )
+    if head_hash != last_hash:
+        return entries, f"entry {entries} is not the chain's head (the entry or the head altered)"
+    beyond = session.scalar(select(func.max(AuditEvent.seq))) or 0
+    now, _ = _head(session)
+    if beyond > now:
+        return now + 1, f"entry {now + 1} lies past the chain's head at {now} (added)"
+    return None, None
+
+
 def verify_chain(session: Session, jwks: dict[str, Any]) -> ChainReport:
-    """Recompute every link, compare with the head, and check every head signature."""
-    entries, last_hash, broken_at, problem = _walk(session)
-    head = session.get(AuditHead, HEAD_ID)
-    head_seq = head.seq if head else 0
+    """Recompute every link up to the head, and check every head signature.
+
+    The head is read first: entries appended while the walk runs lie past it and are left to
+    the next verification, so a busy service is not reported broken."""
+    head = _head(session)
+    entries, last_hash, broken_at, problem = _walk(session, head[0])
+    if problem is None:
+        broken_at, problem = _ends_at_head(session, entries, last_hash, head)
     signatures = list(session.scalars(select(AuditSignature).order_by(AuditSignature.seq)))
     if problem is not None:
-        return ChainReport(entries, head_seq, len(signatures), broken_at, problem)
-    if head_seq != entries or (head is not None and head.hash != last_hash):
-        return ChainReport(
-            entries,
-            head_seq,
-            len(signatures),
-            entries + 1,
-            f"the chain ends at entry {entries} but its head is at {head_seq} (entries removed)",
-        )
+        return ChainReport(entries, head[0], len(signatures), broken_at, problem)
     for signed in signatures:
         event = session.get(AuditEvent, signed.seq)
         try:
@@ -191,5 +238,5 @@ def verify_chain(session: Session, jwks: dict[str, Any]) -> ChainReport:
                 {"alg": "Ed25519", "kid": signed.kid, "value": signed.signature},
             )
         except SignatureError as error:
-            return ChainReport(entries, head_seq, len(signatures), signed.seq, str(error))
-    return ChainReport(entries, head_seq, len(signatures))
+            return ChainReport(entries, head[0], len(signatures), signed.seq, str(error))
+    return ChainReport(entries, head[0], len(signatures))
