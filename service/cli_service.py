@@ -98,9 +98,10 @@ def audit_verify() -> None:
     """Recompute the whole chain and check every signed head; exit 1 naming the first break."""
     runtime = _runtime(settings())
     with runtime.sessions() as session:
-        report = audit.verify_chain(session, runtime.keys.jwks())
+        report = audit.verify_chain(session, runtime.keys)
     if not report.intact:
-        console.print(f"[bold red]BROKEN[/] at entry {report.broken_at}: {report.problem}")
+        where = "" if report.broken_at is None else f" at entry {report.broken_at}"
+        console.print(f"[bold red]BROKEN[/]{where}: {report.problem}")
         raise typer.Exit(code=1)
     console.print(
         f"intact: {report.entries} entries, head at {report.head_seq}, "

@@ -80,6 +80,7 @@ class SigningKeys:
     """Ed25519 keys for access tokens; a retired key verifies until its last token expires."""
 
     def __init__(self, keys_dir: Path, token_ttl_seconds: int, publish_days: int = 3650) -> None:
+        self.keys_dir = keys_dir
         self.directory = KeyDirectory(keys_dir / "signing")
         self.grace = datetime.timedelta(seconds=token_ttl_seconds)
         # Manifests and audit heads outlive tokens: their keys stay published longer.

@@ -12,18 +12,23 @@ import datetime
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import rfc8785
 from sqlalchemy import Select, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from anonymization.errors import PartageError
+from service.audit import anchor
 from service.audit.models import GENESIS, HEAD_ID, AuditEvent, AuditHead, AuditSignature
 from service.db import utcnow
 from service.keys import SigningKeys
 from service.signatures import SignatureError, sign, verify
 
 PAGE = 1000
+# Where a walk of the whole chain starts: before entry 1.
+ORIGIN = anchor.SignedHead(0, GENESIS)
 _HEAD = cast(Table, AuditHead.__table__)
 
 
@@ -86,18 +91,54 @@ def head_document(seq: int, digest: str) -> dict[str, Any]:
     return {"audit_head": {"seq": seq, "hash": digest}}
 
 
+class ChainBroken(PartageError):
+    """The chain no longer holds the head signed last: the signer will not sign past it."""
+
+    code = "audit_chain_broken"
+
+
 def sign_head(session: Session, keys: SigningKeys) -> AuditSignature | None:
-    """Sign the current head unless it is empty or already signed."""
+    """Sign the current head unless it is empty or already signed, once the chain is checked
+    from the head signed last (kept outside the database) to this one; the file then moves to
+    this head. Refused (:class:`ChainBroken`) if the chain no longer holds that head."""
+    path = anchor.path_in(keys.keys_dir)
+    try:
+        last = anchor.read(path) or ORIGIN
+    except anchor.AnchorError as error:
+        raise ChainBroken(f"{error}; not signing", field=str(path)) from None
+    # The long walk runs before the head's lock, which every append waits for.
+    unlocked = anchor.SignedHead(*_head(session))
+    if unlocked.seq == 0 or session.get(AuditSignature, unlocked.seq) is not None:
+        return None
+    _check_walk(session, last, unlocked, path)
     seq, digest = lock_head(session)
     if seq == 0 or session.get(AuditSignature, seq) is not None:
         return None
+    _check_walk(session, unlocked, anchor.SignedHead(seq, digest), path)
     signature = sign(keys, head_document(seq, digest))
     signed = AuditSignature(
         seq=seq, hash=digest, kid=signature["kid"], signature=signature["value"]
     )
     session.add(signed)
     session.flush()
+    # Written under the head's lock, so two signers move the file in the chain's order.
+    anchor.write(path, anchor.SignedHead(seq, digest), signature)
     return signed
+
+
+def _check_walk(
+    session: Session, start: anchor.SignedHead, head: anchor.SignedHead, path: Path
+) -> None:
+    """Refuse to sign unless the chain links ``start`` to ``head``."""
+    _, walked, broken_at, problem = _walk(session, head.seq, start)
+    if problem is None and walked != head.hash:
+        broken_at, problem = head.seq, f"entry {head.seq} is not the chain's head"
+    if problem is not None:
+        raise ChainBroken(
+            f"the chain from entry {start.seq} to its head is broken at entry {broken_at} "
+            f"({problem}); not signing: run `partage audit-log verify`",
+            field=str(path),
+        )
 
 
 def search(
@@ -176,11 +217,19 @@ def _one_by_one(
         yield seq, event
 
 
-def _walk(session: Session, last: int) -> tuple[int, str, int | None, str | None]:
-    """Recompute the links up to entry ``last``: (entries that hold, last good hash, first
-    broken entry, problem)."""
-    expected, previous = 1, GENESIS
-    for seq, event in _entries(session, 0, last):
+def _walk(
+    session: Session, last: int, start: anchor.SignedHead = ORIGIN
+) -> tuple[int, str, int | None, str | None]:
+    """Recompute the links from entry ``start`` (whose hash it checks) up to entry ``last``:
+    (entries that hold, last good hash, first broken entry, problem)."""
+    if start.seq > last:
+        return last, "", last + 1, f"the chain ends at entry {last}: entries removed"
+    if start.seq > 0:
+        held = next(_entries(session, start.seq - 1, start.seq), (start.seq, None))[1]
+        if held is None or held.hash != start.hash:
+            return start.seq - 1, "", start.seq, f"entry {start.seq} is not the one signed"
+    expected, previous = start.seq + 1, start.hash
+    for seq, event in _entries(session, start.seq, last):
         if seq != expected:
             return expected - 1, previous, expected, f"entry {expected} is missing"
         problem = None
@@ -215,8 +264,34 @@ def _ends_at_head(
     return None, None
 
 
-def verify_chain(session: Session, jwks: dict[str, Any]) -> ChainReport:
-    """Recompute every link up to the head, and check every head signature.
+def _holds_signed_head(
+    session: Session, keys: SigningKeys, head_seq: int
+) -> tuple[int | None, str | None]:
+    """Whether the chain walked up to ``head_seq`` holds the head signed last, as kept outside
+    the database: (broken entry, problem)."""
+    path = anchor.path_in(keys.keys_dir)
+    try:
+        last = anchor.read(path)
+    except anchor.AnchorError as error:
+        return None, str(error)
+    if last is None:
+        return None, None
+    if last.seq > head_seq:
+        return head_seq + 1, (
+            f"the chain ends at entry {head_seq} but its head was signed at entry {last.seq} "
+            f"({path}): entries removed"
+        )
+    event = session.get(AuditEvent, last.seq)
+    if event is None or event.hash != last.hash:
+        return last.seq, (
+            f"entry {last.seq} is not the one signed ({path}): the chain was rewritten"
+        )
+    return None, None
+
+
+def verify_chain(session: Session, keys: SigningKeys) -> ChainReport:
+    """Recompute every link up to the head, check that the chain holds the head signed last
+    (kept outside the database) and every head signature in the database.
 
     The head is read first: entries appended while the walk runs lie past it and are left to
     the next verification, so a busy service is not reported broken."""
@@ -224,9 +299,12 @@ def verify_chain(session: Session, jwks: dict[str, Any]) -> ChainReport:
     entries, last_hash, broken_at, problem = _walk(session, head[0])
     if problem is None:
         broken_at, problem = _ends_at_head(session, entries, last_hash, head)
+    if problem is None:
+        broken_at, problem = _holds_signed_head(session, keys, head[0])
     signatures = list(session.scalars(select(AuditSignature).order_by(AuditSignature.seq)))
     if problem is not None:
         return ChainReport(entries, head[0], len(signatures), broken_at, problem)
+    jwks = keys.jwks()
     for signed in signatures:
         event = session.get(AuditEvent, signed.seq)
         try:

@@ -10,6 +10,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from service.audit.service import ChainBroken
 from service.extracts import jobs
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,10 @@ class WorkerPool:
                     jobs.expire_due(self.runtime)
                     next_expiry = now + settings.expiry_sweep_seconds
                 if now >= next_signature:
-                    jobs.sign_audit_head(self.runtime)
                     next_signature = now + settings.audit_sign_seconds
+                    jobs.sign_audit_head(self.runtime)
+            except ChainBroken as error:
+                log.error("the audit log's head is not signed: %s", error.detail)
             except Exception:
                 log.exception("the job dispatcher failed; retrying")
             self.wakeup.wait(settings.worker_poll_seconds)

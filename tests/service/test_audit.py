@@ -161,6 +161,6 @@ def test_concurrent_appends_never_fork_the_chain(app: FastAPI, admin: dict[str, 
         thread.join()
     assert errors == []
     with app.state.sessionmaker() as session:
-        report = audit.verify_chain(session, app.state.signing_keys.jwks())
+        report = audit.verify_chain(session, app.state.signing_keys)
         assert report.intact, report.problem
         assert report.entries >= 60

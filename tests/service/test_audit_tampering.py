@@ -1,21 +1,27 @@
 """Attacks on the audit log by someone who can write the database: any one character changed
-in any entry, entries swapped, removed or inserted, and verifications running while the
-service appends (which must never be reported broken)."""
+in any entry, entries swapped, removed or inserted, the whole chain rewritten with fresh hashes
+or its tail cut (signatures deleted too), and verifications running while the service appends
+(which must never be reported broken)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner
 
 from service.audit import service as audit
-from service.audit.models import AuditEvent
+from service.audit.models import GENESIS, AuditEvent, AuditHead, AuditSignature
+from service.cli import app as cli
+from service.config import Settings, get_settings
 
 FIELDS = ("at", "actor", "action", "object", "details", "prev_hash", "hash")
 DETAILS: list[dict[str, Any]] = [
@@ -37,7 +43,7 @@ def _chain(app: FastAPI) -> None:
 
 def _report(app: FastAPI) -> audit.ChainReport:
     with app.state.sessionmaker() as session:
-        return audit.verify_chain(session, app.state.signing_keys.jwks())
+        return audit.verify_chain(session, app.state.signing_keys)
 
 
 def _content(app: FastAPI, seq: int) -> tuple[str, str] | None:
@@ -175,3 +181,105 @@ def test_verifying_while_the_service_appends_is_never_a_false_alarm(app: FastAPI
         thread.join()
     assert [report.problem for report in reports if not report.intact] == []
     assert reports[-1].entries > reports[0].entries
+
+
+def _rewrite(app: FastAPI, seq: int, actor: str) -> None:
+    """What a database writer can do: change entry ``seq``, recompute every later hash and the
+    head, and delete the head signatures the new hashes would contradict."""
+    with app.state.sessionmaker() as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+        previous = GENESIS
+        for event in events:
+            if event.seq == seq:
+                event.actor = actor
+            event.prev_hash = previous
+            event.hash = previous = audit.entry_hash(event)
+        session.execute(update(AuditHead).values(hash=previous))
+        session.execute(delete(AuditSignature))
+        session.commit()
+
+
+def _sign(app: FastAPI) -> int | None:
+    with app.state.sessionmaker() as session:
+        signed = audit.sign_head(session, app.state.signing_keys)
+        session.commit()
+    return signed.seq if signed else None
+
+
+def test_a_chain_rewritten_with_fresh_hashes_and_its_signatures_deleted_is_found(
+    app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signatures live in the database too: without the head signed last, kept beside the
+    signing keys, the rewritten chain was reported intact and the next signature covered it."""
+    _chain(app)
+    assert _sign(app) == len(DETAILS)
+    _rewrite(app, 2, "ptg_someone_else")
+    report = _report(app)
+    assert (report.intact, report.broken_at) == (False, len(DETAILS))
+    assert "the chain was rewritten" in str(report.problem)
+    assert "audit-head.json" in str(report.problem)
+    with app.state.sessionmaker() as session:
+        audit.append(session, "service", "test.append", "thing:later")
+        session.commit()
+    with pytest.raises(audit.ChainBroken, match="not signing"):
+        _sign(app)
+    assert _report(app).broken_at == len(DETAILS)
+    monkeypatch.setenv("PARTAGE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("PARTAGE_KEYS_DIR", str(settings.keys_dir))
+    get_settings.cache_clear()
+    try:
+        signing = CliRunner().invoke(cli, ["audit-log", "sign"])
+        verifying = CliRunner().invoke(cli, ["audit-log", "verify"])
+    finally:
+        get_settings.cache_clear()
+    assert signing.exit_code == 2, signing.output
+    assert "not signing" in signing.output
+    assert verifying.exit_code == 1, verifying.output
+    assert f"BROKEN at entry {len(DETAILS)}" in verifying.output
+
+
+def test_a_tail_cut_back_with_its_head_and_signatures_is_found(app: FastAPI) -> None:
+    _chain(app)
+    assert _sign(app) == len(DETAILS)
+    with app.state.engine.begin() as connection:
+        kept = connection.execute(text("SELECT hash FROM audit_event WHERE seq = 3")).scalar_one()
+        connection.execute(text("DELETE FROM audit_event WHERE seq > 3"))
+        connection.execute(update(AuditHead).values(seq=3, hash=kept))
+        connection.execute(delete(AuditSignature))
+    report = _report(app)
+    assert (report.intact, report.broken_at) == (False, 4)
+    assert f"signed at entry {len(DETAILS)}" in str(report.problem)
+    assert "entries removed" in str(report.problem)
+
+
+def test_the_head_signed_last_moves_with_each_signature(app: FastAPI, settings: Settings) -> None:
+    _chain(app)
+    assert _sign(app) == len(DETAILS)
+    assert _sign(app) is None
+    with app.state.sessionmaker() as session:
+        audit.append(session, "service", "test.append", "thing:later")
+        session.commit()
+    assert _sign(app) == len(DETAILS) + 1
+    kept = json.loads((settings.keys_dir / "audit-head.json").read_text())
+    assert kept["seq"] == len(DETAILS) + 1
+    assert oct((settings.keys_dir / "audit-head.json").stat().st_mode & 0o777) == "0o600"
+    report = _report(app)
+    assert (report.intact, report.signatures) == (True, 2)
+
+
+def test_an_unreadable_signed_head_file_is_reported_and_not_overwritten(
+    app: FastAPI, settings: Settings
+) -> None:
+    _chain(app)
+    assert _sign(app) == len(DETAILS)
+    path = settings.keys_dir / "audit-head.json"
+    path.write_text("{not json")
+    report = _report(app)
+    assert (report.intact, report.broken_at) == (False, None)
+    assert str(path) in str(report.problem)
+    with app.state.sessionmaker() as session:
+        audit.append(session, "service", "test.append", "thing:later")
+        session.commit()
+    with pytest.raises(audit.ChainBroken, match="does not hold the last signed head"):
+        _sign(app)
+    assert path.read_text() == "{not json"
