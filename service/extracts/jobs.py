@@ -4,7 +4,8 @@ A worker claims a queued row (``running``, one more attempt), computes the relea
 transaction, writes every format encrypted (fsynced, renamed into place), then commits the row
 as ``succeeded`` together with its audit event. Until that commit nothing is downloadable, and
 the files' data keys exist only in that commit, so a crash in between leaves nothing readable.
-On start, rows left ``running`` by a crash are queued again, or failed once out of attempts.
+On start, rows left ``running`` by a crash are queued again, or failed once out of attempts;
+while the service runs, so are rows left ``running`` by a job that could not record its outcome.
 The same loop expires releases past their retention and signs the audit log's head.
 """
 
@@ -105,18 +106,25 @@ def claim(runtime: Runtime, limit: int) -> list[uuid.UUID]:
     return claimed
 
 
-def recover(runtime: Runtime) -> tuple[int, int]:
-    """Queue again the jobs a crash left running, or fail those out of attempts."""
+def recover(
+    runtime: Runtime,
+    running: frozenset[uuid.UUID] = frozenset(),
+    cause: str = "the service stopped during the job",
+) -> tuple[int, int]:
+    """Queue again the jobs left running that are not in ``running`` (by a crash, or by a job
+    whose outcome could not be recorded), or fail those out of attempts."""
     requeued = failed = 0
     with runtime.sessions() as session:
-        interrupted = session.scalars(select(Extract).where(Extract.status == RUNNING)).all()
+        interrupted = session.scalars(
+            select(Extract).where(Extract.status == RUNNING, Extract.id.not_in(running))
+        ).all()
         for extract in interrupted:
             files.delete(runtime.store, extract.id)
             if extract.attempts < runtime.settings.job_attempts:
                 extract.status, extract.progress = QUEUED, "queued again after an interruption"
                 requeued += 1
             else:
-                _mark_failed(session, extract, "interrupted", "the service stopped during the job")
+                _mark_failed(session, extract, "interrupted", cause)
                 failed += 1
         session.commit()
     return requeued, failed

@@ -75,6 +75,10 @@ class WorkerPool:
     def _dispatch(self) -> None:
         with self.lock:
             free = self.runtime.settings.workers - len(self.in_flight)
+            running = frozenset(self.in_flight)
+        # A row running that no thread of this process runs (jobs are claimed in this thread,
+        # and a job leaves ``in_flight`` once it ends) is a job whose outcome was not recorded.
+        jobs.recover(self.runtime, running, "the job ended without recording its outcome")
         if free <= 0 or self.executor is None:
             return
         for extract_id in jobs.claim(self.runtime, free):

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from service.app import create_app
@@ -50,6 +51,8 @@ def _crash_before_commit(
         raise Crash
 
     monkeypatch.setattr(jobs, "commit_release", crash)
+    # The process is dead: its worker loop does not see the job end either.
+    monkeypatch.setattr(jobs, "recover", lambda *args: (0, 0))
     url = f"/agreements/{setup['agreement_id']}/extracts"
     extract_id: str = client.post(url, json=REQUEST, headers=setup["headers"]).json()["id"]
     deadline = time.monotonic() + 10
@@ -206,3 +209,30 @@ def test_an_agreement_revoked_during_its_job_releases_nothing(
     assert download.status_code == 409
     assert _release_files(app.state.settings, extract_id) == []
     assert commits == [], "the engine's progress reports stop a job whose agreement was revoked"
+
+
+def test_a_job_whose_failure_cannot_be_recorded_is_not_left_running(
+    client: TestClient, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit fails, then so does recording the failure (the database busy or gone for a
+    moment): the row stayed `running` until the service restarted, and as one job per partner
+    runs at a time, the partner got nothing more. The worker loop now takes it as interrupted:
+    queued again, and the next attempt releases."""
+    faults = {"commit_release": 1, "_mark_failed": 1}
+
+    def failing_once(name: str) -> Any:
+        real = getattr(jobs, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if faults[name]:
+                faults[name] -= 1
+                raise OperationalError("UPDATE audit_head", {}, Exception("database is locked"))
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in faults:
+        monkeypatch.setattr(jobs, name, failing_once(name))
+    done = request_and_wait(client, setup["headers"], setup["agreement_id"], REQUEST)
+    assert faults == {"commit_release": 0, "_mark_failed": 0}
+    assert (done["status"], done["attempts"]) == ("succeeded", 2), done
