@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import datetime
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import select, update
@@ -49,12 +50,18 @@ SERVICE = "service"
 
 @dataclass(frozen=True)
 class Runtime:
-    """What a job needs from the app: database, store, keys and settings."""
+    """What a job needs from the app: database, store, keys and settings; ``stopping`` is set
+    when the service shuts down."""
 
     sessions: sessionmaker[Session]
     store: EncryptedStore
     keys: SigningKeys
     settings: Settings
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+class Stopped(Exception):
+    """The service is shutting down: the job stops at its next progress report."""
 
 
 @dataclass(frozen=True)
@@ -131,8 +138,11 @@ def recover(
 
 
 def _progress(runtime: Runtime, extract_id: uuid.UUID, step: str) -> None:
-    """Record the job's step; stop the job if its agreement stopped being active meanwhile
-    (suspended, revoked, expired) or its dataset was deleted."""
+    """Record the job's step; stop the job if the service is shutting down, or if its
+    agreement stopped being active meanwhile (suspended, revoked, expired) or its dataset was
+    deleted."""
+    if runtime.stopping.is_set():
+        raise Stopped
     with runtime.sessions() as session:
         session.execute(
             update(Extract)
@@ -382,10 +392,29 @@ def _fail(
             session.commit()
 
 
+def _stopped(runtime: Runtime, extract_id: uuid.UUID) -> None:
+    """Queue the job again, its attempt given back: the service stopped it, not a fault."""
+    files.delete(runtime.store, extract_id)
+    with runtime.sessions() as session:
+        session.execute(
+            update(Extract)
+            .where(Extract.id == extract_id, Extract.status == RUNNING)
+            .values(
+                status=QUEUED,
+                progress="queued again: the service stopped",
+                attempts=Extract.attempts - 1,
+            )
+        )
+        session.commit()
+
+
 def run_job(runtime: Runtime, extract_id: uuid.UUID) -> None:
-    """Run one claimed job to ``succeeded`` or ``failed`` (with the reason)."""
+    """Run one claimed job to ``succeeded`` or ``failed`` (with the reason), or back to
+    ``queued`` if the service stops meanwhile."""
     try:
         commit_release(runtime, extract_id, produce(runtime, extract_id))
+    except Stopped:
+        _stopped(runtime, extract_id)
     except AuditFailure as error:
         _fail(runtime, extract_id, error.code, WITHHELD, logged=error.detail)
     except PartageError as error:

@@ -22,7 +22,8 @@ class WorkerPool:
     def __init__(self, runtime: jobs.Runtime) -> None:
         self.runtime = runtime
         self.wakeup = threading.Event()
-        self.stopping = threading.Event()
+        # Shared with the jobs: each stops at its next progress report and is queued again.
+        self.stopping = runtime.stopping
         self.in_flight: set[uuid.UUID] = set()
         self.lock = threading.Lock()
         self.executor: ThreadPoolExecutor | None = None
@@ -40,7 +41,8 @@ class WorkerPool:
         self.dispatcher.start()
 
     def stop(self) -> None:
-        """Stop claiming; wait for running jobs to finish."""
+        """Stop claiming; stop running jobs at their next progress report (each is queued
+        again) or let them finish if past their last one (writing, committing); wait for them."""
         self.stopping.set()
         self.wakeup.set()
         if self.dispatcher is not None:

@@ -236,3 +236,43 @@ def test_a_job_whose_failure_cannot_be_recorded_is_not_left_running(
     done = request_and_wait(client, setup["headers"], setup["agreement_id"], REQUEST)
     assert faults == {"commit_release": 0, "_mark_failed": 0}
     assert (done["status"], done["attempts"]) == ("succeeded", 2), done
+
+
+def test_stopping_the_service_puts_its_running_jobs_back_in_the_queue(
+    app: FastAPI,
+    client: TestClient,
+    setup: dict[str, Any],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM (the app's shutdown) waited for every running job to finish, up to the job time
+    limit (15 minutes), serving nothing meanwhile, so a supervisor killed it and the attempt was
+    lost. The job now stops at its next progress report and is queued again, its attempt given
+    back; the restarted service releases it."""
+    started, finished = threading.Event(), threading.Event()
+
+    def protecting(source: Any, plan: Any, report: Any, *args: Any, **kwargs: Any) -> Any:
+        started.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            report("checking: 1/2 cells")
+            time.sleep(0.02)
+        finished.set()
+        raise AssertionError("the job was not stopped")
+
+    monkeypatch.setattr(jobs, "run_release", protecting)
+    url = f"/agreements/{setup['agreement_id']}/extracts"
+    extract_id = client.post(url, json=REQUEST, headers=setup["headers"]).json()["id"]
+    assert started.wait(10)
+    begun = time.monotonic()
+    app.state.pool.stop()
+    assert time.monotonic() - begun < 5
+    assert not finished.is_set()
+    stopped = client.get(f"/extracts/{extract_id}", headers=setup["headers"]).json()
+    assert (stopped["status"], stopped["attempts"]) == ("queued", 0), stopped
+    assert "stopped" in stopped["progress"]
+    assert _release_files(settings, extract_id) == []
+    monkeypatch.undo()
+    with restarted(settings) as again:
+        done = wait_for(again, setup["headers"], extract_id, ("succeeded", "failed"))
+        assert (done["status"], done["attempts"]) == ("succeeded", 1), done
