@@ -62,6 +62,14 @@ class Gone(ServiceError):
     code = "gone"
 
 
+class StoredFileUnreadable(ServiceError):
+    """A stored file that is missing or does not decrypt though its row says it is there:
+    damaged or tampered with on disk, not the caller's doing."""
+
+    status = 500
+    code = "storage"
+
+
 class UnsupportedMediaType(ServiceError):
     """A body in another content type where the route reads JSON."""
 

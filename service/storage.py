@@ -82,6 +82,13 @@ class EncryptedStore:
         data_key = self._unwrap(kind, name, key)
         return _open(data_key, path.read_bytes(), self._associated(kind, name, "file"))
 
+    def names(self, kind: str) -> set[str]:
+        """The names of the files of ``kind`` on disk, whole or partly written."""
+        folder = self.root / kind
+        if not folder.is_dir():
+            return set()
+        return {path.stem for path in folder.iterdir() if path.suffix in (".bin", ".partial")}
+
     def delete(self, kind: str, name: str) -> None:
         path = self._path(kind, name)
         path.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from anonymization.release import sha256_hex
 from policies.models import FORMATS, OutputFormat
-from service.extracts.models import RUNNING, Extract
+from service.extracts.models import RUNNING, SUCCEEDED, Extract
 from service.storage import EncryptedStore, WrappedKey
 
 KIND = "releases"
@@ -73,6 +73,24 @@ def delete(store: EncryptedStore, extract_id: uuid.UUID) -> None:
     """Remove every file the extract may have written (none may exist)."""
     for fmt in FORMATS:
         store.delete(KIND, _name(extract_id, fmt))
+
+
+def sweep(session: Session, store: EncryptedStore) -> int:
+    """Delete the files of releases neither running nor live (an expiry or a failure whose
+    deletion was interrupted left them); how many releases had some."""
+    # Listed before the rows are read: a job writes files only while its row is running.
+    on_disk = {name.partition(".")[0] for name in store.names(KIND)}
+    kept = {
+        str(extract_id)
+        for extract_id in session.scalars(
+            select(Extract.id).where(Extract.status.in_((RUNNING, SUCCEEDED)))
+        )
+    }
+    left = on_disk - kept
+    for name in left:
+        for fmt in FORMATS:
+            store.delete(KIND, f"{name}.{fmt}")
+    return len(left)
 
 
 def forget_keys(extract: Extract) -> None:

@@ -427,7 +427,8 @@ def run_job(runtime: Runtime, extract_id: uuid.UUID) -> None:
 
 
 def expire_due(runtime: Runtime, now: datetime.datetime | None = None) -> int:
-    """Expire releases past their retention: record kept, keys dropped, files deleted."""
+    """Expire releases past their retention: record kept, keys dropped, files deleted (and
+    those an earlier sweep or a failed job could not delete)."""
     now = now or utcnow()
     with runtime.sessions() as session:
         due = session.scalars(
@@ -441,6 +442,8 @@ def expire_due(runtime: Runtime, now: datetime.datetime | None = None) -> int:
         expired = [extract.id for extract in due]
     for extract_id in expired:
         files.delete(runtime.store, extract_id)
+    with runtime.sessions() as session:
+        files.sweep(session, runtime.store)
     return len(expired)
 
 

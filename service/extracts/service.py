@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import cast
@@ -33,11 +34,20 @@ from service.auth.deps import Caller
 from service.datasets import service as datasets
 from service.datasets.models import Dataset
 from service.db import utcnow
-from service.errors import Conflict, Denied, Gone, NotFound, TooManyRequests
+from service.errors import (
+    Conflict,
+    Denied,
+    Gone,
+    NotFound,
+    StoredFileUnreadable,
+    TooManyRequests,
+)
 from service.extracts import files
 from service.extracts.models import COUNTED, EXPIRED, FAILED, SUCCEEDED, Extract
 from service.extracts.schemas import ExtractOut
-from service.storage import EncryptedStore
+from service.storage import EncryptedStore, StorageError
+
+log = logging.getLogger(__name__)
 
 
 def visible(caller: Caller) -> Select[Extract]:
@@ -299,7 +309,17 @@ def download(
             f"format {chosen!r} was not produced; available: {', '.join(sorted(extract.files))}",
             field="format",
         )
-    data = files.read(store, extract, chosen)
+    try:
+        data = files.read(store, extract, chosen)
+    except StorageError as error:
+        session.refresh(extract)
+        _ready(extract)  # expired since it was read: its files were deleted meanwhile
+        log.error("extract %s: %s", extract.id, error)
+        raise StoredFileUnreadable(
+            f"the {chosen} file of extract {extract.id} cannot be read (damaged or replaced "
+            "on disk); the administrators' log has the detail",
+            field="extract_id",
+        ) from None
     audit.append(
         session,
         caller.client_id,

@@ -22,7 +22,7 @@ from service.app import create_app
 from service.cli import app as cli
 from service.config import Settings, get_settings
 from service.db import utcnow
-from service.extracts import jobs
+from service.extracts import files, jobs
 from service.extracts.models import Extract
 from tests.service.journey import REQUEST, make_agreement, request_and_wait, wait_for
 
@@ -276,3 +276,70 @@ def test_stopping_the_service_puts_its_running_jobs_back_in_the_queue(
     with restarted(settings) as again:
         done = wait_for(again, setup["headers"], extract_id, ("succeeded", "failed"))
         assert (done["status"], done["attempts"]) == ("succeeded", 1), done
+
+
+def test_a_download_racing_the_expiry_is_410_and_a_broken_file_a_json_error(
+    app: FastAPI, client: TestClient, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row read succeeded, then the expiry sweep deleted the file before it was read: a
+    bare 500. Now 410 as for any expired release; a stored file that does not decrypt (swapped
+    for another release's, or damaged) is a JSON 500 naming the release, not a bare one."""
+    headers = setup["headers"]
+    done = request_and_wait(client, headers, setup["agreement_id"], REQUEST)
+    read = files.read
+
+    def expired_meanwhile(*args: Any) -> bytes:
+        jobs.expire_due(app.state.pool.runtime, utcnow() + datetime.timedelta(days=31))
+        return read(*args)
+
+    monkeypatch.setattr(files, "read", expired_meanwhile)
+    gone = client.get(f"/extracts/{done['id']}/download", headers=headers)
+    assert (gone.status_code, gone.json()["error"]) == (410, "gone")
+    monkeypatch.undo()
+
+    assert _release_files(app.state.settings, done["id"]) == []  # expired: deleted
+    other = request_and_wait(client, headers, setup["agreement_id"], {**REQUEST, "totals": False})
+    third = request_and_wait(
+        client, headers, setup["agreement_id"], {**REQUEST, "measures": ["subjects"]}
+    )
+    # The CSV of one release of this partner in place of another's.
+    theirs = app.state.settings.data_dir / "releases" / f"{third['id']}.csv.bin"
+    theirs.replace(app.state.settings.data_dir / "releases" / f"{other['id']}.csv.bin")
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as loose:
+        broken = loose.get(f"/extracts/{other['id']}/download", headers=headers)
+    assert broken.status_code == 500
+    assert broken.json()["error"] == "storage"
+    assert other["id"] in broken.json()["detail"]
+
+
+def test_release_files_left_by_an_interrupted_expiry_are_deleted_by_the_next_sweep(
+    app: FastAPI,
+    client: TestClient,
+    setup: dict[str, Any],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sweep commits the expiry, then deletes the files: a deletion that failed (or a crash
+    in between) left the encrypted files on disk for good, the row no longer due."""
+    done = request_and_wait(client, setup["headers"], setup["agreement_id"], REQUEST)
+    live = request_and_wait(
+        client, setup["headers"], setup["agreement_id"], {**REQUEST, "totals": False}
+    )
+    later = utcnow() + datetime.timedelta(days=31)
+    with app.state.sessionmaker() as session:
+        session.get_one(Extract, uuid.UUID(live["id"])).expires_at = later + datetime.timedelta(
+            days=1
+        )
+        session.commit()
+
+    def crash(*args: Any) -> None:
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(files, "delete", crash)
+    with pytest.raises(OSError):
+        jobs.expire_due(app.state.pool.runtime, later)
+    monkeypatch.undo()
+    assert len(_release_files(settings, done["id"])) == 3
+    assert jobs.expire_due(app.state.pool.runtime, later) == 0
+    assert _release_files(settings, done["id"]) == []
+    assert len(_release_files(settings, live["id"])) == 3
