@@ -37,17 +37,29 @@ def _runtime(settings: Settings) -> jobs.Runtime:
     return jobs.Runtime(sessions(settings), store, _keys(settings), settings)
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose members are named once each: readers disagree on which of two counts,
+    and a signature over canonical JSON (RFC 8785, I-JSON) covers one only."""
+    members: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in members:
+            raise ValueError(f"member {name!r} appears twice")
+        members[name] = value
+    return members
+
+
 def _load_json(source: str, field: str) -> Any:
-    """JSON from a file, or fetched from an http(s) URL."""
+    """JSON from a file, or fetched from an http(s) URL; a member named twice is refused."""
     if source.startswith(("http://", "https://")):
         try:
             response = httpx.get(source, timeout=10)
             response.raise_for_status()
-            return response.json()
+            return json.loads(response.text, object_pairs_hook=_unique_members)
         except (httpx.HTTPError, ValueError) as error:
             raise InvalidRequest(f"cannot fetch {source} as JSON: {error}", field=field) from None
     try:
-        return json.loads(Path(source).read_text(encoding="utf-8"))
+        text = Path(source).read_text(encoding="utf-8")
+        return json.loads(text, object_pairs_hook=_unique_members)
     except (OSError, ValueError) as error:
         raise InvalidRequest(f"cannot read {source} as JSON: {error}", field=field) from None
 
