@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from service.auth.server import FormRequest, TokenServer, claimed_client_id
-from service.deps import SessionDep, SettingsDep, SigningKeysDep, TokenAttemptsDep
+from service.deps import LimiterDep, SessionDep, SettingsDep, SigningKeysDep, TokenAttemptsDep
 
 router = APIRouter(tags=["auth"])
 
@@ -48,7 +48,10 @@ _FORM_SCHEMA: dict[str, Any] = {
     responses={
         400: {"model": OAuthError},
         401: {"model": OAuthError},
-        429: {"model": OAuthError, "description": "Too many attempts: see `Retry-After`"},
+        429: {
+            "model": OAuthError,
+            "description": "Too many attempts, or past the client's rate limit: see `Retry-After`",
+        },
     },
     openapi_extra={
         "requestBody": {
@@ -64,10 +67,11 @@ async def token(
     keys: SigningKeysDep,
     settings: SettingsDep,
     attempts: TokenAttemptsDep,
+    limiter: LimiterDep,
 ) -> JSONResponse:
     form = await request.form()
     fields = {name: value for name, value in form.items() if isinstance(value, str)}
-    server = TokenServer(session, keys, settings)
+    server = TokenServer(session, keys, settings, limiter)
     try:
         oauth_request = FormRequest(str(request.url), request.headers, fields)
     except InsecureTransportError as error:

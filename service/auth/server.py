@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from authlib.oauth2 import AuthorizationServer
+from authlib.oauth2 import AuthorizationServer, OAuth2Error
 from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Request
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
@@ -31,6 +31,7 @@ from service.auth.models import ALL_SCOPES, CLIENT_ID_MAX, OAuthClient
 from service.auth.service import get_client, secret_matches, sign_access_token, spend_a_check
 from service.config import Settings
 from service.keys import SigningKeys
+from service.ratelimit import RateLimiter
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 AUTH_FAILED = "client authentication failed: unknown client, disabled client or wrong secret"
@@ -77,14 +78,30 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
         return {}
 
 
+class RateLimited(OAuth2Error):  # type: ignore[misc]
+    """429 with ``Retry-After``: the client spent its requests (tokens count as requests)."""
+
+    error = "too_many_requests"
+
+    def __init__(self, client_id: str, wait: int) -> None:
+        super().__init__(f"rate limit of {client_id} exceeded", status_code=429)
+        self.wait = wait
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*super().get_headers(), ("Retry-After", str(self.wait))]
+
+
 class TokenServer(AuthorizationServer):  # type: ignore[misc]
     """Issues JWT access tokens to the clients stored in ``session``."""
 
-    def __init__(self, session: Session, keys: SigningKeys, settings: Settings) -> None:
+    def __init__(
+        self, session: Session, keys: SigningKeys, settings: Settings, limiter: RateLimiter
+    ) -> None:
         super().__init__(scopes_supported=list(ALL_SCOPES))
         self.session = session
         self.keys = keys
         self.settings = settings
+        self.limiter = limiter
         self.register_grant(_ClientCredentials)
         self.register_token_generator("default", self._generate)
 
@@ -104,6 +121,10 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
             raise InvalidClientError(status_code=401, description=AUTH_FAILED)
         if not client.check_client_secret(secret):
             raise InvalidClientError(status_code=401, description=AUTH_FAILED)
+        # Counted once authenticated: a stranger sending a client's id cannot spend its bucket.
+        wait = self.limiter.take(client_id)
+        if wait:
+            raise RateLimited(client_id, wait)
         request.auth_method = method
         return client
 
