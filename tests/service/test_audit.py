@@ -16,7 +16,7 @@ from service.audit import service as audit
 from service.cli import app as cli
 from service.config import Settings
 from service.extracts import jobs
-from tests.service.journey import REQUEST, make_agreement, request_and_wait
+from tests.service.journey import REQUEST, make_agreement, request_and_wait, wait_for
 
 
 @pytest.fixture
@@ -164,3 +164,41 @@ def test_concurrent_appends_never_fork_the_chain(app: FastAPI, admin: dict[str, 
         report = audit.verify_chain(session, app.state.signing_keys)
         assert report.intact, report.problem
         assert report.entries >= 60
+
+
+def test_two_releases_committed_at_once_each_get_one_entry_in_one_chain(
+    app: FastAPI,
+    client: TestClient,
+    admin: dict[str, str],
+    make_dataset: Any,
+    make_partner: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two partners' jobs reach their commit together (two workers): each release has its
+    `release.produced` entry, and the chain does not fork."""
+    dataset = make_dataset()
+    partners = [make_partner(name) for name in ("First", "Second")]
+    agreements = [make_agreement(client, admin, p["id"], dataset["id"]) for p in partners]
+    together = threading.Barrier(2, timeout=10)
+    commit = jobs.commit_release
+
+    def at_once(*args: Any) -> None:
+        together.wait()
+        commit(*args)
+
+    monkeypatch.setattr(jobs, "commit_release", at_once)
+    ids = [
+        client.post(
+            f"/agreements/{agreement['id']}/extracts", json=REQUEST, headers=partner["headers"]
+        ).json()["id"]
+        for partner, agreement in zip(partners, agreements, strict=True)
+    ]
+    for partner, extract_id in zip(partners, ids, strict=True):
+        assert (
+            wait_for(client, partner["headers"], extract_id, ("succeeded", "failed"))["status"]
+            == "succeeded"
+        )
+    for extract_id in ids:
+        events = _all(client, admin, object=f"extract:{extract_id}")
+        assert [event["action"] for event in events] == ["extract.requested", "release.produced"]
+    assert client.get("/audit/verify", headers=admin).json()["intact"] is True
