@@ -384,12 +384,15 @@ def _mark_failed(
 def _fail(
     runtime: Runtime, extract_id: uuid.UUID, code: str, detail: str, logged: str | None = None
 ) -> None:
-    files.delete(runtime.store, extract_id)
+    """Fail the job and delete its files, unless it is no longer running: a commit that took
+    effect though it raised (the acknowledgement lost) left a release whose files stay."""
     with runtime.sessions() as session:
         extract = session.get(Extract, extract_id)
-        if extract is not None and extract.status == RUNNING:
-            _mark_failed(session, extract, code, detail, logged)
-            session.commit()
+        if extract is None or extract.status != RUNNING:
+            return
+        _mark_failed(session, extract, code, detail, logged)
+        session.commit()
+    files.delete(runtime.store, extract_id)
 
 
 def _stopped(runtime: Runtime, extract_id: uuid.UUID) -> None:

@@ -343,3 +343,22 @@ def test_release_files_left_by_an_interrupted_expiry_are_deleted_by_the_next_swe
     assert jobs.expire_due(app.state.pool.runtime, later) == 0
     assert _release_files(settings, done["id"]) == []
     assert len(_release_files(settings, live["id"])) == 3
+
+
+def test_a_commit_that_took_effect_though_it_raised_keeps_its_files(
+    client: TestClient, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dropped as the commit was acknowledged: the release is committed, yet
+    the job's error path deleted its files first (then saw the row was no longer running), so
+    the release was succeeded and could not be downloaded."""
+    commit = jobs.commit_release
+
+    def acknowledgement_lost(*args: Any) -> None:
+        commit(*args)
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(jobs, "commit_release", acknowledgement_lost)
+    done = request_and_wait(client, setup["headers"], setup["agreement_id"], REQUEST)
+    assert done["status"] == "succeeded", done
+    download = client.get(f"/extracts/{done['id']}/download", headers=setup["headers"])
+    assert download.status_code == 200, download.text
