@@ -148,7 +148,9 @@ def search(
     obj: str | None,
     after: int,
     limit: int,
-) -> list[AuditEvent]:
+) -> list[AuditEvent | Unreadable]:
+    """Events after ``after``, oldest first, filtered; an entry whose stored time or details no
+    longer read as their types is listed as :class:`Unreadable` rather than failing the page."""
     statement = select(AuditEvent).where(AuditEvent.seq > after).order_by(AuditEvent.seq)
     if action is not None:
         statement = statement.where(AuditEvent.action == action)
@@ -156,7 +158,45 @@ def search(
         statement = statement.where(AuditEvent.actor == actor)
     if obj is not None:
         statement = statement.where(AuditEvent.object == obj)
-    return list(session.scalars(statement.limit(limit)))
+    statement = statement.limit(limit)
+    try:
+        return list(session.scalars(statement))
+    except (ValueError, TypeError):
+        return [
+            event if event is not None else _unreadable(session, seq)
+            for seq, event in _each(session, statement)
+        ]
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An entry whose stored time or details do not read as their types (SQLite keeps any text
+    there): listed with what does read, and why the rest does not."""
+
+    seq: int
+    actor: str
+    action: str
+    object: str
+    prev_hash: str
+    hash: str
+    at: None = None
+    details: None = None
+    problem: str = "its stored time or details do not read: the entry was altered (see verify)"
+
+
+def _unreadable(session: Session, seq: int) -> Unreadable:
+    """The columns of entry ``seq`` that read whatever is stored (text)."""
+    row = session.execute(
+        select(
+            AuditEvent.seq,
+            AuditEvent.actor,
+            AuditEvent.action,
+            AuditEvent.object,
+            AuditEvent.prev_hash,
+            AuditEvent.hash,
+        ).where(AuditEvent.seq == seq)
+    ).one()
+    return Unreadable(*row)
 
 
 @dataclass(frozen=True)
@@ -207,13 +247,24 @@ def _one_by_one(
     session: Session, statement: Select[AuditEvent]
 ) -> Iterator[tuple[int, AuditEvent | None]]:
     """The page of ``statement`` read entry by entry, up to the first that cannot be read."""
+    for seq, event in _each(session, statement):
+        yield seq, event
+        if event is None:
+            return
+
+
+def _each(
+    session: Session, statement: Select[AuditEvent]
+) -> Iterator[tuple[int, AuditEvent | None]]:
+    """Each entry of ``statement`` read alone: (seq, entry), the entry None where its stored
+    content does not read as its type."""
     seqs = statement.with_only_columns(AuditEvent.seq)
     for seq in list(session.scalars(seqs)):
         try:
             event = session.scalars(select(AuditEvent).where(AuditEvent.seq == seq)).one()
         except (ValueError, TypeError):
             yield seq, None
-            return
+            continue
         yield seq, event
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -283,3 +284,27 @@ def test_an_unreadable_signed_head_file_is_reported_and_not_overwritten(
     with pytest.raises(audit.ChainBroken, match="does not hold the last signed head"):
         _sign(app)
     assert path.read_text() == "{not json"
+
+
+def test_the_listing_shows_an_unreadable_entry_instead_of_failing(
+    app: FastAPI, client: TestClient, admin: dict[str, str]
+) -> None:
+    """SQLite keeps any text in a time or JSON column: an entry altered so that it no longer
+    reads is listed, flagged, between the entries that read (PostgreSQL refuses such values)."""
+    _chain(app)
+    seq = _report(app).entries - 1
+    try:
+        _store(app, seq, "details", "{not json")
+        _store(app, seq - 1, "at", "yesterday")
+    except DBAPIError:
+        pytest.skip("PostgreSQL refuses a value that is not of the column's type")
+    response = client.get("/audit", params={"limit": 1000}, headers=admin)
+    assert response.status_code == 200, response.text
+    by_seq = {item["seq"]: item for item in response.json()["items"]}
+    for altered in (seq - 1, seq):
+        assert by_seq[altered]["problem"] is not None
+        assert (by_seq[altered]["at"], by_seq[altered]["details"]) == (None, None)
+        assert by_seq[altered]["action"] == "test.action"
+    readable = [item for number, item in by_seq.items() if number not in (seq - 1, seq)]
+    assert readable and all(item["problem"] is None and item["at"] for item in readable)
+    assert not _report(app).intact
