@@ -131,11 +131,18 @@ def _save(save: Path, credentials: dict[str, str]) -> None:
 @keys_app.command("rotate")
 @service_command
 def keys_rotate() -> None:
-    """Add a new token signing key; older keys stay in the JWKS until their tokens expire."""
+    """Add a new token signing key; older keys stay in the JWKS until their tokens expire.
+    The audit log records it (``signing_key.rotated``)."""
     current = settings()
-    kid = SigningKeys(
+    keys = SigningKeys(
         current.keys_dir, current.token_ttl_seconds, current.signing_key_publish_days
-    ).rotate()
+    )
+    with sessions(current)() as session:
+        # The chain's head locked first: a database that cannot record it stops before the key.
+        audit.lock_head(session)
+        kid = keys.rotate()
+        audit.append(session, "cli", "signing_key.rotated", f"signing_key:{kid}", {"key_id": kid})
+        session.commit()
     console.print(f"new signing key {kid}")
 
 

@@ -50,7 +50,15 @@ def test_key_rotation_commands(environment: Path) -> None:
     runner.invoke(app, ["db", "upgrade"])
     assert runner.invoke(app, ["keys", "rotate"]).exit_code == 0
     assert runner.invoke(app, ["keys", "rotate"]).exit_code == 0
-    assert len(list((environment / "keys" / "signing").glob("*.json"))) == 2
+    signing = sorted(path.stem for path in (environment / "keys" / "signing").glob("*.json"))
+    assert len(signing) == 2
+    verified = runner.invoke(app, ["audit-log", "verify"])
+    assert verified.exit_code == 0 and "intact: 2 entries" in verified.output, verified.output
+    with sqlite3.connect(environment / "cli.db") as connection:
+        logged = connection.execute(
+            "SELECT object FROM audit_event WHERE action = 'signing_key.rotated' ORDER BY seq"
+        ).fetchall()
+    assert sorted(object_ for (object_,) in logged) == [f"signing_key:{kid}" for kid in signing]
     rotated = runner.invoke(app, ["keys", "rotate-storage"])
     assert rotated.exit_code == 0
     assert (

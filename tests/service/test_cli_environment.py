@@ -23,7 +23,9 @@ SERVICE_COMMANDS = [
     ["audit-log", "sign"],
     ["releases", "expire"],
 ]
-DATABASE_COMMANDS = [command for command in SERVICE_COMMANDS if command[0] != "keys"]
+DATABASE_COMMANDS = [
+    command for command in SERVICE_COMMANDS if command != ["keys", "rotate-storage"]
+]
 
 
 def run(*arguments: str) -> tuple[int, str]:
