@@ -20,7 +20,7 @@ import duckdb
 from anonymization.errors import DataError, HierarchyError, InvalidRequest
 from anonymization.hierarchies import TOP, ExpressionHierarchy, MappingHierarchy
 from anonymization.plan import AggregatePlan, Dimension, Filter
-from anonymization.source import Source, engine_errors, open_source, quote
+from anonymization.source import Source, connection, engine_errors, open_source, quote
 
 if TYPE_CHECKING:
     # Imported where used: the scan can start while the CLI is still importing pandas.
@@ -210,9 +210,7 @@ def compute_cells(
         raise InvalidRequest(
             "the policy adds noise: give the dataset's noise secret", field="noise_secret"
         )
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    try:
+    with connection() as con:
         open_source(con, source, plan)
         with engine_errors():
             _scan(con, plan)
@@ -224,8 +222,6 @@ def compute_cells(
             if not plan.totals:
                 cells.attrs["additive"] = _additive(con, plan)
             return cells
-    finally:
-        con.close()
 
 
 def _require_finite_sums(cells: pd.DataFrame, plan: AggregatePlan) -> None:
@@ -291,9 +287,7 @@ def differing_subjects(
     """Per cell of ``plan``: how many subjects contribute differently (rows or sums) to the same
     cell computed under ``filters`` instead (those the two populations do not share)."""
     other = replace(plan, filters=filters)
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    try:
+    with connection() as con:
         open_source(con, source, replace(plan, filters=plan.filters + filters))
         with engine_errors():
             _scan(con, plan, "mine")
@@ -313,8 +307,6 @@ def differing_subjects(
                 f"FROM a FULL OUTER JOIN b ON {join} GROUP BY ALL"
             )
             found = con.execute(sql, [*params, *more]).df()
-    finally:
-        con.close()
     names = {f"k{i}": d.column for i, d in enumerate(plan.dimensions)}
     return found.drop(columns="gid").rename(columns=names)
 

@@ -4,6 +4,8 @@ the plan, and the engine's errors about it turned into DataError naming ``data``
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,23 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 Source: TypeAlias = Union[str, Path, "pd.DataFrame", "pa.Table"]
+
+
+@contextmanager
+def connection() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection whose spill files (what exceeds its memory limit: rows of the source,
+    decrypted ones in the service) go to a private temporary folder (mode 0700) removed on
+    close, not to DuckDB's default ``.tmp`` in the working directory, which outlives the run."""
+    scratch = tempfile.mkdtemp(prefix="partage-engine-")
+    try:
+        con = duckdb.connect(config={"temp_directory": scratch})
+        try:
+            con.execute("SET enable_progress_bar = false")
+            yield con
+        finally:
+            con.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def quote(name: str) -> str:
