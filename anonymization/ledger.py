@@ -6,7 +6,9 @@ SQLite file for the CLI, and the service can back the same protocol with its dat
 release keeps its request (to rebuild its population filters), its dimensions with their levels,
 and every cell with its true values and why it was suppressed (None where released): the ledger
 belongs to the data holder, never to the partner. With noise, a cell's ``subjects`` is kept as
-published (what the partner holds), with how far it may be from the truth.
+published (what the partner holds), with how far it may be from the truth. A microdata release
+keeps only each released pseudonym's class number, and which pseudonym key made them
+(:mod:`anonymization.microdata.linkage`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 
 from anonymization.blocks import Block
 from anonymization.errors import DataError
+from anonymization.microdata.linkage import HeldMicrodata
 
 ERROR = "error:"
 BUSY_SECONDS = 5.0  # how long to wait for another process's write to the ledger file
@@ -40,7 +43,18 @@ CREATE TABLE IF NOT EXISTS releases (
     recorded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 CREATE INDEX IF NOT EXISTS releases_partner ON releases (partner, dataset);
+CREATE TABLE IF NOT EXISTS microdata_releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    k INTEGER NOT NULL,
+    classes TEXT NOT NULL,
+    recorded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS microdata_releases_partner ON microdata_releases (partner, scope);
 """
+TABLES = {"releases", "microdata_releases"}
 
 
 @dataclass(frozen=True)
@@ -129,10 +143,10 @@ class SQLiteLedger:
                         "AND name NOT LIKE 'sqlite_%'"
                     )
                 }
-                if tables - {"releases"}:
+                if tables - TABLES:
                     raise DataError(
                         f"{path} is not a ledger: it holds other tables "
-                        f"({', '.join(sorted(tables - {'releases'})[:5])})",
+                        f"({', '.join(sorted(tables - TABLES)[:5])})",
                         field="ledger",
                     )
                 con.executescript(SCHEMA)
@@ -179,3 +193,49 @@ class SQLiteLedger:
                     release.cells_json(),
                 ),
             )
+
+    def held_microdata(self, partner: str, scope: str) -> list[HeldMicrodata]:
+        """Every microdata release the partner received under the pseudonym key ``scope``
+        names (whatever the data file), oldest first."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT * FROM microdata_releases WHERE partner = ? AND scope = ? ORDER BY id",
+                (partner, scope),
+            ).fetchall()
+        return [
+            read_held_microdata(
+                row["dataset"],
+                row["scope"],
+                row["k"],
+                row["classes"],
+                f"microdata release {row['id']} of the ledger ({row['recorded_at']})",
+            )
+            for row in rows
+        ]
+
+    def record_microdata(self, partner: str, release: HeldMicrodata) -> None:
+        """Remember that the partner received the microdata ``release`` (one transaction)."""
+        with self._connect() as con:
+            con.execute(
+                "INSERT INTO microdata_releases (partner, dataset, scope, k, classes) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (partner, release.dataset, release.scope, release.k, json.dumps(release.classes)),
+            )
+
+
+def read_held_microdata(dataset: str, scope: str, k: int, classes: str, name: str) -> HeldMicrodata:
+    """A held microdata release read back from its stored classes (JSON: pseudonym → class
+    number); one that does not read back is a DataError naming the ledger."""
+    try:
+        parsed = json.loads(classes)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in parsed.values()
+    ):
+        raise DataError(
+            f"{name} does not read back: the ledger was edited or damaged",
+            field="ledger",
+            code="ledger_damaged",
+        )
+    return HeldMicrodata(dataset, scope, k, parsed, name)

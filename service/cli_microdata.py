@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,6 +19,9 @@ from service.secret_files import read_secret_file
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from anonymization.ledger import SQLiteLedger
+    from anonymization.microdata import MicrodataResult
 
 
 def _read_policy(path: Path) -> Any:
@@ -81,6 +85,39 @@ def _key(key_file: Path | None, agreement: str | None) -> bytes | None:
     return agreement_key(secret, agreement or "")
 
 
+def _held(ledger: SQLiteLedger | None, partner: str, key: bytes | None) -> list[Any] | None:
+    """What the partner holds under the same pseudonym key (None without a ledger; without a
+    key there is nothing to join, and the engine refuses a ledger without a subject)."""
+    if ledger is None:
+        return None
+    if key is None:
+        return []
+    from anonymization.microdata.linkage import link_scope
+
+    return list(ledger.held_microdata(partner, link_scope(key)))
+
+
+def _record(
+    ledger: SQLiteLedger | None,
+    partner: str,
+    key: bytes | None,
+    k: int,
+    result: MicrodataResult,
+    report: dict[str, Any],
+) -> None:
+    """Remember in the ledger, if there is one, each released pseudonym's class."""
+    if ledger is None or key is None or result.classes is None:
+        return
+    from anonymization.microdata.linkage import HeldMicrodata, link_scope
+
+    held = HeldMicrodata(report["data_sha256"], link_scope(key), k, result.classes)
+    try:
+        ledger.record_microdata(partner, held)
+    except sqlite3.Error as error:
+        detail = f"cannot record the release in {ledger.path}: {error}; nothing was written"
+        raise DataError(detail, field="ledger") from None
+
+
 def anonymize(
     data: Annotated[Path, typer.Argument(help="CSV file of the dataset (header row).")],
     policy: Annotated[Path, typer.Option(help="Microdata policy (YAML).")],
@@ -97,18 +134,33 @@ def anonymize(
     delimiter: Annotated[
         str | None, typer.Option(help="CSV delimiter (sniffed if omitted).")
     ] = None,
+    ledger_file: Annotated[
+        Path | None,
+        typer.Option("--ledger", help="SQLite ledger of what each partner already holds"),
+    ] = None,
+    partner: Annotated[
+        str, typer.Option("--partner", help="who receives the release (ledger key)")
+    ] = "default",
 ) -> None:
     """Release DATA as k-anonymous (l-diverse, t-close) microdata under POLICY (in the shape
     shown in the README, or in the service's shape of a microdata agreement)."""
     # The engine (pandas, the lattice search) is loaded for this command only.
+    from anonymization.ledger import SQLiteLedger
     from anonymization.microdata import anonymize_microdata
 
     try:
         started = time.perf_counter()
         check_outputs(
             {"--out": out, "--manifest": manifest},
-            {"DATA": data, "--policy": policy, "--pseudonym-key-file": pseudonym_key_file},
+            {
+                "DATA": data,
+                "--policy": policy,
+                "--pseudonym-key-file": pseudonym_key_file,
+                "--ledger": ledger_file,
+            },
         )
+        if not partner.strip():
+            raise InvalidRequest("the partner's name is blank", field="--partner")
         if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
             detail = f"{delimiter!r} is not one character other than a quote or a line break"
             raise InvalidRequest(detail, field="--delimiter")
@@ -119,9 +171,10 @@ def anonymize(
             if missing:
                 raise DataError(f"the data has no column(s) {', '.join(missing)}", field=missing[0])
             table = table[columns]
-        result = anonymize_microdata(
-            table, parsed, hierarchies, _key(pseudonym_key_file, agreement)
-        )
+        key = _key(pseudonym_key_file, agreement)
+        ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
+        held = _held(ledger, partner, key)
+        result = anonymize_microdata(table, parsed, hierarchies, key, held)
         elapsed = time.perf_counter() - started
         report = {
             **result.manifest,
@@ -129,11 +182,14 @@ def anonymize(
             "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
             "seconds": round(elapsed, 3),
         }
+        k = parsed.release.protection.k
         files = {"--out": (out, result.table.to_csv(index=False).encode("utf-8"))}
         if manifest is not None:
             text = json.dumps(report, indent=2, ensure_ascii=False)
             files["--manifest"] = (manifest, text.encode("utf-8"))
-        write_atomically(files)
+        # Recorded once both files are written and before they are put in place, as
+        # `partage release` does.
+        write_atomically(files, lambda: _record(ledger, partner, key, k, result, report))
     except PartageError as error:
         raise fail(error) from None
     node = report.get("node_levels", "mondrian")

@@ -7,6 +7,7 @@ resolved by the caller against the policy file's folder).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -83,6 +84,10 @@ class ProtectionSpec(_Frozen):
     l: LDiversitySpec | None = None  # noqa: E741
     t: TClosenessSpec | None = None
     suppression_limit: float = Field(default=0.0, ge=0, lt=1, strict=True)
+
+    def suppressible(self, records: int) -> int:
+        """How many of ``records`` may be suppressed."""
+        return math.floor(self.suppression_limit * records + 1e-9)
 
 
 class RiskSpec(_Frozen):

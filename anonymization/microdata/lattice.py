@@ -64,7 +64,7 @@ class LatticeSearch:
             list(itertools.product(*map(range, self.heights))), dtype=np.int16
         ).reshape(size, len(self.heights))
         self.strides = [math.prod(self.heights[j + 1 :]) for j in range(len(self.heights))]
-        self.limit = math.floor(protection.suppression_limit * table.records + 1e-9)
+        self.limit = protection.suppressible(table.records)
         self.utility = Utility(table, metric, protection.k, self.limit)
         self.bound = self.utility.bound(self.nodes)
         self.sensitive = [

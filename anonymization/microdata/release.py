@@ -6,7 +6,7 @@ hierarchies and the agreement's pseudonym key, and returns the released table an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import pandas as pd
 
 from anonymization.errors import DataError, HierarchyError, InvalidRequest, PolicyViolation
 from anonymization.hierarchies import Hierarchy, TableHierarchy
-from anonymization.microdata.config import MicrodataPolicy
+from anonymization.microdata.config import MicrodataPolicy, ProtectionSpec
 from anonymization.microdata.encoding import (
     Codes,
     EncodedColumn,
@@ -28,6 +28,7 @@ from anonymization.microdata.encoding import (
 )
 from anonymization.microdata.encoding import encode_table as encode
 from anonymization.microdata.lattice import LatticeSearch
+from anonymization.microdata.linkage import HeldMicrodata, joint_failures, refuse_linkable
 from anonymization.microdata.measure import measure
 from anonymization.microdata.models import SensitiveValues
 from anonymization.microdata.mondrian import mondrian
@@ -37,10 +38,13 @@ from anonymization.microdata.risk import risk_report
 
 @dataclass(frozen=True)
 class MicrodataResult:
-    """The released table (non-suppressed records only) and its manifest."""
+    """The released table (non-suppressed records only) and its manifest; with held releases
+    given (a ledger), ``classes`` is what the ledger keeps of this one: each released
+    pseudonym's class number."""
 
     table: pd.DataFrame
     manifest: dict[str, Any]
+    classes: dict[str, int] | None = None
 
 
 def load_hierarchies(policy: MicrodataPolicy, base_dir: Path) -> dict[str, Hierarchy]:
@@ -187,8 +191,11 @@ def anonymize_microdata(
     policy: MicrodataPolicy,
     hierarchies: Mapping[str, Hierarchy],
     pseudonym_key: bytes | None,
+    held: Sequence[HeldMicrodata] | None = None,
 ) -> MicrodataResult:
-    """Release ``data`` under ``policy``: generalized, suppressed, pseudonymized, reported."""
+    """Release ``data`` under ``policy``: generalized, suppressed, pseudonymized, reported.
+    With ``held`` (what a ledger says the partner holds under the same pseudonym key, maybe
+    nothing), the release is also protected joined by pseudonym with those."""
     _check_columns(data, policy)
     _check_subjects(data, policy.dataset.subject)
     _check_hierarchies(policy, hierarchies)
@@ -199,6 +206,13 @@ def anonymize_microdata(
             f"the subject column {subject!r} needs a pseudonym key",
             field="pseudonym_key",
             code="missing_pseudonym_key",
+        )
+    if held is not None and not subject:
+        raise InvalidRequest(
+            "a ledger of microdata releases keeps each subject's pseudonym: the policy names "
+            "no subject column",
+            field="dataset.subject",
+            code="missing_subject",
         )
     qi_names, sensitive = list(release.quasi_identifiers), list(release.sensitive)
     table = encode(data, qi_names, sensitive, hierarchies)
@@ -236,15 +250,44 @@ def anonymize_microdata(
         out[name] = generalized[name]
     for name in sensitive:
         out[name] = data[name]
+    if held is not None:
+        kept = _joint(table, record_class, kept, list(out[subject]), held, release.protection)
+        manifest["linkage"] = {
+            "held_releases": [h.name for h in held],
+            "records_suppressed": int(kept_group[table.row_group].sum() - kept.sum()),
+        }
     chosen = out[kept]
-    released = chosen.iloc[_release_order(chosen, subject)].reset_index(drop=True)
+    order = _release_order(chosen, subject)
+    released = chosen.iloc[order].reset_index(drop=True)
+    classes = None
+    if held is not None:
+        numbers = pd.factorize(record_class[kept][order])[0]
+        classes = dict(zip(released[subject], (int(n) for n in numbers), strict=True))
     sizes = np.bincount(record_class[kept]).astype(np.float64)
     manifest["records_released"] = int(kept.sum())
     manifest["records_suppressed"] = int((~kept).sum())
     manifest["classes"] = int((sizes > 0).sum())
     manifest["risk"] = risk_report(sizes, release.risk.threshold, release.risk.population)
     manifest["measured"] = measure(released, qi_names, sensitive)
-    return MicrodataResult(released, manifest)
+    return MicrodataResult(released, manifest, classes)
+
+
+def _joint(
+    table: Microtable,
+    record_class: Codes,
+    kept: npt.NDArray[np.bool_],
+    pseudonyms: list[str],
+    held: Sequence[HeldMicrodata],
+    protection: ProtectionSpec,
+) -> npt.NDArray[np.bool_]:
+    """The records kept once those whose joint class with the held releases fails the
+    protection are suppressed too; refused past the suppression limit."""
+    linked = joint_failures(table, record_class, kept, pseudonyms, held, protection)
+    count, suppressed = int(linked.sum()), int((~kept).sum())
+    limit = protection.suppressible(table.records)
+    if count and count + suppressed > limit:
+        raise refuse_linkable(held, count, suppressed, table.records, limit)
+    return kept & ~linked
 
 
 def _release_order(records: pd.DataFrame, subject: str | None) -> Codes:

@@ -1,0 +1,109 @@
+"""Microdata releases joined by pseudonym: whatever the partner holds under one pseudonym key,
+its join with a new release has no released joint class below k (nor failing l-diversity)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from anonymization.errors import PolicyViolation
+from anonymization.microdata import anonymize_microdata
+from anonymization.microdata.config import MicrodataPolicy
+from anonymization.microdata.linkage import HeldMicrodata, link_scope
+from tests.anonymization.microdata_factories import HIERARCHIES, QUASI_IDENTIFIERS, rows, table
+
+KEY = b"k" * 32
+ABSENT = "(not released)"
+
+qi_subsets = st.lists(st.sampled_from(QUASI_IDENTIFIERS), min_size=1, max_size=3, unique=True)
+protections = st.fixed_dictionaries(
+    {"k": st.integers(2, 4), "suppression_limit": st.sampled_from([0.0, 0.1, 0.3, 0.6])},
+    optional={"l": st.just({"kind": "distinct", "l": 2})},
+)
+
+
+def policy(qis: list[str], protection: dict[str, object], algorithm: str) -> MicrodataPolicy:
+    """A policy over some quasi-identifiers with ``meter`` as the subject."""
+    return MicrodataPolicy.model_validate(
+        {
+            "dataset": {"subject": "meter"},
+            "hierarchies": {name: f"{name}.csv" for name in HIERARCHIES},
+            "release": {
+                "quasi_identifiers": {q: {"hierarchy": q} for q in qis},
+                "sensitive": ["disease"],
+                "protection": protection,
+                "algorithm": algorithm,
+            },
+        }
+    )
+
+
+def held(result_classes: dict[str, int] | None, k: int, name: str) -> HeldMicrodata:
+    assert result_classes is not None
+    return HeldMicrodata("data", link_scope(KEY), k, result_classes, name)
+
+
+def joined(new: pd.DataFrame, old: pd.DataFrame, new_qis: list[str], old_qis: list[str]):
+    """The partner's join: each record of the new release with its class in the held one."""
+    renamed = old[["meter", *old_qis]].rename(columns={q: f"held {q}" for q in old_qis})
+    frame = new.merge(renamed, on="meter", how="left").fillna(ABSENT)
+    return frame.groupby([*new_qis, *(f"held {q}" for q in old_qis)])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    drawn=rows,
+    first=st.tuples(qi_subsets, protections, st.sampled_from(["optimal", "mondrian"])),
+    second=st.tuples(qi_subsets, protections, st.sampled_from(["optimal", "mondrian"])),
+)
+def test_no_joint_class_below_k_whatever_two_releases(drawn, first, second) -> None:
+    data = table(drawn)
+    policies = [policy(*first), policy(*second)]
+    try:
+        one = anonymize_microdata(data, policies[0], HIERARCHIES, KEY, [])
+    except PolicyViolation:
+        assume(False)
+    k1, k2 = (p.release.protection.k for p in policies)
+    try:
+        two = anonymize_microdata(data, policies[1], HIERARCHIES, KEY, [held(one.classes, k1, "1")])
+    except PolicyViolation as refused:
+        assert refused.code in {"no_solution", "linkable_with_held"}
+        return
+    groups = joined(two.table, one.table, list(second[0]), list(first[0]))
+    if len(two.table):
+        assert groups.size().min() >= max(k1, k2)
+        if "l" in second[1]:
+            assert groups["disease"].nunique().min() >= 2
+    suppressed = two.manifest["records_suppressed"]
+    assert suppressed <= policies[1].release.protection.suppressible(len(data))
+    assert two.manifest["linkage"]["records_suppressed"] <= suppressed
+
+
+def test_a_release_identical_to_a_held_one_passes_unchanged() -> None:
+    data = table(
+        [(a % 8, "abcd"[a % 4], str(a % 3), ["flu", "cold", "cancer"][a % 3]) for a in range(40)]
+    )
+    terms = policy(["age", "letter"], {"k": 3, "suppression_limit": 0.1}, "optimal")
+    first = anonymize_microdata(data, terms, HIERARCHIES, KEY, [])
+    again = anonymize_microdata(data, terms, HIERARCHIES, KEY, [held(first.classes, 3, "1")])
+    assert again.manifest["linkage"] == {"held_releases": ["1"], "records_suppressed": 0}
+    pd.testing.assert_frame_equal(again.table, first.table)
+
+
+def test_a_join_too_fine_for_the_limit_is_refused_naming_the_held_release() -> None:
+    # Held: age only, at its finest (k=2 holds there); new: letter only. Joined, (age, letter)
+    # pairs are mostly unique, and nothing may be suppressed.
+    data = table([(a % 8, "abcd"[(a // 8) % 4], "0", "flu") for a in range(64)])
+    one = anonymize_microdata(data, policy(["age"], {"k": 2}, "optimal"), HIERARCHIES, KEY, [])
+    with pytest.raises(PolicyViolation) as refused:
+        anonymize_microdata(
+            data.sample(frac=1, random_state=1),
+            policy(["letter"], {"k": 5}, "optimal"),
+            HIERARCHIES,
+            KEY,
+            [held(one.classes, 2, "release 1 of the ledger")],
+        )
+    assert refused.value.code == "linkable_with_held"
+    assert "release 1 of the ledger" in refused.value.detail

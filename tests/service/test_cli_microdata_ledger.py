@@ -1,0 +1,147 @@
+"""``partage anonymize --ledger``: a microdata release is protected jointly with the microdata
+releases the partner holds under the same pseudonym key (the security tester's attack, offline)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from service.cli import app
+from tests.service.test_microdata_agreements import DEPARTEMENTS, people
+
+runner = CliRunner()
+BOTH = ("age", "departement")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    people().drop(columns=["sex"]).to_csv(tmp_path / "data.csv", index=False)
+    regions = "".join(f"{d};R{d[0]};*\n" for d in DEPARTEMENTS)
+    (tmp_path / "departements.csv").write_text(regions)
+    (tmp_path / "key").write_text("s" * 40)
+    return tmp_path
+
+
+def _policy(folder: Path, quasi_identifiers: tuple[str, ...]) -> Path:
+    hierarchy = {"age": "age", "departement": "departements"}
+    document = {
+        "dataset": {"subject": "person_id", "identifiers": ["name"]},
+        "hierarchies": {"age": {"bands": [5, 10, 20, 40]}, "departements": "departements.csv"},
+        "release": {
+            "kind": "microdata",
+            "quasi_identifiers": {q: {"hierarchy": hierarchy[q]} for q in quasi_identifiers},
+            "sensitive": ["diagnosis"],
+            "protection": {"k": 5, "l": {"kind": "distinct", "l": 2}, "suppression_limit": 0.05},
+        },
+    }
+    path = folder / f"policy-{len(quasi_identifiers)}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _anonymize(folder: Path, qis: tuple[str, ...], out: str, *extra: str):
+    return runner.invoke(
+        app,
+        [
+            "anonymize",
+            str(folder / "data.csv"),
+            "--policy",
+            str(_policy(folder, qis)),
+            "--out",
+            str(folder / f"{out}.csv"),
+            "--manifest",
+            str(folder / f"{out}.json"),
+            "--pseudonym-key-file",
+            str(folder / "key"),
+            *extra,
+        ],
+    )
+
+
+def joint_sizes(new: pd.DataFrame, held: pd.DataFrame) -> pd.Series:
+    """The partner's join by pseudonym: each released record's (new class, held class)."""
+    renamed = held.rename(columns={c: f"held {c}" for c in held.columns if c != "person_id"})
+    frame = new.merge(renamed, on="person_id", how="left").fillna("(absent)")
+    columns = [c for c in frame.columns if c not in {"person_id", "diagnosis", "held diagnosis"}]
+    return frame.groupby(columns).size()
+
+
+def _read(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(folder / f"{name}.csv", dtype=str, keep_default_na=False)
+
+
+def test_age_alone_after_age_and_departement_cannot_be_joined_to_break_k(workspace):
+    ledger = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
+    first = _anonymize(workspace, BOTH, "first", "--agreement", "lab-1", *ledger)
+    assert first.exit_code == 0, first.output
+    # The attack, without the ledger: joined by pseudonym, classes fall below k.
+    alone = _anonymize(workspace, ("age",), "alone", "--agreement", "lab-1")
+    assert alone.exit_code == 0, alone.output
+    assert joint_sizes(_read(workspace, "alone"), _read(workspace, "first")).min() < 5
+
+    second = _anonymize(workspace, ("age",), "second", "--agreement", "lab-1", *ledger)
+    if second.exit_code == 0:
+        assert joint_sizes(_read(workspace, "second"), _read(workspace, "first")).min() >= 5
+    else:
+        assert second.exit_code == 2
+        assert "linkable_with_held" in second.output
+        assert "microdata release 1 of the ledger" in second.output
+        assert not (workspace / "second.csv").exists()
+        assert not (workspace / "second.json").exists()
+
+    # The same terms again add nothing to the join: released, recorded, manifest says so.
+    again = _anonymize(workspace, BOTH, "again", "--agreement", "lab-1", *ledger)
+    assert again.exit_code == 0, again.output
+    assert json.loads((workspace / "again.json").read_text())["linkage"]["records_suppressed"] == 0
+    assert _read(workspace, "again").equals(_read(workspace, "first"))
+
+
+def test_another_agreements_pseudonyms_are_not_joined(workspace):
+    ledger = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
+    assert _anonymize(workspace, BOTH, "first", "--agreement", "lab-1", *ledger).exit_code == 0
+    other = _anonymize(workspace, ("age",), "other", "--agreement", "lab-2", *ledger)
+    assert other.exit_code == 0, other.output
+    manifest = json.loads((workspace / "other.json").read_text())
+    assert manifest["linkage"] == {"held_releases": [], "records_suppressed": 0}
+    assert not set(_read(workspace, "other")["person_id"]) & set(
+        _read(workspace, "first")["person_id"]
+    )
+
+
+def test_a_ledger_without_a_subject_is_refused(workspace):
+    policy = yaml.safe_load(_policy(workspace, BOTH).read_text())
+    policy["dataset"] = {"identifiers": ["name", "person_id"]}
+    (workspace / "no-subject.yaml").write_text(yaml.safe_dump(policy))
+    result = runner.invoke(
+        app,
+        [
+            "anonymize",
+            str(workspace / "data.csv"),
+            "--policy",
+            str(workspace / "no-subject.yaml"),
+            "--out",
+            str(workspace / "out.csv"),
+            "--ledger",
+            str(workspace / "ledger.db"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "missing_subject" in result.output
+    assert not (workspace / "out.csv").exists()
+
+
+def test_a_damaged_ledger_entry_is_refused(workspace):
+    ledger = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
+    assert _anonymize(workspace, BOTH, "first", "--agreement", "lab-1", *ledger).exit_code == 0
+    with sqlite3.connect(workspace / "ledger.db") as connection:
+        connection.execute('UPDATE microdata_releases SET classes = \'{"a": "young"}\'')
+    again = _anonymize(workspace, BOTH, "again", "--agreement", "lab-1", *ledger)
+    assert again.exit_code == 2
+    assert "ledger_damaged" in again.output
+    assert not (workspace / "again.csv").exists()
