@@ -6,7 +6,7 @@ from service.auth.models import OAuthClient
 from service.datasets.models import Dataset
 from service.db import Base
 from service.extracts.models import Extract
-from service.ledger.models import LedgerEntry
+from service.ledger.models import LedgerEntry, MicrodataLedgerEntry
 from service.partners.models import Partner
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Dataset",
     "Extract",
     "LedgerEntry",
+    "MicrodataLedgerEntry",
     "OAuthClient",
     "Partner",
 ]

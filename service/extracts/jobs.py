@@ -24,6 +24,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from anonymization.errors import AuditFailure, PartageError, PolicyViolation
+from anonymization.microdata import agreement_key
+from anonymization.microdata.linkage import HeldMicrodata, link_scope
 from anonymization.release import Held, Release, run_release, serialize
 from policies.decisions import AgreementStatus, AgreementTerms, status_reasons
 from policies.microdata import MicrodataReleaseSpec
@@ -67,10 +69,11 @@ class Stopped(Exception):
 @dataclass(frozen=True)
 class Produced:
     """A release computed and written, waiting to be committed; ``held`` is how many releases
-    of the same data the partner held when it was protected. ``release`` is the aggregate
-    release that goes to the ledger (None for microdata); ``counts`` go to the audit event."""
+    of the same data the partner held when it was protected. ``release`` is what goes to the
+    ledger: an aggregate release, or a microdata release's classes; ``counts`` go to the audit
+    event."""
 
-    release: Release | None
+    release: Release | HeldMicrodata
     files: dict[str, dict[str, Any]]
     manifest: dict[str, Any]
     expires_at: datetime.datetime
@@ -250,15 +253,20 @@ def _written(
 
 
 def _produce_microdata(
-    runtime: Runtime, extract: Extract, found: Context, secret: bytes, held: int
+    runtime: Runtime, extract: Extract, found: Context, key: bytes, held: int
 ) -> Produced:
+    """A microdata release, protected jointly with the partner's microdata releases under the
+    same pseudonym key (the same agreement, whatever its version)."""
     release = found.terms.release
     assert isinstance(release, MicrodataReleaseSpec)
+    scope = link_scope(key)
+    with runtime.sessions() as session:
+        linkable = ledger.held_microdata(session, extract.partner_id, scope)
     _progress(runtime, extract.id, "generalizing")
     content = datasets.read_content(runtime.store, found.dataset)
-    result = microdata.release(
-        content, found.dataset, found.spec, release, str(found.agreement.id), secret
-    )
+    result = microdata.release(content, found.dataset, found.spec, release, key, linkable)
+    assert result.classes is not None
+    classes = HeldMicrodata(found.dataset.fingerprint, scope, release.protection.k, result.classes)
     outputs = {fmt: serialize(result.table, fmt) for fmt in release.formats}
     summary = microdata.summary(result, release)
     written, signed, expires_at = _written(runtime, extract, found, outputs, summary)
@@ -266,7 +274,7 @@ def _produce_microdata(
         "records": result.manifest["records_released"],
         "suppressed": result.manifest["records_suppressed"],
     }
-    return Produced(None, written, signed, expires_at, found.dataset.fingerprint, held, counts)
+    return Produced(classes, written, signed, expires_at, found.dataset.fingerprint, held, counts)
 
 
 def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
@@ -277,13 +285,15 @@ def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
         assert extract is not None
         found = _load(session, extract)
         held = _held(session, extract, found.dataset.fingerprint)
+        count = ledger.count_held(session, extract.partner_id, found.dataset.fingerprint)
         is_microdata = isinstance(found.terms.release, MicrodataReleaseSpec)
         secret = (
             agreements.pseudonym_secret(runtime.store, found.agreement) if is_microdata else b""
         )
         session.expunge_all()
     if is_microdata:
-        return _produce_microdata(runtime, extract, found, secret, len(held))
+        key = agreement_key(secret, str(found.agreement.id))
+        return _produce_microdata(runtime, extract, found, key, count)
     content = datasets.read_content(runtime.store, found.dataset)
     source = release_source(content, found.dataset.file_format, datasets.policy_of(found.dataset))
     assert not isinstance(found.terms.release, MicrodataReleaseSpec)
@@ -296,9 +306,7 @@ def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
     outputs = {fmt: serialize(release.table, fmt) for fmt in policy.release.formats}
     written, signed, expires_at = _written(runtime, extract, found, outputs, release.summary())
     counts = {name: release.counts()[name] for name in ("cells", "suppressed")}
-    return Produced(
-        release, written, signed, expires_at, found.dataset.fingerprint, len(held), counts
-    )
+    return Produced(release, written, signed, expires_at, found.dataset.fingerprint, count, counts)
 
 
 def commit_release(runtime: Runtime, extract_id: uuid.UUID, produced: Produced) -> None:
@@ -314,7 +322,9 @@ def commit_release(runtime: Runtime, extract_id: uuid.UUID, produced: Produced) 
                 "another release to this partner was committed meanwhile; request again",
                 code="ledger_changed",
             )
-        if produced.release is not None:
+        if isinstance(produced.release, HeldMicrodata):
+            ledger.record_microdata(session, extract.partner_id, extract.id, produced.release)
+        else:
             held = produced.release.held(produced.dataset, extract.request)
             ledger.DatabaseLedger(session, extract.id).record(str(extract.partner_id), held)
         extract.status, extract.progress = SUCCEEDED, "done"

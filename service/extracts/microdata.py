@@ -4,11 +4,13 @@ the engine under the agreement's release block, the subject pseudonymized with t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from anonymization.microdata import MicrodataResult, agreement_key, anonymize_microdata
+from anonymization.microdata import MicrodataResult, anonymize_microdata
+from anonymization.microdata.linkage import HeldMicrodata
 from policies.microdata import MicrodataReleaseSpec, engine_policy
 from policies.models import DatasetSpec
 from service.agreements import service as agreements
@@ -28,15 +30,16 @@ def release(
     dataset: Dataset,
     spec: DatasetSpec,
     release: MicrodataReleaseSpec,
-    agreement_id: str,
-    secret: bytes,
+    pseudonym_key: bytes,
+    held: Sequence[HeldMicrodata],
 ) -> MicrodataResult:
-    """The released records and the engine's manifest (node, suppression, utility, risk)."""
+    """The released records and the engine's manifest (node, suppression, utility, risk),
+    protected jointly with the microdata releases ``held`` under the same pseudonym key."""
     policy = engine_policy(spec, release)
     hierarchies = agreements.microdata_hierarchies(dataset, release)
     columns = [spec.subject, *release.quasi_identifiers, *release.sensitive]
     frame = _records(content, dataset, columns)
-    return anonymize_microdata(frame, policy, hierarchies, agreement_key(secret, agreement_id))
+    return anonymize_microdata(frame, policy, hierarchies, pseudonym_key, held)
 
 
 def summary(result: MicrodataResult, release_spec: MicrodataReleaseSpec) -> dict[str, Any]:

@@ -26,3 +26,19 @@ class LedgerEntry(IdMixin, Base):
     additive: Mapped[str] = mapped_column(Text)
     nonnegative: Mapped[str] = mapped_column(Text)
     cells: Mapped[str] = mapped_column(Text)
+
+
+class MicrodataLedgerEntry(IdMixin, Base):
+    """A microdata release a partner received: only each released pseudonym's class number (what
+    the partner can join other releases on), never a value of the data."""
+
+    __tablename__ = "microdata_ledger_entry"
+
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partner.id"), index=True)
+    extract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("extract.id"), unique=True)
+    dataset: Mapped[str] = mapped_column(String(80), index=True)
+    # Which pseudonym key made the pseudonyms (anonymization.microdata.linkage.link_scope):
+    # releases of one scope can be joined record by record.
+    scope: Mapped[str] = mapped_column(String(64), index=True)
+    k: Mapped[int]
+    classes: Mapped[str] = mapped_column(Text)

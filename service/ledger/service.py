@@ -13,8 +13,9 @@ from typing import Any, cast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from anonymization.ledger import HeldRelease
-from service.ledger.models import LedgerEntry
+from anonymization.ledger import HeldRelease, read_held_microdata
+from anonymization.microdata.linkage import HeldMicrodata
+from service.ledger.models import LedgerEntry, MicrodataLedgerEntry
 
 
 class DatabaseLedger:
@@ -67,15 +68,50 @@ def held_by_extract(
 
 
 def count_held(session: Session, partner_id: uuid.UUID, dataset: str) -> int:
-    """How many releases of ``dataset`` the partner holds (to detect a concurrent release)."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(LedgerEntry)
-            .where(LedgerEntry.partner_id == partner_id, LedgerEntry.dataset == dataset)
+    """How many releases of ``dataset`` (aggregate or microdata) the partner holds (to detect a
+    concurrent release)."""
+    return sum(
+        int(
+            session.scalar(
+                select(func.count())
+                .select_from(entry)
+                .where(entry.partner_id == partner_id, entry.dataset == dataset)
+            )
+            or 0
         )
-        or 0
+        for entry in (LedgerEntry, MicrodataLedgerEntry)
     )
+
+
+def held_microdata(session: Session, partner_id: uuid.UUID, scope: str) -> list[HeldMicrodata]:
+    """Every microdata release the partner received under the pseudonym key ``scope`` names,
+    oldest first, each named by its extract."""
+    entries = session.scalars(
+        select(MicrodataLedgerEntry)
+        .where(MicrodataLedgerEntry.partner_id == partner_id, MicrodataLedgerEntry.scope == scope)
+        .order_by(MicrodataLedgerEntry.created_at, MicrodataLedgerEntry.id)
+    )
+    return [
+        read_held_microdata(e.dataset, e.scope, e.k, e.classes, f"extract {e.extract_id}")
+        for e in entries
+    ]
+
+
+def record_microdata(
+    session: Session, partner_id: uuid.UUID, extract_id: uuid.UUID, held: HeldMicrodata
+) -> None:
+    """Add a microdata release to the partner's ledger (flushed, committed by the caller)."""
+    session.add(
+        MicrodataLedgerEntry(
+            partner_id=partner_id,
+            extract_id=extract_id,
+            dataset=held.dataset,
+            scope=held.scope,
+            k=held.k,
+            classes=json.dumps(held.classes),
+        )
+    )
+    session.flush()
 
 
 _COLUMNS = (

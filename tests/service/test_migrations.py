@@ -4,6 +4,7 @@ library), and that going down keeps every row of the tables that remain."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -29,6 +30,12 @@ from service.migrate import alembic_config
 from tests.service.conftest import bearer, service_settings, token_for
 from tests.service.factories import csv_bytes, dataset_form, payments_frame
 from tests.service.journey import REQUEST, make_agreement, request_and_wait
+from tests.service.test_microdata_agreements import (
+    MICRODATA,
+    POLICY,
+    microdata_agreement,
+    people,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,6 +114,11 @@ def _fill(app: FastAPI, client: TestClient) -> None:
     assert client.post(f"/agreements/{agreement['id']}/resume", headers=admin).status_code == 200
     headers = bearer(token_for(client, partner["client_id"], partner["client_secret"]))
     assert request_and_wait(client, headers, agreement["id"], REQUEST)["status"] == "succeeded"
+    files = {"file": ("people.csv", csv_bytes(people()), "text/csv")}
+    form = {"name": "people", "policy": json.dumps(POLICY)}
+    people_id = client.post("/datasets", data=form, files=files, headers=admin).json()["id"]
+    lab = microdata_agreement(client, admin, partner["partner"]["id"], people_id)
+    assert request_and_wait(client, headers, lab["id"], MICRODATA)["status"] == "succeeded"
     with app.state.sessionmaker() as session:
         assert audit.sign_head(session, app.state.signing_keys) is not None
         session.commit()
@@ -132,7 +144,7 @@ def test_going_down_one_revision_at_a_time_keeps_every_row(
     app.state.engine.dispose()
     engine = make_engine(own_database_url)
     at_head = _rows(engine)
-    assert len(at_head) == 11 and all(at_head.values()), at_head.keys()  # every table has rows
+    assert len(at_head) == 12 and all(at_head.values()), at_head.keys()  # every table has rows
     config = alembic_config(own_database_url)
     revisions = [script.revision for script in ScriptDirectory.from_config(config).walk_revisions()]
     try:

@@ -1,0 +1,112 @@
+"""Microdata releases in the partner's ledger: a new version of a microdata agreement cannot be
+joined by pseudonym with what the partner holds to break k (the security tester's attack: age
+and département, then age alone, generalized less)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from service.ledger.models import MicrodataLedgerEntry
+from tests.service.journey import request_and_wait
+from tests.service.test_cli_microdata_ledger import joint_sizes
+from tests.service.test_microdata_agreements import (
+    MICRODATA,
+    RELEASE,
+    dataset,  # noqa: F401 - the fixture
+    download,
+    microdata_agreement,
+)
+
+AGE_ONLY = {"quasi_identifiers": {"age": {}}}
+
+
+def new_version(
+    client: TestClient, admin: dict[str, str], agreement: dict[str, Any], **release: Any
+) -> None:
+    body = {
+        "version": agreement["version"],
+        **{k: agreement[k] for k in ("purpose", "legal_basis", "retention_days")},
+        "valid_from": agreement["valid_from"],
+        "valid_until": agreement["valid_until"],
+        "release": {**RELEASE, "formats": ["csv"], **release},
+        "limits": {},
+    }
+    updated = client.put(f"/agreements/{agreement['id']}", json=body, headers=admin)
+    assert updated.status_code == 200, updated.text
+
+
+def test_a_new_version_cannot_be_joined_by_pseudonym_to_break_k(
+    client: TestClient,
+    admin: dict[str, str],
+    dataset: dict[str, Any],  # noqa: F811
+    make_partner: Callable[[str], dict[str, Any]],
+    app: FastAPI,
+) -> None:
+    lab = make_partner("Lab")
+    agreement = microdata_agreement(client, admin, lab["id"], dataset["id"])
+    first = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
+    assert first["status"] == "succeeded", first["failure"]
+    held = download(client, lab["headers"], first["id"])
+
+    new_version(client, admin, agreement, **AGE_ONLY)
+    second = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
+    if second["status"] == "succeeded":
+        released = download(client, lab["headers"], second["id"])
+        assert joint_sizes(released, held).min() >= 5
+    else:
+        assert second["failure_code"] == "linkable_with_held", second["failure"]
+        assert f"extract {first['id']}" in second["failure"]
+        refused = client.get(f"/extracts/{second['id']}/download", headers=lab["headers"])
+        assert refused.status_code == 409
+    with app.state.sessionmaker() as session:
+        entries = session.scalars(select(MicrodataLedgerEntry)).all()
+        assert [e.extract_id for e in entries] == [uuid.UUID(first["id"])]
+        classes = json.loads(entries[0].classes)
+    # Only the released pseudonyms and class numbers: no value of the data.
+    assert set(classes) == set(held["person_id"])
+    assert all(isinstance(number, int) for number in classes.values())
+    assert len(set(classes.values())) == len(held.groupby(["age", "departement"]))
+
+
+def test_the_same_terms_again_pass_and_the_manifest_names_what_was_joined(
+    client: TestClient,
+    admin: dict[str, str],
+    dataset: dict[str, Any],  # noqa: F811
+    make_partner: Callable[[str], dict[str, Any]],
+) -> None:
+    lab = make_partner("Lab")
+    agreement = microdata_agreement(client, admin, lab["id"], dataset["id"])
+    first = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
+    again = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
+    assert again["status"] == "succeeded", again["failure"]
+    manifest = client.get(f"/extracts/{again['id']}/manifest", headers=lab["headers"]).json()
+    assert manifest["linkage"] == {
+        "held_releases": [f"extract {first['id']}"],
+        "records_suppressed": 0,
+    }
+    assert download(client, lab["headers"], again["id"]).equals(
+        download(client, lab["headers"], first["id"])
+    )
+
+
+def test_a_release_under_another_agreement_is_not_joined(
+    client: TestClient,
+    admin: dict[str, str],
+    dataset: dict[str, Any],  # noqa: F811
+    make_partner: Callable[[str], dict[str, Any]],
+) -> None:
+    lab = make_partner("Lab")
+    wide = microdata_agreement(client, admin, lab["id"], dataset["id"])
+    assert request_and_wait(client, lab["headers"], wide["id"], MICRODATA)["status"] == "succeeded"
+    narrow = microdata_agreement(client, admin, lab["id"], dataset["id"], **AGE_ONLY)
+    done = request_and_wait(client, lab["headers"], narrow["id"], MICRODATA)
+    assert done["status"] == "succeeded", done["failure"]
+    manifest = client.get(f"/extracts/{done['id']}/manifest", headers=lab["headers"]).json()
+    assert manifest["linkage"] == {"held_releases": [], "records_suppressed": 0}
