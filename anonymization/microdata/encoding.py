@@ -162,6 +162,9 @@ class Microtable:
     sensitive_codes: tuple[Codes, ...]
     weights: npt.NDArray[np.float64]
     row_group: Codes
+    # Per combination, the record's class in each held release it can be joined with (0: not
+    # in it): the classes the lattice search checks are then the joint ones.
+    linked_codes: tuple[Codes, ...] = ()
 
     @property
     def records(self) -> int:
@@ -174,8 +177,10 @@ def encode_table(
     quasi_identifiers: Sequence[str],
     sensitive: Sequence[str],
     hierarchies: Mapping[str, Hierarchy | None],
+    linked: Sequence[Codes] = (),
 ) -> Microtable:
-    """Encode the quasi-identifiers and sensitive columns of ``table`` into a Microtable."""
+    """Encode the quasi-identifiers and sensitive columns of ``table`` into a Microtable;
+    ``linked`` are per-record codes (non-negative) that split combinations too."""
     missing = [c for c in (*quasi_identifiers, *sensitive) if c not in table.columns]
     if missing:
         raise DataError(f"the data has no column(s) {', '.join(missing)}", code="missing_column")
@@ -185,8 +190,8 @@ def encode_table(
         refuse_missing(table[column])
     qis = tuple(encode_column(c, table[c], hierarchies.get(c)) for c in quasi_identifiers)
     sens = tuple(encode_column(c, table[c], hierarchies.get(c)) for c in sensitive)
-    columns = [col.codes for col in (*qis, *sens)]
-    cards = [col.cardinality(0) for col in (*qis, *sens)]
+    columns = [col.codes for col in (*qis, *sens)] + list(linked)
+    cards = [col.cardinality(0) for col in (*qis, *sens)] + [int(c.max()) + 1 for c in linked]
     row_group, groups = group_ids(columns, cards)
     first = np.full(groups, -1, dtype=np.int64)
     first[row_group[::-1]] = np.arange(len(row_group) - 1, -1, -1)
@@ -198,4 +203,5 @@ def encode_table(
         sensitive_codes=tuple(col.codes[first] for col in sens),
         weights=weights,
         row_group=row_group,
+        linked_codes=tuple(codes[first] for codes in linked),
     )

@@ -80,13 +80,25 @@ class LatticeSearch:
         self.pruned = np.zeros(size, dtype=np.bool_)
         self.summaries: dict[int, _Summary] = {}
 
-    def classes(self, node: tuple[int, ...], monotone_only: bool = False) -> ClassTable:
-        """The equivalence classes at ``node`` and which of them satisfy the models."""
+    def released_classes(self, node: tuple[int, ...]) -> Codes:
+        """The class of each combination at ``node`` as the release shows it."""
         columns = [self._column(j, level) for j, level in enumerate(node)]
         cards = [
             c.cardinality(level)
             for c, level in zip(self.table.quasi_identifiers, node, strict=True)
         ]
+        return group_ids(columns, cards)[0]
+
+    def classes(self, node: tuple[int, ...], monotone_only: bool = False) -> ClassTable:
+        """The equivalence classes at ``node`` (joint with the held releases' classes when the
+        table is linked to some) and which of them satisfy the models."""
+        columns = [self._column(j, level) for j, level in enumerate(node)]
+        cards = [
+            c.cardinality(level)
+            for c, level in zip(self.table.quasi_identifiers, node, strict=True)
+        ]
+        columns += self.table.linked_codes
+        cards += [int(codes.max()) + 1 for codes in self.table.linked_codes]
         cls, count = group_ids(columns, cards)
         sizes = np.bincount(cls, weights=self.table.weights, minlength=count).astype(np.float64)
         kept = satisfying_classes(

@@ -44,58 +44,50 @@ class HeldMicrodata:
     name: str = ""
 
 
-def _held_codes(pseudonyms: Sequence[str], held: HeldMicrodata) -> tuple[Codes, int]:
-    codes = np.fromiter(
-        (held.classes.get(p, ABSENT) for p in pseudonyms), dtype=np.int64, count=len(pseudonyms)
-    )
-    return codes + 1, max(held.classes.values(), default=0) + 2
+def held_codes(pseudonyms: Sequence[str], held: Sequence[HeldMicrodata]) -> list[Codes]:
+    """Per held release, each record's class there plus one (0: not in it)."""
+    return [
+        np.fromiter(
+            (release.classes.get(p, ABSENT) + 1 for p in pseudonyms),
+            dtype=np.int64,
+            count=len(pseudonyms),
+        )
+        for release in held
+    ]
 
 
-def joint_failures(
-    table: Microtable,
-    record_class: Codes,
-    kept: Mask,
-    pseudonyms: Sequence[str],
-    held: Sequence[HeldMicrodata],
-    protection: ProtectionSpec,
+def joint_protection(protection: ProtectionSpec, held: Sequence[HeldMicrodata]) -> ProtectionSpec:
+    """The protection joint classes need: the release's, with k at least each held one's."""
+    return protection.model_copy(update={"k": max([protection.k, *(h.k for h in held)])})
+
+
+def failing_records(
+    table: Microtable, groups: Sequence[Codes], among: Mask, protection: ProtectionSpec
 ) -> Mask:
-    """The kept records whose joint class (released class, class in each held release) fails
-    ``protection``: k (at least each held release's too), and l-diversity and t-closeness
-    (against the whole input) if it asks."""
-    protection = protection.model_copy(update={"k": max([protection.k, *(h.k for h in held)])})
-    failing = np.zeros(len(kept), dtype=np.bool_)
-    rows = np.flatnonzero(kept)
-    if not held or not len(rows):
+    """The records ``among`` whose group (the tuple of ``groups``, codes per record) fails
+    ``protection``: k, and l-diversity and t-closeness (against the whole input) if it asks."""
+    failing = np.zeros(len(among), dtype=np.bool_)
+    rows = np.flatnonzero(among)
+    if not len(rows):
         return failing
-    names = [pseudonyms[int(i)] for i in rows]
-    columns = [record_class[rows]]
-    cards = [int(record_class.max()) + 1]
-    for release in held:
-        codes, card = _held_codes(names, release)
-        columns.append(codes)
-        cards.append(card)
-    joint, count = group_ids(columns, cards)
+    columns = [codes[rows] for codes in groups]
+    group, count = group_ids(columns, [int(codes.max()) + 1 for codes in columns])
     weights = np.ones(len(rows), dtype=np.float64)
-    sizes = np.bincount(joint, minlength=count).astype(np.float64)
+    sizes = np.bincount(group, minlength=count).astype(np.float64)
     sensitive = []
     for column, codes in zip(table.sensitive, table.sensitive_codes, strict=True):
         whole = SensitiveValues.of(column, codes, table.weights)
         sensitive.append(SensitiveValues(column, codes[table.row_group][rows], whole.overall))
-    passing = satisfying_classes(joint, sizes, weights, sensitive, protection)
-    failing[rows] = ~passing[joint]
+    passing = satisfying_classes(group, sizes, weights, sensitive, protection)
+    failing[rows] = ~passing[group]
     return failing
 
 
-def refuse_linkable(
-    held: Sequence[HeldMicrodata], linked: int, suppressed: int, records: int, limit: int
-) -> PolicyViolation:
-    """The refusal when suppressing the linkable records would pass the suppression limit."""
+def refuse_linkable(held: Sequence[HeldMicrodata], reason: str) -> PolicyViolation:
+    """The refusal of a release that cannot be protected joined with the held ones."""
     names = ", ".join(h.name for h in held)
     return PolicyViolation(
-        f"joined by pseudonym with the held release(s) {names}, {linked} records of this "
-        f"release would sit in joint classes that fail the protection; suppressing them with "
-        f"the {suppressed} already suppressed would suppress {linked + suppressed} of {records} "
-        f"records, over the limit of {limit}: nothing is released",
+        f"joined by pseudonym with the held release(s) {names}, {reason}: nothing is released",
         field="ledger",
         code="linkable_with_held",
     )

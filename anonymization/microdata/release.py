@@ -28,8 +28,15 @@ from anonymization.microdata.encoding import (
 )
 from anonymization.microdata.encoding import encode_table as encode
 from anonymization.microdata.lattice import LatticeSearch
-from anonymization.microdata.linkage import HeldMicrodata, joint_failures, refuse_linkable
+from anonymization.microdata.linkage import (
+    HeldMicrodata,
+    failing_records,
+    held_codes,
+    joint_protection,
+    refuse_linkable,
+)
 from anonymization.microdata.measure import measure
+from anonymization.microdata.metrics import ClassTable
 from anonymization.microdata.models import SensitiveValues
 from anonymization.microdata.mondrian import mondrian
 from anonymization.microdata.pseudonyms import pseudonymize
@@ -215,46 +222,45 @@ def anonymize_microdata(
             code="missing_subject",
         )
     qi_names, sensitive = list(release.quasi_identifiers), list(release.sensitive)
+    pseudonyms = None
+    if subject:
+        assert pseudonym_key is not None
+        pseudonyms = pseudonymize(data[subject].astype(str), pseudonym_key)
     table = encode(data, qi_names, sensitive, hierarchies)
     manifest: dict[str, Any] = {"algorithm": release.algorithm, "records": table.records}
     if release.algorithm == "optimal":
-        search = LatticeSearch(table, release.protection, release.metric)
-        result = search.run()
-        kept_group = result.classes.kept[result.classes.cls]
-        record_class = result.classes.cls[table.row_group]
-        generalized = {
-            c.name: np.asarray(c.labels[lv], dtype=object)[c.ladders[lv][c.codes]]
-            for c, lv in zip(table.quasi_identifiers, result.node, strict=True)
-        }
-        manifest["node"] = {
-            c.name: _level_name(hierarchies[c.name], lv)
-            for c, lv in zip(table.quasi_identifiers, result.node, strict=True)
-        }
-        manifest["node_levels"] = list(result.node)
-        manifest["lattice"] = {"nodes": result.lattice_size, "checked": result.checked}
-        manifest["utility"] = search.utility.report(result.node, result.classes)
-        manifest["metric"] = {"name": release.metric, "value": round(result.value, 6)}
+        # The search checks the classes joined with the held releases: it may choose a
+        # coarser node than alone, where joining them tells less.
+        linked = table
+        if held and pseudonyms is not None:
+            codes = held_codes(pseudonyms, held)
+            linked = encode(data, qi_names, sensitive, hierarchies, codes)
+        kept, record_class, generalized = _optimal(
+            table, linked, policy, hierarchies, held or (), manifest
+        )
     else:
         part, labels = _run_mondrian(table, policy, hierarchies)
-        kept_group = np.ones(len(table.weights), dtype=np.bool_)
+        kept = np.ones(table.records, dtype=np.bool_)
         record_class = part[table.row_group]
         generalized = {
             name: np.asarray(values, dtype=object)[record_class] for name, values in labels.items()
         }
-    kept = kept_group[table.row_group]
     out = pd.DataFrame(index=data.index)
     if subject:
-        assert pseudonym_key is not None
-        out[subject] = pseudonymize(data[subject].astype(str), pseudonym_key)
+        out[subject] = pseudonyms
     for name in qi_names:
         out[name] = generalized[name]
     for name in sensitive:
         out[name] = data[name]
     if held is not None:
-        kept = _joint(table, record_class, kept, list(out[subject]), held, release.protection)
+        assert pseudonyms is not None
+        kept = _joint(table, record_class, kept, pseudonyms, held, release.protection)
+        alone = ~failing_records(
+            table, [record_class], np.ones(len(kept), dtype=np.bool_), release.protection
+        )
         manifest["linkage"] = {
             "held_releases": [h.name for h in held],
-            "records_suppressed": int(kept_group[table.row_group].sum() - kept.sum()),
+            "records_suppressed": int((alone & ~kept).sum()),
         }
     chosen = out[kept]
     order = _release_order(chosen, subject)
@@ -272,6 +278,55 @@ def anonymize_microdata(
     return MicrodataResult(released, manifest, classes)
 
 
+def _optimal(
+    table: Microtable,
+    linked: Microtable,
+    policy: MicrodataPolicy,
+    hierarchies: Mapping[str, Hierarchy],
+    held: Sequence[HeldMicrodata],
+    manifest: dict[str, Any],
+) -> tuple[npt.NDArray[np.bool_], Codes, dict[str, Any]]:
+    """The optimal node, its classes joined with the held releases' (``linked``; ``table``
+    when nothing is held): per record, whether it is kept, its released class and its
+    generalized values."""
+    release = policy.release
+    protection = joint_protection(release.protection, held)
+    search = LatticeSearch(linked, protection, release.metric)
+    try:
+        result = search.run()
+    except PolicyViolation as refused:
+        if linked is table:
+            raise
+        # Impossible alone too: that is the answer (no_solution), else the held releases are.
+        LatticeSearch(table, release.protection, release.metric).run()
+        reason = f"no generalization keeps every joint class protected ({refused.detail})"
+        raise refuse_linkable(held, reason) from None
+    node = result.node
+    released = search.released_classes(node)
+    kept = result.classes.kept[result.classes.cls]
+    # The classes as released, and the records suppressed apart: without held releases these
+    # are the search's own classes.
+    shown, count = group_ids([released, kept.astype(np.int64)], [int(released.max()) + 1, 2])
+    shown_kept = np.zeros(count, dtype=np.bool_)
+    shown_kept[shown] = kept
+    sizes = np.bincount(shown, weights=linked.weights, minlength=count).astype(np.float64)
+    classes = ClassTable(shown, sizes, shown_kept)
+    columns = linked.quasi_identifiers
+    manifest["node"] = {
+        c.name: _level_name(hierarchies[c.name], lv) for c, lv in zip(columns, node, strict=True)
+    }
+    manifest["node_levels"] = list(node)
+    manifest["lattice"] = {"nodes": result.lattice_size, "checked": result.checked}
+    manifest["utility"] = search.utility.report(node, classes)
+    metric = search.utility.value(node, classes)
+    manifest["metric"] = {"name": release.metric, "value": round(metric, 6)}
+    generalized = {
+        c.name: np.asarray(c.labels[lv], dtype=object)[c.ladders[lv][c.codes]]
+        for c, lv in zip(columns, node, strict=True)
+    }
+    return kept[linked.row_group], released[linked.row_group], generalized
+
+
 def _joint(
     table: Microtable,
     record_class: Codes,
@@ -281,12 +336,19 @@ def _joint(
     protection: ProtectionSpec,
 ) -> npt.NDArray[np.bool_]:
     """The records kept once those whose joint class with the held releases fails the
-    protection are suppressed too; refused past the suppression limit."""
-    linked = joint_failures(table, record_class, kept, pseudonyms, held, protection)
+    protection are suppressed too (Mondrian's, or none after the search); refused past the
+    suppression limit."""
+    groups = [record_class, *held_codes(pseudonyms, held)]
+    linked = failing_records(table, groups, kept, joint_protection(protection, held))
     count, suppressed = int(linked.sum()), int((~kept).sum())
     limit = protection.suppressible(table.records)
     if count and count + suppressed > limit:
-        raise refuse_linkable(held, count, suppressed, table.records, limit)
+        reason = (
+            f"{count} records of this release would sit in joint classes that fail the "
+            f"protection; suppressing them with the {suppressed} already suppressed would "
+            f"suppress {count + suppressed} of {table.records} records, over the limit of {limit}"
+        )
+        raise refuse_linkable(held, reason)
     return kept & ~linked
 
 

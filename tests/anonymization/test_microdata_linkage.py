@@ -92,18 +92,34 @@ def test_a_release_identical_to_a_held_one_passes_unchanged() -> None:
     pd.testing.assert_frame_equal(again.table, first.table)
 
 
-def test_a_join_too_fine_for_the_limit_is_refused_naming_the_held_release() -> None:
-    # Held: age only, at its finest (k=2 holds there); new: letter only. Joined, (age, letter)
-    # pairs are mostly unique, and nothing may be suppressed.
+def test_a_release_no_node_protects_jointly_is_refused_naming_the_held_release() -> None:
+    # Held: age only, 8 records per age. New: letter only, k=10, which 16 records per letter
+    # allow alone; joined, even at letter `*` each age's 8 records stay a class below 10.
     data = table([(a % 8, "abcd"[(a // 8) % 4], "0", "flu") for a in range(64)])
     one = anonymize_microdata(data, policy(["age"], {"k": 2}, "optimal"), HIERARCHIES, KEY, [])
+    alone = anonymize_microdata(data, policy(["letter"], {"k": 10}, "optimal"), HIERARCHIES, KEY)
+    assert alone.manifest["records_suppressed"] == 0
     with pytest.raises(PolicyViolation) as refused:
         anonymize_microdata(
             data.sample(frac=1, random_state=1),
-            policy(["letter"], {"k": 5}, "optimal"),
+            policy(["letter"], {"k": 10}, "optimal"),
             HIERARCHIES,
             KEY,
             [held(one.classes, 2, "release 1 of the ledger")],
         )
     assert refused.value.code == "linkable_with_held"
     assert "release 1 of the ledger" in refused.value.detail
+
+
+def test_the_search_moves_to_a_node_the_join_tells_less_at() -> None:
+    # Held: age at value (8 per age). New: age and letter, k=8. Alone, letter at its value and
+    # age at pairs pass (8 per class); joined with the held ages, each class splits in two.
+    data = table([(a % 8, "abcd"[(a // 8) % 4], "0", "flu") for a in range(128)])
+    one = anonymize_microdata(data, policy(["age"], {"k": 2}, "optimal"), HIERARCHIES, KEY, [])
+    terms = policy(["age", "letter"], {"k": 8}, "optimal")
+    alone = anonymize_microdata(data, terms, HIERARCHIES, KEY)
+    joined = anonymize_microdata(data, terms, HIERARCHIES, KEY, [held(one.classes, 2, "1")])
+    assert joined.manifest["records_suppressed"] == 0
+    assert joined.manifest["node_levels"] != alone.manifest["node_levels"]
+    groups = joined.table.merge(one.table[["meter", "age"]], on="meter", suffixes=("", " held"))
+    assert groups.groupby(["age", "letter", "age held"]).size().min() >= 8

@@ -28,7 +28,7 @@ def workspace(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _policy(folder: Path, quasi_identifiers: tuple[str, ...]) -> Path:
+def _policy(folder: Path, quasi_identifiers: tuple[str, ...], k: int = 5) -> Path:
     hierarchy = {"age": "age", "departement": "departements"}
     document = {
         "dataset": {"subject": "person_id", "identifiers": ["name"]},
@@ -37,22 +37,22 @@ def _policy(folder: Path, quasi_identifiers: tuple[str, ...]) -> Path:
             "kind": "microdata",
             "quasi_identifiers": {q: {"hierarchy": hierarchy[q]} for q in quasi_identifiers},
             "sensitive": ["diagnosis"],
-            "protection": {"k": 5, "l": {"kind": "distinct", "l": 2}, "suppression_limit": 0.05},
+            "protection": {"k": k, "suppression_limit": 0.05},
         },
     }
-    path = folder / f"policy-{len(quasi_identifiers)}.yaml"
+    path = folder / f"policy-{len(quasi_identifiers)}-{k}.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
 
 
-def _anonymize(folder: Path, qis: tuple[str, ...], out: str, *extra: str):
+def _anonymize(folder: Path, qis: tuple[str, ...], out: str, *extra: str, k: int = 5):
     return runner.invoke(
         app,
         [
             "anonymize",
             str(folder / "data.csv"),
             "--policy",
-            str(_policy(folder, qis)),
+            str(_policy(folder, qis, k)),
             "--out",
             str(folder / f"{out}.csv"),
             "--manifest",
@@ -86,14 +86,10 @@ def test_age_alone_after_age_and_departement_cannot_be_joined_to_break_k(workspa
     assert joint_sizes(_read(workspace, "alone"), _read(workspace, "first")).min() < 5
 
     second = _anonymize(workspace, ("age",), "second", "--agreement", "lab-1", *ledger)
-    if second.exit_code == 0:
-        assert joint_sizes(_read(workspace, "second"), _read(workspace, "first")).min() >= 5
-    else:
-        assert second.exit_code == 2
-        assert "linkable_with_held" in second.output
-        assert "microdata release 1 of the ledger" in second.output
-        assert not (workspace / "second.csv").exists()
-        assert not (workspace / "second.json").exists()
+    assert second.exit_code == 0, second.output
+    assert joint_sizes(_read(workspace, "second"), _read(workspace, "first")).min() >= 5
+    linkage = json.loads((workspace / "second.json").read_text())["linkage"]
+    assert linkage["held_releases"][0].startswith("microdata release 1 of the ledger (")
 
     # The same terms again add nothing to the join: released, recorded, manifest says so.
     again = _anonymize(workspace, BOTH, "again", "--agreement", "lab-1", *ledger)
@@ -145,3 +141,17 @@ def test_a_damaged_ledger_entry_is_refused(workspace):
     assert again.exit_code == 2
     assert "ledger_damaged" in again.output
     assert not (workspace / "again.csv").exists()
+
+
+def test_a_release_no_node_protects_jointly_is_refused_and_not_recorded(workspace):
+    ledger = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
+    first = _anonymize(workspace, BOTH, "first", "--agreement", "lab-1", *ledger, k=2)
+    assert first.exit_code == 0, first.output
+    second = _anonymize(workspace, ("age",), "second", "--agreement", "lab-1", *ledger, k=20)
+    assert second.exit_code == 2
+    assert "linkable_with_held" in second.output
+    assert "microdata release 1 of the ledger" in second.output
+    assert not (workspace / "second.csv").exists()
+    assert not (workspace / "second.json").exists()
+    with sqlite3.connect(workspace / "ledger.db") as connection:
+        assert connection.execute("SELECT count(*) FROM microdata_releases").fetchone() == (1,)

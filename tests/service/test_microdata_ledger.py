@@ -57,22 +57,49 @@ def test_a_new_version_cannot_be_joined_by_pseudonym_to_break_k(
 
     new_version(client, admin, agreement, **AGE_ONLY)
     second = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
-    if second["status"] == "succeeded":
-        released = download(client, lab["headers"], second["id"])
-        assert joint_sizes(released, held).min() >= 5
-    else:
-        assert second["failure_code"] == "linkable_with_held", second["failure"]
-        assert f"extract {first['id']}" in second["failure"]
-        refused = client.get(f"/extracts/{second['id']}/download", headers=lab["headers"])
-        assert refused.status_code == 409
+    # Alone, age is released in 5-year bands; joined with version 1, the search moves to
+    # 10-year bands, where only records absent from version 1 or too few must be suppressed.
+    assert second["status"] == "succeeded", second["failure"]
+    released = download(client, lab["headers"], second["id"])
+    assert joint_sizes(released, held).min() >= 5
+    manifest = client.get(f"/extracts/{second['id']}/manifest", headers=lab["headers"]).json()
+    assert manifest["linkage"]["held_releases"] == [f"extract {first['id']}"]
+    assert manifest["records_suppressed"] <= 0.05 * 400
     with app.state.sessionmaker() as session:
-        entries = session.scalars(select(MicrodataLedgerEntry)).all()
-        assert [e.extract_id for e in entries] == [uuid.UUID(first["id"])]
+        entries = session.scalars(
+            select(MicrodataLedgerEntry).order_by(MicrodataLedgerEntry.created_at)
+        ).all()
+        assert [e.extract_id for e in entries] == [uuid.UUID(first["id"]), uuid.UUID(second["id"])]
         classes = json.loads(entries[0].classes)
     # Only the released pseudonyms and class numbers: no value of the data.
     assert set(classes) == set(held["person_id"])
     assert all(isinstance(number, int) for number in classes.values())
     assert len(set(classes.values())) == len(held.groupby(["age", "departement"]))
+
+
+def test_a_version_no_node_protects_jointly_fails_naming_the_held_release(
+    client: TestClient,
+    admin: dict[str, str],
+    dataset: dict[str, Any],  # noqa: F811
+    make_partner: Callable[[str], dict[str, Any]],
+    app: FastAPI,
+) -> None:
+    lab = make_partner("Lab")
+    fine = {"protection": {"k": 2, "suppression_limit": 0.05}}
+    agreement = microdata_agreement(client, admin, lab["id"], dataset["id"], **fine)
+    first = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
+    assert first["status"] == "succeeded", first["failure"]
+    # Version 1's classes are small: no class of version 2 can hold 20 of one of them.
+    new_version(client, admin, agreement, **AGE_ONLY, protection={"k": 20})
+    second = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
+    assert second["status"] == "failed"
+    assert second["failure_code"] == "linkable_with_held", second["failure"]
+    assert f"extract {first['id']}" in second["failure"]
+    refused = client.get(f"/extracts/{second['id']}/download", headers=lab["headers"])
+    assert refused.status_code == 409
+    with app.state.sessionmaker() as session:
+        entries = session.scalars(select(MicrodataLedgerEntry)).all()
+        assert [e.extract_id for e in entries] == [uuid.UUID(first["id"])]
 
 
 def test_the_same_terms_again_pass_and_the_manifest_names_what_was_joined(
