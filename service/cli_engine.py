@@ -20,7 +20,15 @@ from policies.models import ExtractRequest, OutputFormat, Policy, load_hierarchi
 from policies.requests import build_plan, check_policy
 from service.cli_audit import audit
 from service.cli_microdata import anonymize
-from service.console import check_outputs, handled, stderr, write_atomically
+from service.console import (
+    LedgerOption,
+    PartnerOption,
+    check_outputs,
+    check_partner,
+    handled,
+    stderr,
+    write_atomically,
+)
 from service.secret_files import read_secret_file
 
 if TYPE_CHECKING:
@@ -176,13 +184,8 @@ def release_command(
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="where to write the manifest")
     ] = None,
-    ledger_file: Annotated[
-        Path | None,
-        typer.Option("--ledger", help="SQLite ledger of what each partner already holds"),
-    ] = None,
-    partner: Annotated[
-        str, typer.Option("--partner", help="who receives the release (ledger key)")
-    ] = "default",
+    ledger_file: LedgerOption = None,
+    partner: PartnerOption = "default",
     noise_secret_file: Annotated[
         Path | None,
         typer.Option(
@@ -204,8 +207,7 @@ def release_command(
                 "--noise-secret-file": noise_secret_file,
             },
         )
-        if not partner.strip():
-            raise InvalidRequest("the partner's name is blank", field="--partner")
+        check_partner(partner)
         policy = parse(Policy, read_document(policy_file))
         hierarchies = load_hierarchies(policy, policy_file.parent)
         check_policy(policy, hierarchies)

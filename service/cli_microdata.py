@@ -14,7 +14,14 @@ import typer
 import yaml
 
 from anonymization.errors import DataError, InvalidRequest, PartageError
-from service.console import check_outputs, fail, write_atomically
+from service.console import (
+    LedgerOption,
+    PartnerOption,
+    check_outputs,
+    check_partner,
+    fail,
+    write_atomically,
+)
 from service.secret_files import read_secret_file
 
 if TYPE_CHECKING:
@@ -134,13 +141,8 @@ def anonymize(
     delimiter: Annotated[
         str | None, typer.Option(help="CSV delimiter (sniffed if omitted).")
     ] = None,
-    ledger_file: Annotated[
-        Path | None,
-        typer.Option("--ledger", help="SQLite ledger of what each partner already holds"),
-    ] = None,
-    partner: Annotated[
-        str, typer.Option("--partner", help="who receives the release (ledger key)")
-    ] = "default",
+    ledger_file: LedgerOption = None,
+    partner: PartnerOption = "default",
 ) -> None:
     """Release DATA as k-anonymous (l-diverse, t-close) microdata under POLICY (in the shape
     shown in the README, or in the service's shape of a microdata agreement)."""
@@ -159,8 +161,7 @@ def anonymize(
                 "--ledger": ledger_file,
             },
         )
-        if not partner.strip():
-            raise InvalidRequest("the partner's name is blank", field="--partner")
+        check_partner(partner)
         if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
             detail = f"{delimiter!r} is not one character other than a quote or a line break"
             raise InvalidRequest(detail, field="--delimiter")

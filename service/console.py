@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,20 @@ from rich.markup import escape
 from anonymization.errors import InvalidRequest, PartageError
 
 stderr = Console(stderr=True, soft_wrap=True)
+
+# The options of the commands that record what a partner receives.
+LedgerOption = Annotated[
+    Path | None, typer.Option("--ledger", help="SQLite ledger of what each partner already holds")
+]
+PartnerOption = Annotated[
+    str, typer.Option("--partner", help="who receives the release (ledger key)")
+]
+
+
+def check_partner(partner: str) -> None:
+    """Refuse a blank partner name (the ledger's key)."""
+    if not partner.strip():
+        raise InvalidRequest("the partner's name is blank", field="--partner")
 
 
 def fail(error: PartageError) -> typer.Exit:

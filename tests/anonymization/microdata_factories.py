@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 from hypothesis import strategies as st
 
@@ -59,15 +61,20 @@ def table(drawn: list[tuple[int, str, str, str]]) -> pd.DataFrame:
 
 
 def policy(
-    protection: dict[str, object], metric: str = "loss", algorithm: str = "optimal"
+    protection: dict[str, object],
+    metric: str = "loss",
+    algorithm: str = "optimal",
+    quasi_identifiers: Sequence[str] = QUASI_IDENTIFIERS,
+    subject: str | None = None,
 ) -> MicrodataPolicy:
-    """A policy over the three quasi-identifiers with ``disease`` sensitive."""
+    """A policy over the quasi-identifiers (default: all three) with ``disease`` sensitive and
+    ``subject``, if given, pseudonymized."""
     return MicrodataPolicy.model_validate(
         {
-            "dataset": {"columns": {"disease": {"hierarchy": "disease"}}},
+            "dataset": {"subject": subject, "columns": {"disease": {"hierarchy": "disease"}}},
             "hierarchies": {name: f"{name}.csv" for name in HIERARCHIES},
             "release": {
-                "quasi_identifiers": {q: {"hierarchy": q} for q in QUASI_IDENTIFIERS},
+                "quasi_identifiers": {q: {"hierarchy": q} for q in quasi_identifiers},
                 "sensitive": ["disease"],
                 "protection": protection,
                 "metric": metric,

@@ -12,6 +12,7 @@ from anonymization.errors import PolicyViolation
 from anonymization.microdata import anonymize_microdata
 from anonymization.microdata.config import MicrodataPolicy
 from anonymization.microdata.linkage import HeldMicrodata, link_scope
+from tests.anonymization import microdata_factories as factories
 from tests.anonymization.microdata_factories import HIERARCHIES, QUASI_IDENTIFIERS, rows, table
 
 KEY = b"k" * 32
@@ -26,18 +27,7 @@ protections = st.fixed_dictionaries(
 
 def policy(qis: list[str], protection: dict[str, object], algorithm: str) -> MicrodataPolicy:
     """A policy over some quasi-identifiers with ``meter`` as the subject."""
-    return MicrodataPolicy.model_validate(
-        {
-            "dataset": {"subject": "meter"},
-            "hierarchies": {name: f"{name}.csv" for name in HIERARCHIES},
-            "release": {
-                "quasi_identifiers": {q: {"hierarchy": q} for q in qis},
-                "sensitive": ["disease"],
-                "protection": protection,
-                "algorithm": algorithm,
-            },
-        }
-    )
+    return factories.policy(protection, "loss", algorithm, qis, subject="meter")
 
 
 def held(result_classes: dict[str, int] | None, k: int, name: str) -> HeldMicrodata:

@@ -42,6 +42,21 @@ def new_version(
     assert updated.status_code == 200, updated.text
 
 
+def first_release(
+    client: TestClient,
+    admin: dict[str, str],
+    dataset: dict[str, Any],  # noqa: F811
+    make_partner: Callable[[str], dict[str, Any]],
+    **release: Any,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A lab, its microdata agreement and the first release under it."""
+    lab = make_partner("Lab")
+    agreement = microdata_agreement(client, admin, lab["id"], dataset["id"], **release)
+    first = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
+    assert first["status"] == "succeeded", first["failure"]
+    return lab, agreement, first
+
+
 def test_a_new_version_cannot_be_joined_by_pseudonym_to_break_k(
     client: TestClient,
     admin: dict[str, str],
@@ -49,10 +64,7 @@ def test_a_new_version_cannot_be_joined_by_pseudonym_to_break_k(
     make_partner: Callable[[str], dict[str, Any]],
     app: FastAPI,
 ) -> None:
-    lab = make_partner("Lab")
-    agreement = microdata_agreement(client, admin, lab["id"], dataset["id"])
-    first = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
-    assert first["status"] == "succeeded", first["failure"]
+    lab, agreement, first = first_release(client, admin, dataset, make_partner)
     held = download(client, lab["headers"], first["id"])
 
     new_version(client, admin, agreement, **AGE_ONLY)
@@ -84,11 +96,8 @@ def test_a_version_no_node_protects_jointly_fails_naming_the_held_release(
     make_partner: Callable[[str], dict[str, Any]],
     app: FastAPI,
 ) -> None:
-    lab = make_partner("Lab")
     fine = {"protection": {"k": 2, "suppression_limit": 0.05}}
-    agreement = microdata_agreement(client, admin, lab["id"], dataset["id"], **fine)
-    first = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
-    assert first["status"] == "succeeded", first["failure"]
+    lab, agreement, first = first_release(client, admin, dataset, make_partner, **fine)
     # Version 1's classes are small: no class of version 2 can hold 20 of one of them.
     new_version(client, admin, agreement, **AGE_ONLY, protection={"k": 20})
     second = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
@@ -108,9 +117,7 @@ def test_the_same_terms_again_pass_and_the_manifest_names_what_was_joined(
     dataset: dict[str, Any],  # noqa: F811
     make_partner: Callable[[str], dict[str, Any]],
 ) -> None:
-    lab = make_partner("Lab")
-    agreement = microdata_agreement(client, admin, lab["id"], dataset["id"])
-    first = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
+    lab, agreement, first = first_release(client, admin, dataset, make_partner)
     again = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
     assert again["status"] == "succeeded", again["failure"]
     manifest = client.get(f"/extracts/{again['id']}/manifest", headers=lab["headers"]).json()
