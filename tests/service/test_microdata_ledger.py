@@ -70,12 +70,13 @@ def test_a_new_version_cannot_be_joined_by_pseudonym_to_break_k(
     new_version(client, admin, agreement, **AGE_ONLY)
     second = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
     # Alone, age is released in 5-year bands; joined with version 1, the search moves to
-    # 10-year bands, where only records absent from version 1 or too few must be suppressed.
+    # 20-year bands, where every joint class holds.
     assert second["status"] == "succeeded", second["failure"]
     released = download(client, lab["headers"], second["id"])
     assert joint_sizes(released, held).min() >= 5
     manifest = client.get(f"/extracts/{second['id']}/manifest", headers=lab["headers"]).json()
     assert manifest["linkage"]["held_releases"] == [f"extract {first['id']}"]
+    assert manifest["node"] == {"age": "band20"}
     assert manifest["records_suppressed"] <= 0.05 * 400
     with app.state.sessionmaker() as session:
         entries = session.scalars(
