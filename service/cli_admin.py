@@ -45,7 +45,15 @@ def serve(
 
     current = settings()
     migrate(current)
-    uvicorn.run(create_app(current), host=host or current.host, port=port or current.port)
+    # The client's address is the TCP peer's: uvicorn would otherwise take X-Forwarded-For (and
+    # X-Forwarded-Proto) from any peer on 127.0.0.1, so a client on the host, or one whose
+    # headers a local proxy passes on, would pick the address the token limits count.
+    uvicorn.run(
+        create_app(current),
+        host=host or current.host,
+        port=port or current.port,
+        proxy_headers=False,
+    )
 
 
 @db_app.command("upgrade")

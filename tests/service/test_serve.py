@@ -1,0 +1,51 @@
+"""``partage serve`` as uvicorn runs it: the client's address is the TCP peer's, whatever
+headers the client sends (the token endpoint's limits count per address)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from service.cli import app
+from tests.service.test_cli_admin import environment
+
+__all__ = ["environment"]
+
+
+def test_forwarded_headers_from_a_loopback_peer_do_not_pick_the_address(
+    environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARTAGE_TOKEN_ATTEMPTS_BURST", "3")
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda asgi, **options: served.update(asgi=asgi, **options))
+    result = CliRunner().invoke(app, ["serve", "--port", "8799"])
+    assert result.exit_code == 0, result.output
+    config = uvicorn.Config(served.pop("asgi"), **served)
+    config.load()
+
+    async def attempts() -> list[int]:
+        # The peer is on the host (a local reverse proxy, or a client on the machine).
+        transport = httpx.ASGITransport(app=config.loaded_app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8799") as http:
+            return [
+                (
+                    await http.post(
+                        "/oauth/token",
+                        data={
+                            "grant_type": "client_credentials",
+                            "client_id": "x",
+                            "client_secret": "y",
+                        },
+                        headers={"X-Forwarded-For": f"10.0.0.{i}", "X-Forwarded-Proto": "https"},
+                    )
+                ).status_code
+                for i in range(5)
+            ]
+
+    assert asyncio.run(attempts()) == [401, 401, 401, 429, 429]
