@@ -25,6 +25,7 @@ from service.datasets import service as datasets
 from service.datasets.models import Dataset
 from service.extracts import files
 from service.keys import NextStorageKeys, SigningKeys, StorageKeys, write_private_json
+from service.serving import only_server
 from service.storage import EncryptedStore, StorageError
 
 console = Console()
@@ -48,12 +49,13 @@ def serve(
     # The client's address is the TCP peer's: uvicorn would otherwise take X-Forwarded-For (and
     # X-Forwarded-Proto) from any peer on 127.0.0.1, so a client on the host, or one whose
     # headers a local proxy passes on, would pick the address the token limits count.
-    uvicorn.run(
-        create_app(current),
-        host=host or current.host,
-        port=port or current.port,
-        proxy_headers=False,
-    )
+    with only_server(current.database_url):
+        uvicorn.run(
+            create_app(current),
+            host=host or current.host,
+            port=port or current.port,
+            proxy_headers=False,
+        )
 
 
 @db_app.command("upgrade")

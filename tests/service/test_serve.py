@@ -13,6 +13,8 @@ import uvicorn
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.config import get_settings
+from service.serving import only_server
 from tests.service.test_cli_admin import environment
 
 __all__ = ["environment"]
@@ -49,3 +51,27 @@ def test_forwarded_headers_from_a_loopback_peer_do_not_pick_the_address(
             ]
 
     assert asyncio.run(attempts()) == [401, 401, 401, 429, 429]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_second_server_on_one_database_is_refused(
+    environment: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Each server takes the running jobs it does not run as interrupted: a second one on the
+    same database would requeue (and delete the files of) the first one's jobs every poll."""
+    url = (
+        f"sqlite:///{environment / 'cli.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgresql_url")
+    )
+    monkeypatch.setenv("PARTAGE_DATABASE_URL", url)
+    get_settings.cache_clear()
+    served: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda asgi, **options: served.append(options["port"]))
+    with only_server(url):  # the first server
+        second = CliRunner().invoke(app, ["serve", "--port", "8798"])
+    assert second.exit_code == 2, second.output
+    assert "another `partage serve`" in second.output and "PARTAGE_DATABASE_URL" in second.output
+    assert served == []
+    assert CliRunner().invoke(app, ["serve", "--port", "8798"]).exit_code == 0  # once it stopped
+    assert served == [8798]
