@@ -9,6 +9,7 @@ the one in the file, then moves the file to it; verification checks the chain ho
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from service.db import utcnow
 from service.keys import write_private_json
 
 FILE_NAME = "audit-head.json"
+SEQ_MAX = 2**31 - 1  # the sequence column's range (INTEGER on PostgreSQL)
+DIGEST = re.compile("[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,16 @@ def read(path: Path) -> SignedHead | None:
         return None
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        head = SignedHead(int(document["seq"]), str(document["hash"]))
+        seq, digest = document["seq"], document["hash"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise AnchorError(f"{path} does not hold the last signed head: {error}") from None
-    if head.seq < 1:
-        raise AnchorError(f"{path} does not hold the last signed head: seq {head.seq}")
-    return head
+    # Read exactly as written: a float, a boolean or a text is no sequence number (int() would
+    # make 2.5 entry 2, true entry 1, and fail on 1e999), a digest is 64 hex digits.
+    if type(seq) is not int or not 1 <= seq <= SEQ_MAX:
+        raise AnchorError(f"{path} does not hold the last signed head: seq {seq!r}")
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+        raise AnchorError(f"{path} does not hold the last signed head: hash {digest!r}")
+    return SignedHead(seq, digest)
 
 
 def write(path: Path, head: SignedHead, signature: dict[str, str]) -> None:

@@ -268,22 +268,44 @@ def test_the_head_signed_last_moves_with_each_signature(app: FastAPI, settings: 
     assert (report.intact, report.signatures) == (True, 2)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        '{"seq": 1e999, "hash": "%s"}' % ("ab" * 32),
+        '{"seq": 2.5, "hash": "%s"}' % ("ab" * 32),
+        '{"seq": true, "hash": "%s"}' % ("ab" * 32),
+        '{"seq": "3", "hash": "%s"}' % ("ab" * 32),
+        '{"seq": 3, "hash": 7}',
+        '{"seq": 3, "hash": "not a digest"}',
+        '{"seq": 99999999999999999999999, "hash": "%s"}' % ("ab" * 32),
+        "[1]",
+    ],
+)
 def test_an_unreadable_signed_head_file_is_reported_and_not_overwritten(
-    app: FastAPI, settings: Settings
+    app: FastAPI,
+    settings: Settings,
+    client: TestClient,
+    admin: dict[str, str],
+    content: str,
 ) -> None:
+    """What is not a sequence number (a JSON integer of the database's range) and a SHA-256 in
+    hex is no signed head: reported, never a 500 or a traceback, never read as another head."""
     _chain(app)
-    assert _sign(app) == len(DETAILS)
+    assert _sign(app) is not None
     path = settings.keys_dir / "audit-head.json"
-    path.write_text("{not json")
+    path.write_text(content)
     report = _report(app)
     assert (report.intact, report.broken_at) == (False, None)
     assert str(path) in str(report.problem)
+    answer = client.get("/audit/verify", headers=admin)
+    assert answer.status_code == 200 and answer.json()["intact"] is False, answer.text
     with app.state.sessionmaker() as session:
         audit.append(session, "service", "test.append", "thing:later")
         session.commit()
     with pytest.raises(audit.ChainBroken, match="does not hold the last signed head"):
         _sign(app)
-    assert path.read_text() == "{not json"
+    assert path.read_text() == content
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
