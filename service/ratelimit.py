@@ -9,6 +9,7 @@ that client out; the per-address cap bounds what one address can make the server
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -16,6 +17,7 @@ import time
 # Buckets are forgotten once full again, checked every this many takes (bounds the memory an
 # attacker inventing client ids can fill).
 PRUNE_EVERY = 1024
+IPV6_PREFIX = 64
 
 
 class RateLimiter:
@@ -79,6 +81,7 @@ class TokenAttempts:
     def admit(self, client_id: str, address: str) -> tuple[int, str | None]:
         """Seconds to wait (0: go on) and the field the limit names (``client_id`` for
         failures on that id, None for the address's overall cap)."""
+        address = requester(address)
         wait = self.attempts.take(address)
         if wait:
             return wait, None
@@ -87,7 +90,22 @@ class TokenAttempts:
 
     def succeeded(self, client_id: str, address: str) -> None:
         """The client authenticated: its attempt was no failure."""
-        self.failures.give_back(_pair(client_id, address))
+        self.failures.give_back(_pair(client_id, requester(address)))
+
+
+def requester(address: str) -> str:
+    """What the token limits count as one address: an IPv4 address (also when written as an
+    IPv4-mapped IPv6 one), or an IPv6 address's /64, the block a single host or site is given
+    (counting each of its 2^64 addresses apart would let one machine pass every limit)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, IPV6_PREFIX), strict=False))
+    return str(parsed)
 
 
 def _pair(client_id: str, address: str) -> str:

@@ -148,3 +148,31 @@ def test_no_sequence_of_attempts_runs_more_checks_than_the_limits(
     assert all(count <= failures for count in failed.values())
     admitted = limits.admit("legit", "home") == (0, None)
     assert admitted == (checks["home"] < burst)
+
+
+def test_one_ipv6_host_changing_its_address_within_its_64_is_one_address(
+    app: FastAPI, argon2_runs: Counter[str], from_address: dict[tuple[str, int], TestClient]
+) -> None:
+    """A host given a /64 picks any of 2^64 source addresses: counted apart, each got a fresh
+    burst and the cap bounded nothing."""
+    app.state.token_attempts = TokenAttempts(0.01, 5, failures_per_minute=1000, failures_burst=1000)
+    statuses = [
+        from_address[(f"2001:db8:0:7::{i:x}", 4000)]
+        .post("/oauth/token", data=form("ptg_made_up", "x"))
+        .status_code
+        for i in range(1, 12)
+    ]
+    assert statuses == [401] * 5 + [429] * 6
+    assert argon2_runs["argon2"] == 5
+    # Another /64, and the IPv4-mapped form of an IPv4 address, are counted as what they are.
+    assert (
+        from_address[("2001:db8:0:8::1", 4000)]
+        .post("/oauth/token", data=form("ptg_made_up", "x"))
+        .status_code
+        == 401
+    )
+    mapped = [
+        from_address[(host, 4000)].post("/oauth/token", data=form("ptg_made_up", "x")).status_code
+        for host in ["::ffff:198.51.100.9"] * 3 + ["198.51.100.9"] * 3
+    ]
+    assert mapped == [401] * 5 + [429]
