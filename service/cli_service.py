@@ -15,7 +15,7 @@ from anonymization.errors import InvalidRequest
 from service.audit import service as audit
 from service.cli_environment import service_command, sessions, settings
 from service.config import Settings
-from service.extracts import jobs
+from service.extracts import jobs, upkeep
 from service.extracts.manifest import verify_release
 from service.keys import SigningKeys, StorageKeys
 from service.signatures import SignatureError
@@ -125,7 +125,7 @@ def audit_verify() -> None:
 @service_command
 def audit_sign() -> None:
     """Sign the chain's current head with the service's signing key."""
-    seq = jobs.sign_audit_head(_runtime(settings()))
+    seq = upkeep.sign_audit_head(_runtime(settings()))
     console.print(f"signed the head at entry {seq}" if seq else "the head is already signed")
 
 
@@ -133,7 +133,7 @@ def audit_sign() -> None:
 @service_command
 def releases_expire() -> None:
     """Expire releases past their retention now (files deleted, records kept)."""
-    count = jobs.expire_due(_runtime(settings()))
+    count = upkeep.expire_due(_runtime(settings()))
     console.print(f"{count} release(s) expired")
 
 

@@ -4,9 +4,8 @@ A worker claims a queued row (``running``, one more attempt), computes the relea
 transaction, writes every format encrypted (fsynced, renamed into place), then commits the row
 as ``succeeded`` together with its audit event. Until that commit nothing is downloadable, and
 the files' data keys exist only in that commit, so a crash in between leaves nothing readable.
-On start, rows left ``running`` by a crash are queued again, or failed once out of attempts;
-while the service runs, so are rows left ``running`` by a job that could not record its outcome.
-The same loop expires releases past their retention and signs the audit log's head.
+What happens to the rows between jobs (claiming, recovery after a crash, expiry) is in
+:mod:`service.extracts.upkeep`.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from anonymization.errors import AuditFailure, PartageError, PolicyViolation
@@ -40,7 +39,7 @@ from service.datasets.models import Dataset
 from service.datasets.reading import release_source
 from service.db import utcnow
 from service.extracts import files, manifest, microdata
-from service.extracts.models import EXPIRED, FAILED, QUEUED, RUNNING, SUCCEEDED, Extract
+from service.extracts.models import FAILED, QUEUED, RUNNING, SUCCEEDED, Extract
 from service.extracts.service import Context, context
 from service.keys import SigningKeys
 from service.ledger import service as ledger
@@ -80,64 +79,6 @@ class Produced:
     dataset: str
     held: int
     counts: dict[str, Any]
-
-
-def claim(runtime: Runtime, limit: int) -> list[uuid.UUID]:
-    """Mark up to ``limit`` queued extracts running (oldest first) and return their ids.
-
-    One job per partner at a time: each release is protected against every release the partner
-    already holds, so two of its releases must not be protected without each other.
-    """
-    claimed: list[uuid.UUID] = []
-    with runtime.sessions() as session:
-        busy = set(session.scalars(select(Extract.partner_id).where(Extract.status == RUNNING)))
-        queued = session.execute(
-            select(Extract.id, Extract.partner_id)
-            .where(Extract.status == QUEUED)
-            .order_by(Extract.created_at)
-        ).all()
-        for extract_id, partner_id in queued:
-            if len(claimed) >= limit or partner_id in busy:
-                continue
-            taken = session.execute(
-                update(Extract)
-                .where(Extract.id == extract_id, Extract.status == QUEUED)
-                .values(
-                    status=RUNNING,
-                    progress="starting",
-                    attempts=Extract.attempts + 1,
-                    started_at=utcnow(),
-                )
-            )
-            if taken.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append(extract_id)
-                busy.add(partner_id)
-        session.commit()
-    return claimed
-
-
-def recover(
-    runtime: Runtime,
-    running: frozenset[uuid.UUID] = frozenset(),
-    cause: str = "the service stopped during the job",
-) -> tuple[int, int]:
-    """Queue again the jobs left running that are not in ``running`` (by a crash, or by a job
-    whose outcome could not be recorded), or fail those out of attempts."""
-    requeued = failed = 0
-    with runtime.sessions() as session:
-        interrupted = session.scalars(
-            select(Extract).where(Extract.status == RUNNING, Extract.id.not_in(running))
-        ).all()
-        for extract in interrupted:
-            files.delete(runtime.store, extract.id)
-            if extract.attempts < runtime.settings.job_attempts:
-                extract.status, extract.progress = QUEUED, "queued again after an interruption"
-                requeued += 1
-            else:
-                _mark_failed(session, extract, "interrupted", cause)
-                failed += 1
-        session.commit()
-    return requeued, failed
 
 
 def _progress(runtime: Runtime, extract_id: uuid.UUID, step: str) -> None:
@@ -375,7 +316,7 @@ def _partner_detail(error: PartageError) -> str:
     return error.detail
 
 
-def _mark_failed(
+def mark_failed(
     session: Session, extract: Extract, code: str, detail: str, logged: str | None = None
 ) -> None:
     """Fail the job: ``detail`` for the partner, ``logged`` (default: the same) in the audit log."""
@@ -400,7 +341,7 @@ def _fail(
         extract = session.get(Extract, extract_id)
         if extract is None or extract.status != RUNNING:
             return
-        _mark_failed(session, extract, code, detail, logged)
+        mark_failed(session, extract, code, detail, logged)
         session.commit()
     files.delete(runtime.store, extract_id)
 
@@ -437,32 +378,3 @@ def run_job(runtime: Runtime, extract_id: uuid.UUID) -> None:
     except Exception:
         log.exception("extract %s failed", extract_id)
         _fail(runtime, extract_id, "internal", "the release failed on an internal error")
-
-
-def expire_due(runtime: Runtime, now: datetime.datetime | None = None) -> int:
-    """Expire releases past their retention: record kept, keys dropped, files deleted (and
-    those an earlier sweep or a failed job could not delete)."""
-    now = now or utcnow()
-    with runtime.sessions() as session:
-        due = session.scalars(
-            select(Extract).where(Extract.status == SUCCEEDED, Extract.expires_at <= now)
-        ).all()
-        for extract in due:
-            extract.status, extract.progress = EXPIRED, "expired"
-            files.forget_keys(extract)
-            audit.append(session, SERVICE, "release.expired", f"extract:{extract.id}")
-        session.commit()
-        expired = [extract.id for extract in due]
-    for extract_id in expired:
-        files.delete(runtime.store, extract_id)
-    with runtime.sessions() as session:
-        files.sweep(session, runtime.store)
-    return len(expired)
-
-
-def sign_audit_head(runtime: Runtime) -> int | None:
-    """Sign the audit log's head if it moved; the sequence signed."""
-    with runtime.sessions() as session:
-        signed = audit.sign_head(session, runtime.keys)
-        session.commit()
-    return signed.seq if signed else None

@@ -11,7 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from service.audit.service import ChainBroken
-from service.extracts import jobs
+from service.extracts import jobs, upkeep
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class WorkerPool:
 
     def start(self) -> None:
         """Recover jobs a crash interrupted, then start dispatching."""
-        requeued, failed = jobs.recover(self.runtime)
+        requeued, failed = upkeep.recover(self.runtime)
         if requeued or failed:
             log.warning("interrupted jobs: %d queued again, %d failed", requeued, failed)
         self.executor = ThreadPoolExecutor(
@@ -62,11 +62,11 @@ class WorkerPool:
                 self._dispatch()
                 now = time.monotonic()
                 if now >= next_expiry:
-                    jobs.expire_due(self.runtime)
+                    upkeep.expire_due(self.runtime)
                     next_expiry = now + settings.expiry_sweep_seconds
                 if now >= next_signature:
                     next_signature = now + settings.audit_sign_seconds
-                    jobs.sign_audit_head(self.runtime)
+                    upkeep.sign_audit_head(self.runtime)
             except ChainBroken as error:
                 log.error("the audit log's head is not signed: %s", error.detail)
             except Exception:
@@ -80,10 +80,10 @@ class WorkerPool:
             running = frozenset(self.in_flight)
         # A row running that no thread of this process runs (jobs are claimed in this thread,
         # and a job leaves ``in_flight`` once it ends) is a job whose outcome was not recorded.
-        jobs.recover(self.runtime, running, "the job ended without recording its outcome")
+        upkeep.recover(self.runtime, running, "the job ended without recording its outcome")
         if free <= 0 or self.executor is None:
             return
-        for extract_id in jobs.claim(self.runtime, free):
+        for extract_id in upkeep.claim(self.runtime, free):
             with self.lock:
                 self.in_flight.add(extract_id)
             self.executor.submit(self._run, extract_id)

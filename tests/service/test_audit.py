@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from service.audit import service as audit
 from service.cli import app as cli
 from service.config import Settings
-from service.extracts import jobs
+from service.extracts import jobs, upkeep
 from tests.service.journey import REQUEST, make_agreement, request_and_wait, wait_for
 
 
@@ -125,7 +125,7 @@ def test_removed_entries_and_forged_head_signature_are_found(
     app: FastAPI, client: TestClient, admin: dict[str, str], journey: dict[str, Any]
 ) -> None:
     runtime = app.state.pool.runtime
-    signed = jobs.sign_audit_head(runtime)
+    signed = upkeep.sign_audit_head(runtime)
     assert signed is not None
     with app.state.engine.begin() as connection:
         connection.execute(

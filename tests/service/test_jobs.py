@@ -22,7 +22,7 @@ from service.app import create_app
 from service.cli import app as cli
 from service.config import Settings, get_settings
 from service.db import utcnow
-from service.extracts import files, jobs
+from service.extracts import files, jobs, upkeep
 from service.extracts.models import Extract
 from tests.service.journey import REQUEST, make_agreement, request_and_wait, wait_for
 
@@ -52,7 +52,7 @@ def _crash_before_commit(
 
     monkeypatch.setattr(jobs, "commit_release", crash)
     # The process is dead: its worker loop does not see the job end either.
-    monkeypatch.setattr(jobs, "recover", lambda *args: (0, 0))
+    monkeypatch.setattr(upkeep, "recover", lambda *args: (0, 0))
     url = f"/agreements/{setup['agreement_id']}/extracts"
     extract_id: str = client.post(url, json=REQUEST, headers=setup["headers"]).json()["id"]
     deadline = time.monotonic() + 10
@@ -218,7 +218,7 @@ def test_a_job_whose_failure_cannot_be_recorded_is_not_left_running(
     moment): the row stayed `running` until the service restarted, and as one job per partner
     runs at a time, the partner got nothing more. The worker loop now takes it as interrupted:
     queued again, and the next attempt releases."""
-    faults = {"commit_release": 1, "_mark_failed": 1}
+    faults = {"commit_release": 1, "mark_failed": 1}
 
     def failing_once(name: str) -> Any:
         real = getattr(jobs, name)
@@ -234,7 +234,7 @@ def test_a_job_whose_failure_cannot_be_recorded_is_not_left_running(
     for name in faults:
         monkeypatch.setattr(jobs, name, failing_once(name))
     done = request_and_wait(client, setup["headers"], setup["agreement_id"], REQUEST)
-    assert faults == {"commit_release": 0, "_mark_failed": 0}
+    assert faults == {"commit_release": 0, "mark_failed": 0}
     assert (done["status"], done["attempts"]) == ("succeeded", 2), done
 
 
@@ -289,7 +289,7 @@ def test_a_download_racing_the_expiry_is_410_and_a_broken_file_a_json_error(
     read = files.read
 
     def expired_meanwhile(*args: Any) -> bytes:
-        jobs.expire_due(app.state.pool.runtime, utcnow() + datetime.timedelta(days=31))
+        upkeep.expire_due(app.state.pool.runtime, utcnow() + datetime.timedelta(days=31))
         return read(*args)
 
     monkeypatch.setattr(files, "read", expired_meanwhile)
@@ -337,10 +337,10 @@ def test_release_files_left_by_an_interrupted_expiry_are_deleted_by_the_next_swe
 
     monkeypatch.setattr(files, "delete", crash)
     with pytest.raises(OSError):
-        jobs.expire_due(app.state.pool.runtime, later)
+        upkeep.expire_due(app.state.pool.runtime, later)
     monkeypatch.undo()
     assert len(_release_files(settings, done["id"])) == 3
-    assert jobs.expire_due(app.state.pool.runtime, later) == 0
+    assert upkeep.expire_due(app.state.pool.runtime, later) == 0
     assert _release_files(settings, done["id"]) == []
     assert len(_release_files(settings, live["id"])) == 3
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.db import utcnow
-from service.extracts import jobs
+from service.extracts import upkeep
 from service.ratelimit import RateLimiter
 from tests.service.journey import REQUEST, make_agreement, request_and_wait
 
@@ -92,7 +92,7 @@ def test_a_replay_after_expiry_returns_the_expired_extract_without_counting(
     headers = {**partner["headers"], "Idempotency-Key": "summer"}
     first = client.post(url, json=REQUEST, headers=headers).json()
     assert request_and_wait(client, partner["headers"], partner["agreement_id"], REQUEST)
-    jobs.expire_due(app.state.pool.runtime, utcnow() + datetime.timedelta(days=31))
+    upkeep.expire_due(app.state.pool.runtime, utcnow() + datetime.timedelta(days=31))
     replayed = client.post(url, json=REQUEST, headers=headers)
     assert (replayed.status_code, replayed.json()["id"]) == (202, first["id"])
     assert replayed.json()["status"] == "expired"
