@@ -83,6 +83,44 @@ def failing_records(
     return failing
 
 
+def absent_failing(
+    table: Microtable,
+    pseudonyms: Sequence[str],
+    kept: Mask,
+    held: Sequence[HeldMicrodata],
+    protection: ProtectionSpec,
+) -> Mask:
+    """The kept records to suppress so that the held records this release leaves out do not
+    sit, by their absence, in a joint class that fails ``protection``.
+
+    A subject of a held release that is absent from this one (suppressed, or not in the data)
+    is the joint class of its held classes and "absent": the partner sees it. Where such a
+    group has fewer than k subjects (or, among those in the data, fails l-diversity or
+    t-closeness), every kept record with the same held classes is suppressed too, so that the
+    group becomes the held releases' own joint class, protected when those were released."""
+    universe = sorted(set().union(*(h.classes for h in held)))
+    failing = np.zeros(len(kept), dtype=np.bool_)
+    if not universe:
+        return failing
+    columns = held_codes(universe, held)
+    group, count = group_ids(columns, [int(c.max()) + 1 for c in columns])
+    of_pseudonym = dict(zip(universe, group.tolist(), strict=True))
+    record_group = np.fromiter(
+        (of_pseudonym.get(p, -1) for p in pseudonyms), dtype=np.int64, count=len(pseudonyms)
+    )
+    shown = set(np.asarray(pseudonyms, dtype=object)[kept].tolist())
+    released = np.fromiter((p in shown for p in universe), dtype=np.bool_, count=len(universe))
+    absent = np.bincount(group[~released], minlength=count)
+    bad = (absent > 0) & (absent < protection.k)
+    left_out = (record_group >= 0) & ~kept
+    if protection.l is not None or protection.t is not None:
+        diversity = protection.model_copy(update={"k": 1})
+        codes = held_codes(pseudonyms, held)
+        bad[record_group[failing_records(table, codes, left_out, diversity)]] = True
+    failing[(record_group >= 0) & kept] = bad[record_group[(record_group >= 0) & kept]]
+    return failing
+
+
 def refuse_linkable(held: Sequence[HeldMicrodata], reason: str) -> PolicyViolation:
     """The refusal of a release that cannot be protected joined with the held ones."""
     names = ", ".join(h.name for h in held)

@@ -30,6 +30,7 @@ from anonymization.microdata.encoding import encode_table as encode
 from anonymization.microdata.lattice import LatticeSearch
 from anonymization.microdata.linkage import (
     HeldMicrodata,
+    absent_failing,
     failing_records,
     held_codes,
     joint_protection,
@@ -339,7 +340,9 @@ def _joint(
     protection are suppressed too (Mondrian's, or none after the search); refused past the
     suppression limit."""
     groups = [record_class, *held_codes(pseudonyms, held)]
-    linked = failing_records(table, groups, kept, joint_protection(protection, held))
+    joint = joint_protection(protection, held)
+    linked = failing_records(table, groups, kept, joint)
+    linked |= absent_failing(table, pseudonyms, kept & ~linked, held, joint)
     count, suppressed = int(linked.sum()), int((~kept).sum())
     limit = protection.suppressible(table.records)
     if count and count + suppressed > limit:

@@ -113,3 +113,71 @@ def test_the_search_moves_to_a_node_the_join_tells_less_at() -> None:
     assert joined.manifest["node_levels"] != alone.manifest["node_levels"]
     groups = joined.table.merge(one.table[["meter", "age"]], on="meter", suffixes=("", " held"))
     assert groups.groupby(["age", "letter", "age held"]).size().min() >= 8
+
+
+def outer_join(releases: list[tuple[pd.DataFrame, list[str]]]) -> pd.DataFrame:
+    """The partner's join of everything held: each subject of any release with its released
+    values in each one, or its absence from it."""
+    frames = [
+        frame[["meter", *qis]].rename(columns={q: f"{i} {q}" for q in qis})
+        for i, (frame, qis) in enumerate(releases)
+    ]
+    joined_all = frames[0]
+    for frame in frames[1:]:
+        joined_all = joined_all.merge(frame, on="meter", how="outer")
+    return joined_all.fillna(ABSENT)
+
+
+def test_a_held_record_left_out_is_not_singled_out_by_its_absence() -> None:
+    # Held: letter only, the 11 records one class. New: age alone would suppress the one
+    # record of age 7, the only held pseudonym then missing: its cancer would be known.
+    data = table(
+        [(0, "a", "0", "flu")] * 5 + [(2, "a", "0", "cold")] * 5 + [(7, "a", "0", "cancer")]
+    )
+    one = anonymize_microdata(data, policy(["letter"], {"k": 5}, "optimal"), HIERARCHIES, KEY, [])
+    terms = policy(["age"], {"k": 5, "suppression_limit": 0.1}, "optimal")
+    try:
+        two = anonymize_microdata(data, terms, HIERARCHIES, KEY, [held(one.classes, 5, "1")])
+    except PolicyViolation as refused:
+        assert refused.code == "linkable_with_held"
+        return
+    absent = outer_join([(one.table, ["letter"]), (two.table, ["age"])])
+    assert absent.groupby(["0 letter", "1 age"]).size().min() >= 5
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    drawn=rows,
+    terms=st.lists(
+        st.tuples(qi_subsets, protections, st.sampled_from(["optimal", "mondrian"])),
+        min_size=3,
+        max_size=4,
+    ),
+)
+def test_no_joint_class_below_k_whatever_the_releases_held_and_left_out(drawn, terms) -> None:
+    data = table(drawn)
+    releases: list[tuple[pd.DataFrame, list[str]]] = []
+    holding: list[HeldMicrodata] = []
+    for number, (qis, protection, algorithm) in enumerate(terms):
+        try:
+            made = anonymize_microdata(
+                data, policy(qis, protection, algorithm), HIERARCHIES, KEY, list(holding)
+            )
+        except PolicyViolation as refused:
+            assert refused.code in {"no_solution", "linkable_with_held"}
+            continue
+        releases.append((made.table, list(qis)))
+        holding.append(held(made.classes, int(protection["k"]), str(number)))
+    assume(len(releases) >= 2)
+    everything = outer_join(releases)
+    ks = [h.k for h in holding]
+    present = pd.DataFrame(
+        {i: everything[f"{i} {qis[0]}"] != ABSENT for i, (_, qis) in enumerate(releases)}
+    )
+    everything["k"] = present.apply(
+        lambda row: max(k for k, p in zip(ks, row, strict=True) if p), axis=1
+    )
+    columns = [f"{i} {q}" for i, (_, qis) in enumerate(releases) for q in qis]
+    groups = everything.groupby(columns)
+    small = groups.size() < groups["k"].max()
+    assert not small.any(), groups.size()[small]
