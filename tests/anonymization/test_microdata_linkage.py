@@ -3,6 +3,7 @@ its join with a new release has no released joint class below k (nor failing l-d
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -181,3 +182,47 @@ def test_no_joint_class_below_k_whatever_the_releases_held_and_left_out(drawn, t
     groups = everything.groupby(columns)
     small = groups.size() < groups["k"].max()
     assert not small.any(), groups.size()[small]
+
+
+def entropy_l(values: pd.Series) -> float:
+    """The entropy l of a class's sensitive values: exp of their entropy."""
+    shares = values.value_counts(normalize=True).to_numpy()
+    return float(np.exp(-(shares * np.log(shares)).sum()))
+
+
+def equal_distance(values: pd.Series, overall: pd.Series) -> float:
+    """t-closeness's equal distance: half the L1 distance to the whole input's distribution."""
+    here = values.value_counts(normalize=True)
+    return float(0.5 * here.sub(overall, fill_value=0.0).abs().sum())
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    drawn=rows,
+    first=st.tuples(qi_subsets, factories.protections, st.sampled_from(["optimal", "mondrian"])),
+    l_or_t=st.sampled_from(
+        [{"l": {"kind": "entropy", "l": 2}}, {"t": {"max": 0.4, "distance": "equal"}}]
+    ),
+    second_qis=qi_subsets,
+    k=st.integers(2, 3),
+)
+def test_joint_classes_keep_entropy_l_and_t_closeness(drawn, first, l_or_t, second_qis, k) -> None:
+    data = table(drawn)
+    try:
+        one = anonymize_microdata(data, policy(*first), HIERARCHIES, KEY, [])
+    except PolicyViolation:
+        assume(False)
+    terms = policy(second_qis, {"k": k, "suppression_limit": 0.3, **l_or_t}, "optimal")
+    held_one = held(one.classes, int(first[1]["k"]), "1")
+    try:
+        two = anonymize_microdata(data, terms, HIERARCHIES, KEY, [held_one])
+    except PolicyViolation as refused:
+        assert refused.code in {"no_solution", "linkable_with_held"}
+        return
+    assume(len(two.table))
+    overall = data["disease"].value_counts(normalize=True)
+    for _, members in joined(two.table, one.table, second_qis, list(first[0])):
+        if "l" in l_or_t:
+            assert entropy_l(members["disease"]) >= 2 - 1e-9
+        else:
+            assert equal_distance(members["disease"], overall) <= 0.4 + 1e-9
