@@ -213,9 +213,24 @@ class SQLiteLedger:
             for row in rows
         ]
 
-    def record_microdata(self, partner: str, release: HeldMicrodata) -> None:
-        """Remember that the partner received the microdata ``release`` (one transaction)."""
+    def record_microdata(self, partner: str, release: HeldMicrodata, read: int) -> None:
+        """Remember that the partner received the microdata ``release``, protected against the
+        ``read`` releases it held under the same key: one transaction, refused (nothing
+        recorded) if another release under that key was recorded since they were read."""
         with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            (count,) = con.execute(
+                "SELECT count(*) FROM microdata_releases WHERE partner = ? AND scope = ?",
+                (partner, release.scope),
+            ).fetchone()
+            if count != read:
+                raise DataError(
+                    f"another microdata release to {partner!r} under the same pseudonym key "
+                    f"was recorded in {self.path} meanwhile (this one was protected without "
+                    "it): nothing was written; run this one again",
+                    field="ledger",
+                    code="ledger_changed",
+                )
             con.execute(
                 "INSERT INTO microdata_releases (partner, dataset, scope, k, classes) "
                 "VALUES (?, ?, ?, ?, ?)",

@@ -111,15 +111,17 @@ def _record(
     k: int,
     result: MicrodataResult,
     report: dict[str, Any],
+    read: int,
 ) -> None:
-    """Remember in the ledger, if there is one, each released pseudonym's class."""
+    """Remember in the ledger, if there is one, each released pseudonym's class (refused if
+    another release was recorded since the ``read`` held ones were read)."""
     if ledger is None or key is None or result.classes is None:
         return
     from anonymization.microdata.linkage import HeldMicrodata, link_scope
 
     held = HeldMicrodata(report["data_sha256"], link_scope(key), k, result.classes)
     try:
-        ledger.record_microdata(partner, held)
+        ledger.record_microdata(partner, held, read)
     except sqlite3.Error as error:
         detail = f"cannot record the release in {ledger.path}: {error}; nothing was written"
         raise DataError(detail, field="ledger") from None
@@ -190,7 +192,8 @@ def anonymize(
             files["--manifest"] = (manifest, text.encode("utf-8"))
         # Recorded once both files are written and before they are put in place, as
         # `partage release` does.
-        write_atomically(files, lambda: _record(ledger, partner, key, k, result, report))
+        read = len(held or ())
+        write_atomically(files, lambda: _record(ledger, partner, key, k, result, report, read))
     except PartageError as error:
         raise fail(error) from None
     node = report.get("node_levels", "mondrian")

@@ -155,3 +155,29 @@ def test_a_release_no_node_protects_jointly_is_refused_and_not_recorded(workspac
     assert not (workspace / "second.json").exists()
     with sqlite3.connect(workspace / "ledger.db") as connection:
         assert connection.execute("SELECT count(*) FROM microdata_releases").fetchone() == (1,)
+
+
+def test_a_release_recorded_meanwhile_by_another_run_refuses_this_one(workspace, monkeypatch):
+    # Two runs of one partner at once: each reads the ledger before the other records. The one
+    # that records second was protected without the first: refused, nothing written.
+    import anonymization.microdata as engine
+
+    ledger = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
+    real = engine.anonymize_microdata
+
+    def with_a_concurrent_run(*args, **kwargs):
+        monkeypatch.setattr(engine, "anonymize_microdata", real)
+        concurrent = _anonymize(workspace, BOTH, "first", "--agreement", "lab-1", *ledger)
+        assert concurrent.exit_code == 0, concurrent.output
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "anonymize_microdata", with_a_concurrent_run)
+    second = _anonymize(workspace, ("age",), "second", "--agreement", "lab-1", *ledger)
+    assert second.exit_code == 2, second.output
+    assert "ledger_changed" in second.output
+    assert not (workspace / "second.csv").exists()
+    with sqlite3.connect(workspace / "ledger.db") as connection:
+        assert connection.execute("SELECT count(*) FROM microdata_releases").fetchone() == (1,)
+    again = _anonymize(workspace, ("age",), "second", "--agreement", "lab-1", *ledger)
+    assert again.exit_code == 0, again.output
+    assert joint_sizes(_read(workspace, "second"), _read(workspace, "first")).min() >= 5
