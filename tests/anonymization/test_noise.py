@@ -4,6 +4,7 @@ partner holding noisy releases can and cannot do with them."""
 from __future__ import annotations
 
 import hmac
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -417,3 +418,60 @@ def test_held_noisy_releases_are_protected_with_their_published_values(tmp_path:
     again = deliver(meters_plan("commune"))
     assert (again.table["status"] == table["status"]).all()
     assert again.table["subjects"].equals(table["subjects"])
+
+
+@st.composite
+def noises(draw: st.DrawFn) -> CellKeyNoise:
+    """Any noise the policy accepts: max 1 to 6, a variance between 0 and max²."""
+    top = draw(st.integers(1, 6))
+    share = draw(st.sampled_from([0.05, 0.3, 0.6, 0.95]))
+    return CellKeyNoise(max=top, variance=share * top * top)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    table=tables(),
+    k=st.integers(2, 4),
+    noise=noises(),
+    totals=st.booleans(),
+    dims=st.sampled_from([["a", "b"], ["b", "c"], ["a"]]),
+    measures=st.sampled_from(
+        [
+            (Measure("x", "mean"), Measure("x", "count")),
+            (Measure("x", "sum"), Measure("x", "mean"), Measure("x", "count")),
+            (Measure("x", "count"),),
+            (
+                Measure("x", "mean"),
+                Measure("x", "count"),
+                Measure("y", "mean"),
+                Measure("y", "count"),
+            ),
+        ]
+    ),
+)
+def test_the_file_audit_passes_for_every_noise_and_counted_measures(
+    table: pd.DataFrame,
+    k: int,
+    noise: CellKeyNoise,
+    totals: bool,
+    dims: list[str],
+    measures: tuple[Measure, ...],
+) -> None:
+    """Held: ``partage audit`` from the files (CSV and manifest as written) passes whatever the
+    noise's parameters, with counts of rows (several per subject), means without sums, a second
+    measure with empty values, and margins; counts are whole, never negative, within max."""
+    table = table.assign(y=[v if v % 3 else None for v in table["x"]])
+    plan = replace(
+        grid_plan(dims, k, totals, noise=noise), measures=(*measures, Measure(None, "subjects"))
+    )
+    release = run_release(table, plan, noise_secret=SECRET)
+    text = release.table.to_csv(index=False)
+    published = pd.read_csv(io.StringIO(text), dtype=dict.fromkeys(dims, str))
+    reaudit(published, json.loads(json.dumps(release.summary())))
+    truth = release.cells.reset_index(drop=True)
+    released = (release.table["status"] == "released").to_numpy()
+    for column in {m.column for m in measures}:
+        count = release.table[f"{column}_count"].to_numpy(dtype=float)[released]
+        true = truth[f"{column}_n"].to_numpy(dtype=float)[released]
+        assert (count >= 0).all() and (count == np.round(count)).all()
+        assert (np.abs(count - true) <= noise.max).all()
