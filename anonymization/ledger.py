@@ -174,10 +174,15 @@ class SQLiteLedger:
             ).fetchall()
         return [HeldRelease.from_row(row) for row in rows]
 
-    def record(self, partner: str, release: HeldRelease) -> None:
-        """Remember that the partner received ``release`` (one transaction)."""
+    def record(self, partner: str, release: HeldRelease, read: int | None = None) -> None:
+        """Remember that the partner received ``release`` (one transaction); with ``read``
+        (how many releases of the data it was protected against), refused if another was
+        recorded since they were read."""
         block = release.block
         with self._connect() as con:
+            if read is not None:
+                where = ("releases", "dataset", release.dataset)
+                _refuse_if_recorded_meanwhile(con, self.path, partner, where, read)
             con.execute(
                 "INSERT INTO releases (partner, dataset, request, context, dimensions, totals, "
                 "additive, nonnegative, cells) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -218,24 +223,32 @@ class SQLiteLedger:
         ``read`` releases it held under the same key: one transaction, refused (nothing
         recorded) if another release under that key was recorded since they were read."""
         with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            (count,) = con.execute(
-                "SELECT count(*) FROM microdata_releases WHERE partner = ? AND scope = ?",
-                (partner, release.scope),
-            ).fetchone()
-            if count != read:
-                raise DataError(
-                    f"another microdata release to {partner!r} under the same pseudonym key "
-                    f"was recorded in {self.path} meanwhile (this one was protected without "
-                    "it): nothing was written; run this one again",
-                    field="ledger",
-                    code="ledger_changed",
-                )
+            where = ("microdata_releases", "scope", release.scope)
+            _refuse_if_recorded_meanwhile(con, self.path, partner, where, read)
             con.execute(
                 "INSERT INTO microdata_releases (partner, dataset, scope, k, classes) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (partner, release.dataset, release.scope, release.k, json.dumps(release.classes)),
             )
+
+
+def _refuse_if_recorded_meanwhile(
+    con: sqlite3.Connection, path: Path, partner: str, where: tuple[str, str, str], read: int
+) -> None:
+    """Start the recording transaction (no other run can record until it ends) and refuse if
+    the partner's releases in ``where`` (table, column, value) are no longer the ``read`` ones:
+    another run recorded one that this release was not protected against."""
+    table, column, value = where
+    con.execute("BEGIN IMMEDIATE")
+    query = f"SELECT count(*) FROM {table} WHERE partner = ? AND {column} = ?"
+    (count,) = con.execute(query, (partner, value)).fetchone()
+    if count != read:
+        raise DataError(
+            f"another release to {partner!r} was recorded in {path} meanwhile (this one was "
+            "protected without it): nothing was written; run this one again",
+            field="ledger",
+            code="ledger_changed",
+        )
 
 
 def read_held_microdata(dataset: str, scope: str, k: int, classes: str, name: str) -> HeldMicrodata:

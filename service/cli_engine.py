@@ -139,12 +139,14 @@ def record(
     release: Release,
     dataset: str,
     request: ExtractRequest,
+    read: int,
 ) -> None:
-    """Remember in the ledger, if there is one, that the partner now holds ``release``."""
+    """Remember in the ledger, if there is one, that the partner now holds ``release``
+    (refused if another release was recorded since the ``read`` held ones were read)."""
     if ledger is None:
         return
     try:
-        ledger.record(partner, release.held(dataset, request_document(request)))
+        ledger.record(partner, release.held(dataset, request_document(request)), read)
     except sqlite3.Error as error:
         detail = f"cannot record the release in {ledger.path}: {error}; nothing was written"
         raise DataError(detail, field="ledger") from None
@@ -235,7 +237,9 @@ def release_command(
             files["--manifest"] = (manifest, text.encode())
         # Recorded once both files are written and before they are put in place: the ledger
         # never holds a release the partner did not get, nor the partner one it does not hold.
-        write_atomically(files, lambda: record(ledger, partner, release, dataset, request))
+        write_atomically(
+            files, lambda: record(ledger, partner, release, dataset, request, len(held))
+        )
     if not quiet:
         counts = release.counts()
         reasons = (

@@ -219,3 +219,29 @@ def test_an_output_that_is_a_symbolic_link_loop_is_replaced_not_a_traceback(work
     code, output = release(workdir, out="loop")
     assert code == 0, output
     assert (workdir / "loop").is_file() and not (workdir / "loop").is_symlink()
+
+
+def test_a_release_recorded_meanwhile_by_another_run_refuses_this_one(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two runs for one partner at once: each reads the ledger before the other records. The one
+    # that records second was protected without the first: refused, nothing written.
+    import anonymization.release as engine
+
+    ledger = workdir / "ledger.db"
+    real = engine.run_release
+
+    def with_a_concurrent_run(*args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(engine, "run_release", real)
+        code, output = release(workdir, "--ledger", str(ledger), out="first.csv")
+        assert code == 0, output
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "run_release", with_a_concurrent_run)
+    code, output = release(workdir, "--ledger", str(ledger), "--manifest", str(workdir / "m.json"))
+    assert code == 2 and "ledger_changed" in output, output
+    assert not (workdir / "out.csv").exists() and not (workdir / "m.json").exists()
+    assert ledger_entries(ledger) == 1
+    code, output = release(workdir, "--ledger", str(ledger))
+    assert code == 0, output
+    assert ledger_entries(ledger) == 2
