@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.ledger.models import MicrodataLedgerEntry
-from tests.service.journey import request_and_wait
+from tests.service.journey import request_and_wait, wait_for
 from tests.service.test_cli_microdata_ledger import joint_sizes
 from tests.service.test_microdata_agreements import (
     MICRODATA,
@@ -57,6 +57,19 @@ def first_release(
     return lab, agreement, first
 
 
+def at_version_two(
+    client: TestClient,
+    admin: dict[str, str],
+    dataset: dict[str, Any],  # noqa: F811
+    make_partner: Callable[[str], dict[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A lab holding version 1's release (age and département), its agreement now at version 2
+    (age only)."""
+    lab, agreement, first = first_release(client, admin, dataset, make_partner)
+    new_version(client, admin, agreement, **AGE_ONLY)
+    return lab, agreement, first
+
+
 def test_a_new_version_cannot_be_joined_by_pseudonym_to_break_k(
     client: TestClient,
     admin: dict[str, str],
@@ -64,10 +77,8 @@ def test_a_new_version_cannot_be_joined_by_pseudonym_to_break_k(
     make_partner: Callable[[str], dict[str, Any]],
     app: FastAPI,
 ) -> None:
-    lab, agreement, first = first_release(client, admin, dataset, make_partner)
+    lab, agreement, first = at_version_two(client, admin, dataset, make_partner)
     held = download(client, lab["headers"], first["id"])
-
-    new_version(client, admin, agreement, **AGE_ONLY)
     second = request_and_wait(client, lab["headers"], agreement["id"], MICRODATA)
     # Alone, age is released in 5-year bands; joined with version 1, the search moves to
     # 20-year bands, where every joint class holds.
@@ -145,3 +156,32 @@ def test_a_release_under_another_agreement_is_not_joined(
     assert done["status"] == "succeeded", done["failure"]
     manifest = client.get(f"/extracts/{done['id']}/manifest", headers=lab["headers"]).json()
     assert manifest["linkage"] == {"held_releases": [], "records_suppressed": 0}
+
+
+def test_two_jobs_of_one_partner_queued_together_run_one_after_the_other(
+    client: TestClient,
+    admin: dict[str, str],
+    dataset: dict[str, Any],  # noqa: F811
+    make_partner: Callable[[str], dict[str, Any]],
+    app: FastAPI,
+) -> None:
+    # Held: the service claims one job per partner (two workers here), so the second job of two
+    # requested at once reads the ledger with the first one in it and is protected jointly.
+    lab, agreement, _first = at_version_two(client, admin, dataset, make_partner)
+    sent = [
+        client.post(
+            f"/agreements/{agreement['id']}/extracts", json=MICRODATA, headers=lab["headers"]
+        )
+        for _ in range(2)
+    ]
+    assert all(response.status_code == 202 for response in sent), sent[0].text
+    done = [
+        wait_for(client, lab["headers"], response.json()["id"], ("succeeded", "failed"))
+        for response in sent
+    ]
+    assert [job["status"] for job in done] == ["succeeded", "succeeded"], done
+    later = sorted(done, key=lambda job: job["finished_at"])[1]
+    manifest = client.get(f"/extracts/{later['id']}/manifest", headers=lab["headers"]).json()
+    assert len(manifest["linkage"]["held_releases"]) == 2
+    with app.state.sessionmaker() as session:
+        assert len(session.scalars(select(MicrodataLedgerEntry)).all()) == 3
