@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -160,6 +162,17 @@ class SQLiteLedger:
                 ) from None
             raise DataError(f"{path} is not a ledger: {error}", field="ledger") from None
 
+    @contextmanager
+    def _recording(self) -> Iterator[sqlite3.Connection]:
+        """The connection of one recording transaction; a failure of the database (locked past
+        BUSY_SECONDS, full disk, damaged file) is a DataError naming the ledger."""
+        try:
+            with self._connect() as con:
+                yield con
+        except sqlite3.Error as error:
+            detail = f"cannot record the release in {self.path}: {error}; nothing was written"
+            raise DataError(detail, field="ledger") from None
+
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=BUSY_SECONDS)
         con.row_factory = sqlite3.Row
@@ -179,7 +192,7 @@ class SQLiteLedger:
         (how many releases of the data it was protected against), refused if another was
         recorded since they were read."""
         block = release.block
-        with self._connect() as con:
+        with self._recording() as con:
             if read is not None:
                 where = ("releases", "dataset", release.dataset)
                 _refuse_if_recorded_meanwhile(con, self.path, partner, where, read)
@@ -222,7 +235,7 @@ class SQLiteLedger:
         """Remember that the partner received the microdata ``release``, protected against the
         ``read`` releases it held under the same key: one transaction, refused (nothing
         recorded) if another release under that key was recorded since they were read."""
-        with self._connect() as con:
+        with self._recording() as con:
             where = ("microdata_releases", "scope", release.scope)
             _refuse_if_recorded_meanwhile(con, self.path, partner, where, read)
             con.execute(

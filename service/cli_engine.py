@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from anonymization.cells import compute_cells
-from anonymization.errors import DataError, InvalidRequest, PartageError
+from anonymization.errors import InvalidRequest, PartageError
 from anonymization.hierarchies import Hierarchy
 from anonymization.plan import AggregatePlan
 from policies.files import digest, parse, read_document
@@ -145,11 +144,7 @@ def record(
     (refused if another release was recorded since the ``read`` held ones were read)."""
     if ledger is None:
         return
-    try:
-        ledger.record(partner, release.held(dataset, request_document(request)), read)
-    except sqlite3.Error as error:
-        detail = f"cannot record the release in {ledger.path}: {error}; nothing was written"
-        raise DataError(detail, field="ledger") from None
+    ledger.record(partner, release.held(dataset, request_document(request)), read)
 
 
 NOISE_SECRET_BYTES = 16

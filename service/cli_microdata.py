@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -120,11 +119,7 @@ def _record(
     from anonymization.microdata.linkage import HeldMicrodata, link_scope
 
     held = HeldMicrodata(report["data_sha256"], link_scope(key), k, result.classes)
-    try:
-        ledger.record_microdata(partner, held, read)
-    except sqlite3.Error as error:
-        detail = f"cannot record the release in {ledger.path}: {error}; nothing was written"
-        raise DataError(detail, field="ledger") from None
+    ledger.record_microdata(partner, held, read)
 
 
 def anonymize(

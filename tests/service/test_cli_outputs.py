@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from anonymization import ledger as ledger_module
 from anonymization.ledger import SQLiteLedger
 from service.cli import app
 from tests.service.test_cli_microdata import workspace
@@ -152,7 +153,8 @@ def test_a_failed_ledger_record_leaves_no_file(
     def locked(*_args: object) -> None:
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(SQLiteLedger, "record", locked)
+    # The recording transaction finds the file locked (as another process's write would).
+    monkeypatch.setattr(ledger_module, "_refuse_if_recorded_meanwhile", locked)
     code, output = release(workdir, "--ledger", str(ledger), "--manifest", str(workdir / "m.json"))
     assert code == 2 and "[ledger]" in output and "database is locked" in output
     assert digests(workdir) == before
