@@ -187,15 +187,43 @@ class SQLiteLedger:
             ).fetchall()
         return [HeldRelease.from_row(row) for row in rows]
 
+    def recorded(self, partner: str) -> int:
+        """How many releases (of any data, of either kind) the partner holds: read before what
+        it holds, it lets the recording tell whether another run recorded one meanwhile."""
+        with self._connect() as con:
+            return _recorded(con, partner)
+
+    def releases_of(self, partner: str, digest: str) -> tuple[list[str], dict[str, str]]:
+        """What the partner holds of the data whose SHA-256 is ``digest`` (hex): the names of
+        its aggregate releases, and of its microdata releases with their pseudonym scopes."""
+        forms = (digest, f"sha256:{digest}")
+        with self._connect() as con:
+            aggregate = con.execute(
+                "SELECT id, recorded_at FROM releases WHERE partner = ? AND dataset IN (?, ?) "
+                "ORDER BY id",
+                (partner, *forms),
+            ).fetchall()
+            microdata = con.execute(
+                "SELECT id, recorded_at, scope FROM microdata_releases WHERE partner = ? "
+                "AND dataset IN (?, ?) ORDER BY id",
+                (partner, *forms),
+            ).fetchall()
+        return (
+            [f"release {r['id']} of the ledger ({r['recorded_at']})" for r in aggregate],
+            {
+                f"microdata release {r['id']} of the ledger ({r['recorded_at']})": r["scope"]
+                for r in microdata
+            },
+        )
+
     def record(self, partner: str, release: HeldRelease, read: int | None = None) -> None:
         """Remember that the partner received ``release`` (one transaction); with ``read``
-        (how many releases of the data it was protected against), refused if another was
-        recorded since they were read."""
+        (:meth:`recorded` before the release was protected), refused if another release to the
+        partner was recorded since."""
         block = release.block
         with self._recording() as con:
             if read is not None:
-                where = ("releases", "dataset", release.dataset)
-                _refuse_if_recorded_meanwhile(con, self.path, partner, where, read)
+                _refuse_if_recorded_meanwhile(con, self.path, partner, read)
             con.execute(
                 "INSERT INTO releases (partner, dataset, request, context, dimensions, totals, "
                 "additive, nonnegative, cells) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -232,12 +260,11 @@ class SQLiteLedger:
         ]
 
     def record_microdata(self, partner: str, release: HeldMicrodata, read: int) -> None:
-        """Remember that the partner received the microdata ``release``, protected against the
-        ``read`` releases it held under the same key: one transaction, refused (nothing
-        recorded) if another release under that key was recorded since they were read."""
+        """Remember that the partner received the microdata ``release``: one transaction,
+        refused (nothing recorded) if another release to the partner was recorded since ``read``
+        (:meth:`recorded` before the release was protected)."""
         with self._recording() as con:
-            where = ("microdata_releases", "scope", release.scope)
-            _refuse_if_recorded_meanwhile(con, self.path, partner, where, read)
+            _refuse_if_recorded_meanwhile(con, self.path, partner, read)
             con.execute(
                 "INSERT INTO microdata_releases (partner, dataset, scope, k, classes) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -245,17 +272,21 @@ class SQLiteLedger:
             )
 
 
+def _recorded(con: sqlite3.Connection, partner: str) -> int:
+    return sum(
+        con.execute(f"SELECT count(*) FROM {table} WHERE partner = ?", (partner,)).fetchone()[0]
+        for table in sorted(TABLES)
+    )
+
+
 def _refuse_if_recorded_meanwhile(
-    con: sqlite3.Connection, path: Path, partner: str, where: tuple[str, str, str], read: int
+    con: sqlite3.Connection, path: Path, partner: str, read: int
 ) -> None:
     """Start the recording transaction (no other run can record until it ends) and refuse if
-    the partner's releases in ``where`` (table, column, value) are no longer the ``read`` ones:
-    another run recorded one that this release was not protected against."""
-    table, column, value = where
+    the partner's releases are no longer the ``read`` ones: another run recorded one that this
+    release was not protected against (or not checked against, being of the other kind)."""
     con.execute("BEGIN IMMEDIATE")
-    query = f"SELECT count(*) FROM {table} WHERE partner = ? AND {column} = ?"
-    (count,) = con.execute(query, (partner, value)).fetchone()
-    if count != read:
+    if _recorded(con, partner) != read:
         raise DataError(
             f"another release to {partner!r} was recorded in {path} meanwhile (this one was "
             "protected without it): nothing was written; run this one again",

@@ -106,6 +106,17 @@ class Usage(BaseModel):
     extracts_this_month: int = Field(default=0, ge=0)
 
 
+class Holdings(BaseModel):
+    """What the partner already holds of the dataset, each release named: aggregate releases,
+    microdata releases under this agreement's pseudonym key, and microdata releases under
+    another key (another agreement, so pseudonyms that do not match)."""
+
+    model_config = ConfigDict(frozen=True)
+    aggregate: tuple[str, ...] = ()
+    microdata: tuple[str, ...] = ()
+    other_microdata: tuple[str, ...] = ()
+
+
 class Decision(BaseModel):
     """Permit with a plan (and the estimated number of cells), or deny with reasons."""
 
@@ -216,6 +227,51 @@ def kind_reasons(release: ReleaseSpec | MicrodataReleaseSpec, request: Any) -> l
     ]
 
 
+def _named(releases: tuple[str, ...]) -> str:
+    shown = ", ".join(releases[:3])
+    return shown + (f" and {len(releases) - 3} more" if len(releases) > 3 else "")
+
+
+def holding_reasons(kind: str, holdings: Holdings, field: str = "agreement") -> list[Reason]:
+    """Why a release of ``kind`` cannot be protected jointly with what the partner holds of the
+    same data, if it cannot: aggregates are checked against aggregates, and microdata against
+    microdata under the same pseudonym key; across kinds, or against records whose pseudonyms
+    do not match (exact sensitive values can still join them), nothing proves the pair safe."""
+    microdata = holdings.microdata + holdings.other_microdata
+    if kind == "aggregate" and microdata:
+        return [
+            Reason(
+                code="holds_microdata",
+                field=field,
+                detail=f"the partner holds microdata of this data ({_named(microdata)}): "
+                "aggregates are not protected jointly with records, so a partner gets one kind "
+                "of release per dataset",
+            )
+        ]
+    if kind == "microdata" and holdings.aggregate:
+        return [
+            Reason(
+                code="holds_aggregates",
+                field=field,
+                detail=f"the partner holds aggregate releases of this data "
+                f"({_named(holdings.aggregate)}): records are not protected jointly with "
+                "aggregates, so a partner gets one kind of release per dataset",
+            )
+        ]
+    if kind == "microdata" and holdings.other_microdata:
+        return [
+            Reason(
+                code="holds_other_microdata",
+                field=field,
+                detail=f"the partner holds microdata of this data under another pseudonym key "
+                f"({_named(holdings.other_microdata)}): their pseudonyms do not match these, "
+                "but exact sensitive values could join the records, so nothing proves the pair "
+                "safe; release under the agreement (any version) that made them",
+            )
+        ]
+    return []
+
+
 def _quota_reasons(terms: AgreementTerms, usage: Usage) -> list[Reason]:
     limit = terms.limits.extracts_per_month
     if limit is None or usage.extracts_this_month < limit:
@@ -260,12 +316,15 @@ def decide(
     now: datetime.datetime,
     cardinalities: dict[str, dict[str, int]] | None = None,
     presets: dict[str, Protection] | None = None,
+    holdings: Holdings | None = None,
 ) -> Decision:
-    """The decision on ``request`` under one agreement version; every reason is reported."""
+    """The decision on ``request`` under one agreement version, given what the partner already
+    holds of the data; every reason is reported."""
     reasons = status_reasons(status, terms, now)
     mismatch = kind_reasons(terms.release, request)
     if mismatch:
         return Decision(permit=False, reasons=reasons + mismatch + _quota_reasons(terms, usage))
+    reasons += holding_reasons(terms.release.kind, holdings or Holdings())
     if isinstance(terms.release, MicrodataReleaseSpec):
         assert isinstance(request, MicrodataRequest)
         return _decide_microdata(terms.release, request, reasons, _quota_reasons(terms, usage))

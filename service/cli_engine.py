@@ -25,6 +25,7 @@ from service.console import (
     check_outputs,
     check_partner,
     handled,
+    refuse_if_held_elsewhere,
     stderr,
     write_atomically,
 )
@@ -141,7 +142,7 @@ def record(
     read: int,
 ) -> None:
     """Remember in the ledger, if there is one, that the partner now holds ``release``
-    (refused if another release was recorded since the ``read`` held ones were read)."""
+    (refused if another release to the partner was recorded since it held ``read``)."""
     if ledger is None:
         return
     ledger.record(partner, release.held(dataset, request_document(request)), read)
@@ -220,6 +221,9 @@ def release_command(
 
         ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
         dataset = file_digest(data) if ledger is not None else ""
+        read = ledger.recorded(partner) if ledger is not None else 0
+        if ledger is not None:
+            refuse_if_held_elsewhere(ledger, partner, dataset.removeprefix("sha256:"), "aggregate")
         held = held_releases(ledger, partner, dataset, policy, hierarchies)
         release = run_release(data, plan, progress, held, cells)
         output = serialize(release.table, request.format)
@@ -232,9 +236,7 @@ def release_command(
             files["--manifest"] = (manifest, text.encode())
         # Recorded once both files are written and before they are put in place: the ledger
         # never holds a release the partner did not get, nor the partner one it does not hold.
-        write_atomically(
-            files, lambda: record(ledger, partner, release, dataset, request, len(held))
-        )
+        write_atomically(files, lambda: record(ledger, partner, release, dataset, request, read))
     if not quiet:
         counts = release.counts()
         reasons = (

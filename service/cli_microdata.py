@@ -19,6 +19,7 @@ from service.console import (
     check_outputs,
     check_partner,
     fail,
+    refuse_if_held_elsewhere,
     write_atomically,
 )
 from service.secret_files import read_secret_file
@@ -91,16 +92,21 @@ def _key(key_file: Path | None, agreement: str | None) -> bytes | None:
     return agreement_key(secret, agreement or "")
 
 
-def _held(ledger: SQLiteLedger | None, partner: str, key: bytes | None) -> list[Any] | None:
+def _held(
+    ledger: SQLiteLedger | None, partner: str, key: bytes | None, digest: str
+) -> list[Any] | None:
     """What the partner holds under the same pseudonym key (None without a ledger; without a
-    key there is nothing to join, and the engine refuses a ledger without a subject)."""
+    key there is nothing to join, and the engine refuses a ledger without a subject); refused
+    if it holds releases of the data (SHA-256 ``digest``) of another kind or key."""
     if ledger is None:
         return None
-    if key is None:
-        return []
     from anonymization.microdata.linkage import link_scope
 
-    return list(ledger.held_microdata(partner, link_scope(key)))
+    scope = link_scope(key) if key is not None else None
+    refuse_if_held_elsewhere(ledger, partner, digest, "microdata", scope)
+    if scope is None:
+        return []
+    return list(ledger.held_microdata(partner, scope))
 
 
 def _record(
@@ -171,13 +177,15 @@ def anonymize(
             table = table[columns]
         key = _key(pseudonym_key_file, agreement)
         ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
-        held = _held(ledger, partner, key)
+        digest = hashlib.sha256(data.read_bytes()).hexdigest()
+        read = ledger.recorded(partner) if ledger is not None else 0
+        held = _held(ledger, partner, key, digest)
         result = anonymize_microdata(table, parsed, hierarchies, key, held)
         elapsed = time.perf_counter() - started
         report = {
             **result.manifest,
             "agreement": agreement,
-            "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+            "data_sha256": digest,
             "seconds": round(elapsed, 3),
         }
         k = parsed.release.protection.k
@@ -187,7 +195,6 @@ def anonymize(
             files["--manifest"] = (manifest, text.encode("utf-8"))
         # Recorded once both files are written and before they are put in place, as
         # `partage release` does.
-        read = len(held or ())
         write_atomically(files, lambda: _record(ledger, partner, key, k, result, report, read))
     except PartageError as error:
         raise fail(error) from None

@@ -7,13 +7,17 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from anonymization.errors import InvalidRequest, PartageError
+from policies.decisions import Holdings, holding_reasons
+
+if TYPE_CHECKING:
+    from anonymization.ledger import SQLiteLedger
 
 stderr = Console(stderr=True, soft_wrap=True)
 
@@ -30,6 +34,22 @@ def check_partner(partner: str) -> None:
     """Refuse a blank partner name (the ledger's key)."""
     if not partner.strip():
         raise InvalidRequest("the partner's name is blank", field="--partner")
+
+
+def refuse_if_held_elsewhere(
+    ledger: SQLiteLedger, partner: str, digest: str, kind: str, scope: str | None = None
+) -> None:
+    """Refuse a release of ``kind`` (with microdata, pseudonyms of ``scope``) of the data whose
+    SHA-256 is ``digest`` if the partner holds releases of it that it cannot be protected
+    jointly with: the other kind, or microdata under another pseudonym key."""
+    aggregate, microdata = ledger.releases_of(partner, digest)
+    holdings = Holdings(
+        aggregate=tuple(aggregate),
+        microdata=tuple(name for name, held in microdata.items() if held == scope),
+        other_microdata=tuple(name for name, held in microdata.items() if held != scope),
+    )
+    for reason in holding_reasons(kind, holdings, field="--ledger"):
+        raise reason.error()
 
 
 def fail(error: PartageError) -> typer.Exit:

@@ -26,7 +26,7 @@ from anonymization.errors import AuditFailure, PartageError, PolicyViolation
 from anonymization.microdata import agreement_key
 from anonymization.microdata.linkage import HeldMicrodata, link_scope
 from anonymization.release import Held, Release, run_release, serialize
-from policies.decisions import AgreementStatus, AgreementTerms, status_reasons
+from policies.decisions import AgreementStatus, AgreementTerms, holding_reasons, status_reasons
 from policies.microdata import MicrodataReleaseSpec
 from policies.models import ExtractRequest, OutputFormat, Policy
 from policies.requests import build_plan
@@ -148,6 +148,16 @@ def _refuse_if_stopped(agreement: Agreement, terms: AgreementTerms, dataset: Dat
         raise PolicyViolation("the dataset was deleted", field="dataset", code="dataset_deleted")
 
 
+def _refuse_if_held_elsewhere(session: Session, extract: Extract, found: Context) -> None:
+    """Refuse the job if the partner came to hold, since the request, a release of the data that
+    this one cannot be protected jointly with (the other kind, or microdata under another
+    agreement)."""
+    fingerprint = found.dataset.fingerprint
+    holdings = ledger.holdings(session, extract.partner_id, fingerprint, extract.agreement_id)
+    for reason in holding_reasons(found.terms.release.kind, holdings):
+        raise reason.error()
+
+
 def _held(session: Session, extract: Extract, dataset: str) -> list[Held]:
     """What the partner holds of this data, each with its plan rebuilt under the agreement
     version it was released under."""
@@ -225,6 +235,7 @@ def produce(runtime: Runtime, extract_id: uuid.UUID) -> Produced:
         extract = session.get(Extract, extract_id)
         assert extract is not None
         found = _load(session, extract)
+        _refuse_if_held_elsewhere(session, extract, found)
         held = _held(session, extract, found.dataset.fingerprint)
         count = ledger.count_held(session, extract.partner_id, found.dataset.fingerprint)
         is_microdata = isinstance(found.terms.release, MicrodataReleaseSpec)

@@ -45,6 +45,7 @@ from service.errors import (
 from service.extracts import files
 from service.extracts.models import COUNTED, EXPIRED, FAILED, SUCCEEDED, Extract
 from service.extracts.schemas import ExtractOut
+from service.ledger import service as ledger
 from service.storage import EncryptedStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,9 @@ def usage(session: Session, agreement_id: uuid.UUID, now: datetime.datetime) -> 
 def evaluate(
     session: Session, agreement: Agreement, request: ExtractRequest | MicrodataRequest
 ) -> Decision:
-    """The policy's decision on ``request`` now, under the agreement's current version; denied,
-    naming its fields, if that version no longer passes the checks."""
+    """The policy's decision on ``request`` now, under the agreement's current version and
+    given what the partner holds of the data; denied, naming its fields, if that version no
+    longer passes the checks."""
     try:
         found = context(session, agreement)
     except AgreementInvalid as error:
@@ -160,6 +162,9 @@ def evaluate(
         usage(session, found.agreement.id, now),
         now,
         found.dataset.cardinalities,
+        holdings=ledger.holdings(
+            session, found.agreement.partner_id, found.dataset.fingerprint, found.agreement.id
+        ),
     )
 
 

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from anonymization.ledger import HeldRelease, read_held_microdata
 from anonymization.microdata.linkage import HeldMicrodata
+from policies.decisions import Holdings
+from service.extracts.models import Extract
 from service.ledger.models import LedgerEntry, MicrodataLedgerEntry
 
 
@@ -80,6 +82,35 @@ def count_held(session: Session, partner_id: uuid.UUID, dataset: str) -> int:
             or 0
         )
         for entry in (LedgerEntry, MicrodataLedgerEntry)
+    )
+
+
+def holdings(
+    session: Session, partner_id: uuid.UUID, dataset: str, agreement_id: uuid.UUID
+) -> Holdings:
+    """What the partner holds of ``dataset``, each release named by its extract: microdata
+    releases under ``agreement_id`` (pseudonyms keyed like this agreement's, whatever the
+    version) apart from those under other agreements."""
+    aggregate = session.scalars(
+        select(LedgerEntry.extract_id)
+        .where(LedgerEntry.partner_id == partner_id, LedgerEntry.dataset == dataset)
+        .order_by(LedgerEntry.created_at, LedgerEntry.id)
+    )
+    microdata = session.execute(
+        select(MicrodataLedgerEntry.extract_id, Extract.agreement_id)
+        .join(Extract, Extract.id == MicrodataLedgerEntry.extract_id)
+        .where(
+            MicrodataLedgerEntry.partner_id == partner_id,
+            MicrodataLedgerEntry.dataset == dataset,
+        )
+        .order_by(MicrodataLedgerEntry.created_at, MicrodataLedgerEntry.id)
+    ).all()
+    return Holdings(
+        aggregate=tuple(f"extract {extract}" for extract in aggregate),
+        microdata=tuple(f"extract {e}" for e, agreement in microdata if agreement == agreement_id),
+        other_microdata=tuple(
+            f"extract {e}" for e, agreement in microdata if agreement != agreement_id
+        ),
     )
 
 

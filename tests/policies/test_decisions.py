@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from policies.decisions import AgreementTerms, Usage, decide, estimate_cells
+from policies.decisions import (
+    AgreementTerms,
+    Holdings,
+    Usage,
+    decide,
+    estimate_cells,
+    holding_reasons,
+)
 from policies.files import parse, read_document
 from policies.models import ExtractRequest, Policy, load_hierarchies
 from tests.factories import EXAMPLES
@@ -316,3 +323,33 @@ def test_loose_requests_are_refused_naming_their_field(
 def test_integer_values_are_their_decimal_text() -> None:
     """A code written unquoted in a YAML request (département 74) is the code's text."""
     assert request(filters={"dep": {"in": [74, "2A"]}}).filters["dep"].values == ["74", "2A"]
+
+
+names = st.lists(st.sampled_from(["extract 1", "extract 2", "extract 3", "extract 4"]), max_size=4)
+
+
+@given(names, names, names, st.sampled_from(["aggregate", "microdata"]))
+def test_a_release_is_denied_exactly_when_it_cannot_be_checked_against_what_is_held(
+    aggregate: list[str], microdata: list[str], other: list[str], kind: str
+) -> None:
+    # Aggregates are checked against aggregates, microdata against microdata of the same key;
+    # anything else held of the data is a pair nothing proves safe.
+    held = Holdings(
+        aggregate=tuple(aggregate), microdata=tuple(microdata), other_microdata=tuple(other)
+    )
+    reasons = holding_reasons(kind, held)
+    unchecked = (microdata + other) if kind == "aggregate" else (aggregate or other)
+    assert bool(reasons) == bool(unchecked)
+    for reason in reasons:
+        assert reason.field == "agreement"
+        assert any(name in reason.detail for name in unchecked)
+
+
+def test_an_aggregate_request_is_denied_to_a_partner_holding_microdata_of_the_data() -> None:
+    held = Holdings(other_microdata=("extract 7",))
+    decision = decide(
+        POLICY.dataset, HIERARCHIES, "active", terms(), request(), Usage(), NOW, holdings=held
+    )
+    assert not decision.permit
+    assert [reason.code for reason in decision.reasons] == ["holds_microdata"]
+    assert "extract 7" in decision.reasons[0].detail

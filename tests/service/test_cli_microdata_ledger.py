@@ -98,10 +98,25 @@ def test_age_alone_after_age_and_departement_cannot_be_joined_to_break_k(workspa
     assert _read(workspace, "again").equals(_read(workspace, "first"))
 
 
-def test_another_agreements_pseudonyms_are_not_joined(workspace):
+def test_microdata_under_another_key_is_refused_to_the_same_partner(workspace):
+    # Pseudonyms under another agreement do not match, but exact sensitive values could still
+    # join the records: nothing proves the pair safe, so the second is refused.
     ledger = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
     assert _anonymize(workspace, BOTH, "first", "--agreement", "lab-1", *ledger).exit_code == 0
     other = _anonymize(workspace, ("age",), "other", "--agreement", "lab-2", *ledger)
+    assert other.exit_code == 2
+    assert "holds_other_microdata" in other.output and "[--ledger]" in other.output
+    assert "microdata release 1 of the ledger" in other.output
+    assert not (workspace / "other.csv").exists() and not (workspace / "other.json").exists()
+    with sqlite3.connect(workspace / "ledger.db") as connection:
+        assert connection.execute("SELECT count(*) FROM microdata_releases").fetchone() == (1,)
+
+
+def test_another_partners_pseudonyms_are_not_joined(workspace):
+    first = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
+    assert _anonymize(workspace, BOTH, "first", "--agreement", "lab-1", *first).exit_code == 0
+    second = ("--ledger", str(workspace / "ledger.db"), "--partner", "city")
+    other = _anonymize(workspace, ("age",), "other", "--agreement", "city-1", *second)
     assert other.exit_code == 0, other.output
     manifest = json.loads((workspace / "other.json").read_text())
     assert manifest["linkage"] == {"held_releases": [], "records_suppressed": 0}
@@ -181,3 +196,77 @@ def test_a_release_recorded_meanwhile_by_another_run_refuses_this_one(workspace,
     again = _anonymize(workspace, ("age",), "second", "--agreement", "lab-1", *ledger)
     assert again.exit_code == 0, again.output
     assert joint_sizes(_read(workspace, "second"), _read(workspace, "first")).min() >= 5
+
+
+def _release(folder: Path, out: str, *extra: str):
+    """An aggregate release of the same file: subjects by diagnosis."""
+    policy = {
+        "dataset": {"subject": "person_id", "identifiers": ["name"], "columns": {"diagnosis": {}}},
+        "release": {"dimensions": {"diagnosis": "value"}, "protection": {"k": 5}},
+    }
+    (folder / "aggregate.yaml").write_text(yaml.safe_dump(policy))
+    request = {"group_by": {"diagnosis": "value"}, "measures": ["subjects"], "format": "csv"}
+    (folder / "request.yaml").write_text(yaml.safe_dump(request))
+    arguments = ["release", str(folder / "data.csv"), "--policy", str(folder / "aggregate.yaml")]
+    arguments += ["--request", str(folder / "request.yaml"), "--out", str(folder / f"{out}.csv")]
+    return runner.invoke(app, [*arguments, *extra])
+
+
+def _entries(ledger: Path) -> tuple[int, int]:
+    with sqlite3.connect(ledger) as connection:
+        return (
+            connection.execute("SELECT count(*) FROM releases").fetchone()[0],
+            connection.execute("SELECT count(*) FROM microdata_releases").fetchone()[0],
+        )
+
+
+def test_microdata_of_data_the_partner_holds_aggregates_of_is_refused(workspace):
+    # Records and aggregates of one population are not protected jointly: a suppressed cell
+    # would be counted back from the records. One kind per partner and data.
+    ledger = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
+    first = _release(workspace, "aggregate", *ledger)
+    assert first.exit_code == 0, first.output
+    second = _anonymize(workspace, BOTH, "records", "--agreement", "lab-1", *ledger)
+    assert second.exit_code == 2
+    assert "holds_aggregates" in second.output and "release 1 of the ledger" in second.output
+    assert not (workspace / "records.csv").exists()
+    assert _entries(workspace / "ledger.db") == (1, 0)
+    other = ("--ledger", str(workspace / "ledger.db"), "--partner", "city")
+    elsewhere = _anonymize(workspace, BOTH, "records", "--agreement", "city-1", *other)
+    assert elsewhere.exit_code == 0, elsewhere.output
+
+
+def test_aggregates_of_data_the_partner_holds_microdata_of_are_refused(workspace):
+    ledger = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
+    first = _anonymize(workspace, BOTH, "records", "--agreement", "lab-1", *ledger)
+    assert first.exit_code == 0, first.output
+    second = _release(workspace, "aggregate", *ledger)
+    assert second.exit_code == 2
+    assert "holds_microdata" in second.output and "microdata release 1" in second.output
+    assert not (workspace / "aggregate.csv").exists()
+    assert _entries(workspace / "ledger.db") == (0, 1)
+    # Another file (other data) is another population as far as the ledger knows.
+    people().drop(columns=["sex"]).head(300).to_csv(workspace / "data.csv", index=False)
+    assert _release(workspace, "aggregate", *ledger).exit_code == 0
+
+
+def test_a_release_of_the_other_kind_recorded_meanwhile_refuses_this_one(workspace, monkeypatch):
+    # Each run checks the ledger before the other records: the later recording sees the
+    # partner's ledger changed and writes nothing.
+    import anonymization.microdata as engine
+
+    ledger = ("--ledger", str(workspace / "ledger.db"), "--partner", "lab")
+    real = engine.anonymize_microdata
+
+    def with_a_concurrent_release(*args, **kwargs):
+        monkeypatch.setattr(engine, "anonymize_microdata", real)
+        concurrent = _release(workspace, "aggregate", *ledger)
+        assert concurrent.exit_code == 0, concurrent.output
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "anonymize_microdata", with_a_concurrent_release)
+    records = _anonymize(workspace, BOTH, "records", "--agreement", "lab-1", *ledger)
+    assert records.exit_code == 2, records.output
+    assert "ledger_changed" in records.output
+    assert not (workspace / "records.csv").exists()
+    assert _entries(workspace / "ledger.db") == (1, 0)

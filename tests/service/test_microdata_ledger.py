@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from service.ledger.models import MicrodataLedgerEntry
-from tests.service.journey import request_and_wait, wait_for
+from service.extracts import upkeep
+from service.ledger.models import LedgerEntry, MicrodataLedgerEntry
+from tests.service.journey import make_agreement, request_and_wait, wait_for
 from tests.service.test_cli_microdata_ledger import joint_sizes
 from tests.service.test_microdata_agreements import (
     MICRODATA,
@@ -142,20 +144,113 @@ def test_the_same_terms_again_pass_and_the_manifest_names_what_was_joined(
     )
 
 
-def test_a_release_under_another_agreement_is_not_joined(
+def test_microdata_under_another_agreement_of_the_same_data_is_denied(
     client: TestClient,
     admin: dict[str, str],
     dataset: dict[str, Any],  # noqa: F811
     make_partner: Callable[[str], dict[str, Any]],
 ) -> None:
+    # Its pseudonyms would not match the held ones, but exact sensitive values could join the
+    # records: nothing proves the pair safe. A new version of the first agreement can.
     lab = make_partner("Lab")
     wide = microdata_agreement(client, admin, lab["id"], dataset["id"])
-    assert request_and_wait(client, lab["headers"], wide["id"], MICRODATA)["status"] == "succeeded"
+    first = request_and_wait(client, lab["headers"], wide["id"], MICRODATA)
+    assert first["status"] == "succeeded", first["failure"]
     narrow = microdata_agreement(client, admin, lab["id"], dataset["id"], **AGE_ONLY)
-    done = request_and_wait(client, lab["headers"], narrow["id"], MICRODATA)
+    denied = client.post(
+        f"/agreements/{narrow['id']}/extracts", json=MICRODATA, headers=lab["headers"]
+    )
+    assert denied.status_code == 403, denied.text
+    reasons = denied.json()["reasons"]
+    assert [(r["code"], r["field"]) for r in reasons] == [("holds_other_microdata", "agreement")]
+    assert f"extract {first['id']}" in reasons[0]["detail"]
+    other = make_partner("Other lab")
+    theirs = microdata_agreement(client, admin, other["id"], dataset["id"], **AGE_ONLY)
+    done = request_and_wait(client, other["headers"], theirs["id"], MICRODATA)
     assert done["status"] == "succeeded", done["failure"]
-    manifest = client.get(f"/extracts/{done['id']}/manifest", headers=lab["headers"]).json()
-    assert manifest["linkage"] == {"held_releases": [], "records_suppressed": 0}
+
+
+def _aggregate_agreement(
+    client: TestClient, admin: dict[str, str], partner: str, dataset_id: str
+) -> dict[str, Any]:
+    release = {"dimensions": {"sex": "value"}, "protection": {"k": 5}}
+    return make_agreement(client, admin, partner, dataset_id, release=release, limits={})
+
+
+AGGREGATE = {"group_by": {"sex": "value"}, "measures": ["subjects"], "format": "csv"}
+
+
+def test_one_partner_gets_one_kind_of_release_of_the_data(
+    client: TestClient,
+    admin: dict[str, str],
+    dataset: dict[str, Any],  # noqa: F811
+    make_partner: Callable[[str], dict[str, Any]],
+) -> None:
+    # Aggregates and records of one population are not protected jointly (a suppressed cell
+    # would be counted back from the records): whichever kind the partner holds, the other
+    # is denied, in the decision and at the request.
+    lab, _agreement, first = first_release(client, admin, dataset, make_partner)
+    aggregates = _aggregate_agreement(client, admin, lab["id"], dataset["id"])
+    decided = client.post(
+        f"/agreements/{aggregates['id']}/decisions", json=AGGREGATE, headers=lab["headers"]
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["permit"] is False
+    assert [r["code"] for r in decided.json()["reasons"]] == ["holds_microdata"]
+    denied = client.post(
+        f"/agreements/{aggregates['id']}/extracts", json=AGGREGATE, headers=lab["headers"]
+    )
+    assert denied.status_code == 403, denied.text
+    assert f"extract {first['id']}" in denied.json()["reasons"][0]["detail"]
+
+    city = make_partner("City")
+    theirs = _aggregate_agreement(client, admin, city["id"], dataset["id"])
+    done = request_and_wait(client, city["headers"], theirs["id"], AGGREGATE)
+    assert done["status"] == "succeeded", done["failure"]
+    records = microdata_agreement(client, admin, city["id"], dataset["id"])
+    denied = client.post(
+        f"/agreements/{records['id']}/extracts", json=MICRODATA, headers=city["headers"]
+    )
+    assert denied.status_code == 403, denied.text
+    assert [r["code"] for r in denied.json()["reasons"]] == ["holds_aggregates"]
+    assert f"extract {done['id']}" in denied.json()["reasons"][0]["detail"]
+
+
+def test_a_job_fails_if_the_partner_came_to_hold_the_other_kind_meanwhile(
+    client: TestClient,
+    admin: dict[str, str],
+    dataset: dict[str, Any],  # noqa: F811
+    make_partner: Callable[[str], dict[str, Any]],
+    app: FastAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both requests permitted while the partner held nothing; the job that runs second fails.
+    monkeypatch.setattr(upkeep, "claim", lambda *args: [])
+    lab = make_partner("Lab")
+    records = microdata_agreement(client, admin, lab["id"], dataset["id"])
+    aggregates = _aggregate_agreement(client, admin, lab["id"], dataset["id"])
+    sent = [
+        client.post(
+            f"/agreements/{records['id']}/extracts", json=MICRODATA, headers=lab["headers"]
+        ),
+        client.post(
+            f"/agreements/{aggregates['id']}/extracts", json=AGGREGATE, headers=lab["headers"]
+        ),
+    ]
+    assert [response.status_code for response in sent] == [202, 202], sent[1].text
+    monkeypatch.undo()
+    app.state.pool.wake()
+    done = [
+        wait_for(client, lab["headers"], response.json()["id"], ("succeeded", "failed"))
+        for response in sent
+    ]
+    assert sorted(job["status"] for job in done) == ["failed", "succeeded"], done
+    failed = next(job for job in done if job["status"] == "failed")
+    assert failed["failure_code"] in ("holds_microdata", "holds_aggregates"), failed["failure"]
+    with app.state.sessionmaker() as session:
+        held = len(session.scalars(select(MicrodataLedgerEntry)).all())
+        held += len(session.scalars(select(LedgerEntry)).all())
+    assert held == 1
 
 
 def test_two_jobs_of_one_partner_queued_together_run_one_after_the_other(
