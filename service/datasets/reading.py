@@ -94,8 +94,29 @@ def read_sql_table(url: str, table: str) -> bytes:
     finally:
         engine.dispose()
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    try:
+        frame.to_parquet(buffer, index=False)
+    except pa.ArrowException:
+        raise _unstorable_column(frame) from None
     return buffer.getvalue()
+
+
+def _unstorable_column(frame: pd.DataFrame) -> DataError:
+    """The error naming the first column of a SQL snapshot whose values Parquet cannot hold
+    (PostgreSQL ranges, network addresses: types the driver returns as Python objects)."""
+    for name in frame.columns:
+        try:
+            pa.Array.from_pandas(frame[name])
+        except pa.ArrowException:
+            values = frame[name].dropna()
+            found = type(values.iloc[0]).__name__ if len(values) else "unknown"
+            return DataError(
+                f"column {name!r} holds values of a type a snapshot cannot store ({found}); "
+                "read the table through a view that casts it to text",
+                field="source.table",
+                code="invalid_type",
+            )
+    return DataError("the table cannot be stored as a snapshot", field="source.table")
 
 
 def resolve_hierarchies(policy: DatasetPolicy, files: dict[str, str]) -> dict[str, Hierarchy]:
