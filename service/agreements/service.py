@@ -207,6 +207,7 @@ def create(
 ) -> Agreement:
     """Version 1 of a new agreement; a microdata agreement gets its own random pseudonym key."""
     _referenced(session, Partner, body.partner_id, "partner_id")
+    datasets.lock(session, body.dataset_id)
     _referenced(session, Dataset, body.dataset_id, "dataset_id")
     check_release(session, body.dataset_id, body)
     agreement = Agreement(

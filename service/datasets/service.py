@@ -151,9 +151,24 @@ def get(session: Session, dataset_id: uuid.UUID) -> Dataset:
     return dataset
 
 
+def lock(session: Session, dataset_id: uuid.UUID) -> None:
+    """Take the dataset row's write lock, held until commit, before reading whether it is
+    deleted or in use: an agreement made on it and its deletion then queue behind each other,
+    so neither decides on what the other has not committed yet (both would pass, leaving a
+    live agreement on forgotten data). The update changes nothing; it locks the row on
+    PostgreSQL and the database on SQLite."""
+    session.execute(
+        update(Dataset)
+        .where(Dataset.id == dataset_id)
+        .values(deleted_at=Dataset.deleted_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def delete(session: Session, actor: str, dataset_id: uuid.UUID) -> None:
     """Forget the data key (the file can no longer be read); the record stays for the
     agreements that named it."""
+    lock(session, dataset_id)
     dataset = get(session, dataset_id)
     live = session.scalars(
         select(Agreement.id).where(
