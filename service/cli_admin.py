@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 # Map every model before a session is used outside the app.
 import service.models  # noqa: F401
-from anonymization.errors import InvalidRequest
+from anonymization.errors import InvalidRequest, invalid_field
+from policies.text import Name
 from service.agreements import service as agreements
 from service.agreements.models import Agreement
 from service.audit import service as audit
@@ -32,6 +34,7 @@ console = Console()
 db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
 admin_app = typer.Typer(no_args_is_help=True, help="Administrators' OAuth2 clients.")
 keys_app = typer.Typer(no_args_is_help=True, help="Signing and storage keys.")
+CLIENT_NAME: TypeAdapter[str] = TypeAdapter(Name)
 
 
 @service_command
@@ -104,8 +107,7 @@ def admin_create_client(
     ] = None,
 ) -> None:
     """Create an OAuth2 client and print its client_id and secret (the secret is shown once)."""
-    if not name.strip():
-        raise InvalidRequest("the client's name is blank", field="name")
+    name = _client_name(name)
     scopes = tuple(scope.split())
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
     if unknown or not scopes:
@@ -128,6 +130,16 @@ def admin_create_client(
             session.commit()
     console.print(f"client_id:     {credentials['client_id']}")
     console.print(f"client_secret: {credentials['client_secret']}")
+
+
+def _client_name(name: str) -> str:
+    """The name checked as the API checks a partner's (trimmed, NFC, 1 to 200 characters, no
+    control characters): an argument that is not UTF-8 arrives with lone surrogates, which no
+    database can store."""
+    try:
+        return CLIENT_NAME.validate_python(name)
+    except ValidationError as error:
+        raise invalid_field(error, default="name") from None
 
 
 def _save(save: Path, credentials: dict[str, str]) -> None:

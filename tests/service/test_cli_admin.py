@@ -131,3 +131,21 @@ def test_a_blank_client_name_exits_2(environment: Path) -> None:
     result = runner.invoke(app, ["admin", "create-client", " "])
     assert result.exit_code == 2 and "[name]" in result.output
     assert rows(environment, "oauth_client") == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("\udcff\udcfe", "unicode string"),  # bytes ff fe on the command line: not UTF-8
+        ("x" * 201, "at most 200 characters"),
+        ("a\x1bb", "U+001B"),
+    ],
+)
+def test_a_client_name_the_api_would_refuse_exits_2(
+    environment: Path, name: str, reason: str
+) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["admin", "create-client", name])
+    assert result.exit_code == 2, result.output
+    assert "[name]" in result.output and reason in result.output
+    assert rows(environment, "oauth_client") == rows(environment, "audit_event") == 0
