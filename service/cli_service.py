@@ -55,7 +55,7 @@ def _load_json(source: str, field: str) -> Any:
             response = httpx.get(source, timeout=10)
             response.raise_for_status()
             return json.loads(response.text, object_pairs_hook=_unique_members)
-        except (httpx.HTTPError, ValueError) as error:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
             raise InvalidRequest(f"cannot fetch {source} as JSON: {error}", field=field) from None
     try:
         text = Path(source).read_text(encoding="utf-8")

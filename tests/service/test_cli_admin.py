@@ -149,3 +149,12 @@ def test_a_client_name_the_api_would_refuse_exits_2(
     assert result.exit_code == 2, result.output
     assert "[name]" in result.output and reason in result.output
     assert rows(environment, "oauth_client") == rows(environment, "audit_event") == 0
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999/jwks", "https://"])
+def test_a_jwks_url_that_does_not_parse_exits_2_naming_it(environment: Path, url: str) -> None:
+    manifest = environment / "manifest.json"
+    manifest.write_text("{}")
+    result = runner.invoke(app, ["verify", str(manifest), str(manifest), "--jwks", url])
+    assert result.exit_code == 2, result.output
+    assert "[--jwks]" in result.output and url in result.output
