@@ -49,7 +49,9 @@ def read_table(content: bytes, file_format: str) -> pd.DataFrame:
         raise DataError("the file is empty", field="file")
     try:
         if file_format == "parquet":
+            _refuse_repeated(pq.read_schema(io.BytesIO(content)).names)
             return pd.read_parquet(io.BytesIO(content)).astype("string")
+        _refuse_repeated(_csv_header(content))
         frame = pd.read_csv(
             io.BytesIO(content), dtype="string", keep_default_na=False, na_values=[""]
         )
@@ -71,6 +73,24 @@ def read_table(content: bytes, file_format: str) -> pd.DataFrame:
             field="file",
         )
     return frame
+
+
+def _csv_header(content: bytes) -> list[str]:
+    line = content.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    return next(csv.reader([line]), [])
+
+
+def _refuse_repeated(names: list[str]) -> None:
+    """Refuse a header naming a column twice: the policy's roles could not tell the two apart
+    (pandas would rename the second ``d.1``, the engine read either)."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(
+            f"column name(s) {repeated} appear more than once in the header; give each column "
+            "its own name",
+            field="file",
+            code="duplicate_column",
+        )
 
 
 def read_sql_table(url: str, table: str) -> bytes:
@@ -185,11 +205,13 @@ def _check_values(frame: pd.DataFrame, column: str, hierarchy: Hierarchy | None,
 
 
 def check_stored_types(content: bytes, file_format: str, policy: DatasetPolicy) -> None:
-    """Refuse a Parquet file whose measures are not stored as numbers: the engine sums them as
-    stored (a CSV's measures are read as numbers, and checked by :func:`check_table`)."""
+    """Refuse a Parquet file whose named columns are nested, or whose measures are not stored
+    as numbers: the engine reads them as stored (a CSV's measures are read as numbers, and
+    checked by :func:`check_table`)."""
     if file_format != "parquet":
         return
     schema = pq.read_schema(io.BytesIO(content))
+    _refuse_nested(schema, policy)
     for column, spec in policy.dataset.columns.items():
         if spec.role != "measure" or column not in schema.names:
             continue
@@ -210,6 +232,21 @@ def check_stored_types(content: bytes, file_format: str, policy: DatasetPolicy) 
             bad = pc.sum(pc.invert(pc.is_finite(values))).as_py()
             if bad:
                 raise DataError(f"{bad} value(s) that are NaN or infinite", field=field)
+
+
+def _refuse_nested(schema: pa.Schema, policy: DatasetPolicy) -> None:
+    """Refuse a subject or column stored as a list, struct or map: checked and counted as its
+    text, it would be grouped by the engine as the nested value itself."""
+    named = [("dataset.subject", policy.dataset.subject)]
+    named += [(f"dataset.columns.{column}", column) for column in policy.dataset.columns]
+    for field, column in named:
+        if column in schema.names and pa.types.is_nested(schema.field(column).type):
+            raise DataError(
+                f"column {column!r} is stored as {schema.field(column).type}; a column the "
+                "policy names must hold one value per row (text, numbers or times)",
+                field=field,
+                code="invalid_type",
+            )
 
 
 def _plain_numbers(values: pd.Series, hierarchy: Hierarchy | None) -> bool:

@@ -3,9 +3,13 @@ files whose columns are ambiguous or nested. Each is a 422 naming the field, and
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -66,3 +70,64 @@ def test_a_sql_column_a_snapshot_cannot_hold_is_422_naming_it(
         with source.begin() as connection:
             connection.execute(text(f"DROP TABLE {table}"))
         source.dispose()
+
+
+def _upload(client: TestClient, admin: dict[str, str], filename: str, content: bytes) -> Any:
+    form = {"name": "hostile", "policy": json.dumps(SIMPLE)}
+    files = {"file": (filename, content, "application/octet-stream")}
+    return client.post("/datasets", data=form, files=files, headers=admin)
+
+
+def _parquet(columns: list[pa.Array], names: list[str]) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_arrays(columns, names=names), buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("filename", "content"),
+    [
+        ("d.csv", b"s,d,d,m\n1,a,IBAN1,3\n"),
+        ("d.csv", "\ufeffs,d,m,s\n1,a,3,2\n".encode()),
+        (
+            "d.parquet",
+            _parquet(
+                [pa.array(["1"]), pa.array(["a"]), pa.array(["b"]), pa.array([1.0])],
+                ["s", "d", "d", "m"],
+            ),
+        ),
+    ],
+)
+def test_a_column_named_twice_is_422_naming_it(
+    client: TestClient, admin: dict[str, str], app: FastAPI, filename: str, content: bytes
+) -> None:
+    response = _upload(client, admin, filename, content)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert (error["error"], error["field"]) == ("duplicate_column", "file")
+    assert "appear more than once" in error["detail"]
+    assert _datasets(app) == 0 and _data_files(app) == []
+
+
+NESTED = {
+    "list": pa.array([[1, 2], [3]]),
+    "struct": pa.array([{"x": 1}, {"x": 2}]),
+    "map": pa.array([[("k", 1)], [("k", 2)]], pa.map_(pa.string(), pa.int64())),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NESTED))
+@pytest.mark.parametrize(
+    ("column", "field"), [("s", "dataset.subject"), ("d", "dataset.columns.d")]
+)
+def test_a_nested_column_the_policy_names_is_422_naming_it(
+    client: TestClient, admin: dict[str, str], app: FastAPI, kind: str, column: str, field: str
+) -> None:
+    columns = {"s": pa.array(["1", "2"]), "d": pa.array(["a", "b"]), "m": pa.array([1.0, 2.0])}
+    columns[column] = NESTED[kind]
+    response = _upload(client, admin, "d.parquet", _parquet(list(columns.values()), list(columns)))
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert (error["error"], error["field"]) == ("invalid_type", field)
+    assert f"'{column}' is stored as" in error["detail"]
+    assert _datasets(app) == 0 and _data_files(app) == []
