@@ -3,10 +3,12 @@ apart by.
 
 A value is normalised (Unicode NFC, outer whitespace stripped) and refused when blank (only
 whitespace or invisible format characters), when it holds control characters (line breaks
-too, unless the text may span lines) or lone surrogates, or when its normalised length is out
-of bounds. Two names are the same when their :func:`name_key` is: NFKC, case folded, format
-characters dropped, whitespace runs collapsed, so that "Office de tourisme ", "office de
-tourisme" and an NFD "Évry" do not pass for new names.
+too, unless the text may span lines), lone surrogates or bidirectional embeddings, overrides
+and isolates (which make a name display in another order than it is stored, in a console or a
+log), or when its normalised length is out of bounds. The plain direction marks (U+200E,
+U+200F) stay allowed. Two names are the same when their :func:`name_key` is: NFKC, case
+folded, format characters dropped, whitespace runs collapsed, so that "Office de tourisme ",
+"office de tourisme" and an NFD "Évry" do not pass for new names.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from pydantic_core import PydanticCustomError
 
 _LINE_BREAKS = frozenset("\n\r\t")
 _SPACES = re.compile(r"\s+")
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _refused(character: str, multiline: bool) -> bool:
     category = unicodedata.category(character)
     if category == "Cc":
         return not (multiline and character in _LINE_BREAKS)
-    return category == "Cs"
+    return category == "Cs" or character in _BIDI_CONTROLS
 
 
 def _invisible(character: str) -> bool:

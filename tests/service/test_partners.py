@@ -168,6 +168,8 @@ def test_names_are_stored_trimmed_and_composed(client: TestClient, make_partner)
         ({"name": "\u200b\u00a0"}, "name"),
         ({"name": "a\u0000b"}, "name"),
         ({"name": "line\nbreak"}, "name"),
+        ({"name": "Office \u202egpj.exe"}, "name"),
+        ({"name": "\u2067Mairie\u2069"}, "name"),
         ({"name": "X", "contact_email": "a@b\u0000"}, "contact_email"),
         ({"name": "X", "contact_email": "a@b\u001b"}, "contact_email"),
     ],
