@@ -113,6 +113,12 @@ def read_sql_table(url: str, table: str) -> bytes:
         raise DataError(f"cannot read the table: {detail}", field="source.url") from None
     finally:
         engine.dispose()
+    if frame.empty:
+        raise DataError(
+            f"the table {table} has no rows: there is nothing to release",
+            field="source.table",
+            code="no_rows",
+        )
     buffer = io.BytesIO()
     try:
         frame.to_parquet(buffer, index=False)
@@ -290,6 +296,12 @@ def check_table(
     """Raise a 4xx-mapped error naming the column and values unless ``frame`` fits the policy;
     return the stored type of every column."""
     _require_columns(frame, policy)
+    if frame.empty:
+        raise DataError(
+            "the file has a header but no rows: there is nothing to release",
+            field="file",
+            code="no_rows",
+        )
     spec = policy.dataset
     missing_subject = frame[spec.subject].isna()
     if missing_subject.any():

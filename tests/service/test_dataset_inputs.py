@@ -131,3 +131,51 @@ def test_a_nested_column_the_policy_names_is_422_naming_it(
     assert (error["error"], error["field"]) == ("invalid_type", field)
     assert f"'{column}' is stored as" in error["detail"]
     assert _datasets(app) == 0 and _data_files(app) == []
+
+
+@pytest.mark.parametrize(
+    ("filename", "content"),
+    [
+        ("d.csv", b"s,d,m\n"),
+        ("d.csv", b"\xef\xbb\xbfs,d,m\r\n"),
+        (
+            "d.parquet",
+            _parquet(
+                [pa.array([], pa.string())] * 2 + [pa.array([], pa.float64())], ["s", "d", "m"]
+            ),
+        ),
+    ],
+)
+def test_a_file_with_a_header_and_no_rows_is_422(
+    client: TestClient, admin: dict[str, str], app: FastAPI, filename: str, content: bytes
+) -> None:
+    # Registered, it would be an empty population every release of which is an empty table.
+    response = _upload(client, admin, filename, content)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert (error["error"], error["field"]) == ("no_rows", "file")
+    assert _datasets(app) == 0 and _data_files(app) == []
+
+
+def test_an_empty_sql_table_is_422(
+    client: TestClient, admin: dict[str, str], app: FastAPI, postgresql_url: str
+) -> None:
+    table = f"empty_{uuid.uuid4().hex[:8]}"
+    source = make_engine(postgresql_url)
+    with source.begin() as connection:
+        connection.execute(text(f"CREATE TABLE {table} (s text, d text, m float8)"))
+    try:
+        body = {
+            "name": "empty",
+            "policy": SIMPLE,
+            "source": {"url": postgresql_url, "table": table},
+        }
+        response = client.post("/datasets/sql", json=body, headers=admin)
+        assert response.status_code == 422, response.text
+        error = response.json()
+        assert (error["error"], error["field"]) == ("no_rows", "source.table")
+        assert _datasets(app) == 0 and _data_files(app) == []
+    finally:
+        with source.begin() as connection:
+            connection.execute(text(f"DROP TABLE {table}"))
+        source.dispose()
