@@ -17,7 +17,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from sqlalchemy import create_engine, make_url
+from sqlalchemy import (
+    Engine,
+    Float,
+    MetaData,
+    Numeric,
+    Table,
+    create_engine,
+    func,
+    literal_column,
+    make_url,
+    select,
+)
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from anonymization.errors import DataError, HierarchyError, InvalidRequest, PartageError
@@ -106,6 +117,7 @@ def read_sql_table(url: str, table: str) -> bytes:
     schema, _, name = table.rpartition(".")
     try:
         frame = pd.read_sql_table(name, engine, schema=schema or None)
+        _refuse_nan(engine, name, schema or None)
     except ValueError as error:  # pandas: table not found
         raise InvalidRequest(str(error), field="source.table", code="unknown_table") from None
     except SQLAlchemyError as error:
@@ -125,6 +137,28 @@ def read_sql_table(url: str, table: str) -> bytes:
     except pa.ArrowException:
         raise _unstorable_column(frame) from None
     return buffer.getvalue()
+
+
+def _refuse_nan(engine: Engine, name: str, schema: str | None) -> None:
+    """Refuse a table with NaN in a floating-point or numeric column: PostgreSQL keeps NaN apart
+    from NULL, but the snapshot (pandas) reads both as missing, so a NaN measure would become
+    an absent value without a word (a file's NaN is refused by the checks)."""
+    if engine.dialect.name != "postgresql":
+        return  # SQLite stores a NaN as NULL
+    table = Table(name, MetaData(), schema=schema, autoload_with=engine)
+    with engine.connect() as connection:
+        for column in table.columns:
+            if not isinstance(column.type, Float | Numeric):
+                continue
+            nan = select(func.count()).select_from(table).where(column == literal_column("'NaN'"))
+            found = connection.scalar(nan)
+            if found:
+                raise DataError(
+                    f"column {column.name!r} holds {found} NaN value(s), which a snapshot cannot "
+                    "tell from missing ones: read the table through a view that maps them to "
+                    "NULL or to numbers",
+                    field="source.table",
+                )
 
 
 def _unstorable_column(frame: pd.DataFrame) -> DataError:

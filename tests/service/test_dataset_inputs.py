@@ -179,3 +179,28 @@ def test_an_empty_sql_table_is_422(
         with source.begin() as connection:
             connection.execute(text(f"DROP TABLE {table}"))
         source.dispose()
+
+
+@pytest.mark.parametrize("declared", ["float8", "real", "numeric"])
+def test_a_sql_nan_is_422_not_a_missing_value(
+    client: TestClient, admin: dict[str, str], app: FastAPI, postgresql_url: str, declared: str
+) -> None:
+    # pandas reads PostgreSQL's NaN as missing: the measure would have lost a value silently.
+    table = f"nan_{uuid.uuid4().hex[:8]}"
+    source = make_engine(postgresql_url)
+    with source.begin() as connection:
+        connection.execute(text(f"CREATE TABLE {table} (s text, d text, m {declared})"))
+        connection.execute(text(f"INSERT INTO {table} VALUES ('1', 'a', 1), ('2', 'a', 'NaN')"))
+        connection.execute(text(f"INSERT INTO {table} VALUES ('3', 'b', NULL)"))
+    try:
+        body = {"name": "nan", "policy": SIMPLE, "source": {"url": postgresql_url, "table": table}}
+        response = client.post("/datasets/sql", json=body, headers=admin)
+        assert response.status_code == 422, response.text
+        error = response.json()
+        assert (error["error"], error["field"]) == ("invalid_data", "source.table")
+        assert "'m' holds 1 NaN" in error["detail"]
+        assert _datasets(app) == 0 and _data_files(app) == []
+    finally:
+        with source.begin() as connection:
+            connection.execute(text(f"DROP TABLE {table}"))
+        source.dispose()
