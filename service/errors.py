@@ -27,6 +27,13 @@ class ServiceError(PartageError):
     status = 400
 
 
+class InsecureTransport(ServiceError):
+    """A token sent in plain HTTP from another machine (see :mod:`service.auth.transport`)."""
+
+    status = 400
+    code = "insecure_transport"
+
+
 class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"
@@ -132,6 +139,7 @@ class DeniedBody(ErrorBody):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
+        (400, "Plain HTTP from another machine (`insecure_transport`): use https"),
         (401, "Missing, invalid or expired bearer token"),
         (403, "The token lacks the scope this route needs"),
         (404, "No such object visible to the caller"),

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.auth.models import SCOPE_ADMIN, SCOPE_EXTRACTS_READ, SCOPE_EXTRACTS_REQUEST
 from service.auth.service import get_client, verify_access_token
+from service.auth.transport import insecure_transport
 from service.deps import LimiterDep, SessionDep, SettingsDep, SigningKeysDep
-from service.errors import Forbidden, TooManyRequests, Unauthorized
+from service.errors import Forbidden, InsecureTransport, TooManyRequests, Unauthorized
 
 bearer = HTTPBearer(description="An access token from `POST /oauth/token`.")
 
@@ -35,12 +36,16 @@ class Caller:
 
 
 def current_caller(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials, Depends(bearer)],
     session: SessionDep,
     keys: SigningKeysDep,
     settings: SettingsDep,
     limiter: LimiterDep,
 ) -> Caller:
+    refused = insecure_transport(request)
+    if refused:  # the token crossed the network in clear: it is refused, as a secret would be
+        raise InsecureTransport(refused)
     claims = verify_access_token(credentials.credentials, keys, settings)
     client = get_client(session, str(claims["sub"]))
     if client is None or client.secret_generation != claims["gen"]:

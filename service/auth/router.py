@@ -73,7 +73,7 @@ async def token(
     fields = {name: value for name, value in form.items() if isinstance(value, str)}
     server = TokenServer(session, keys, settings, limiter)
     try:
-        oauth_request = FormRequest(str(request.url), request.headers, fields)
+        oauth_request = FormRequest.received(request, fields)
     except InsecureTransportError as error:
         return server.handle_error_response(None, error)  # type: ignore[no-any-return]
     # Limited before the secret is checked: every check runs argon2 (0.1 s, 19 MiB).

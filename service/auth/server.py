@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from authlib.oauth2 import AuthorizationServer, OAuth2Error
 from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Request
 from authlib.oauth2.rfc6749.errors import (
+    InsecureTransportError,
     InvalidClientError,
     InvalidRequestError,
     InvalidScopeError,
@@ -25,10 +26,12 @@ from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 
 from service.audit import service as audit
 from service.auth.models import ALL_SCOPES, CLIENT_ID_MAX, OAuthClient
 from service.auth.service import get_client, secret_matches, sign_access_token, spend_a_check
+from service.auth.transport import connection_url, insecure_transport
 from service.config import Settings
 from service.keys import SigningKeys
 from service.ratelimit import RateLimiter
@@ -68,6 +71,15 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
         super().__init__(method="POST", uri=url, headers=headers)
         self.payload = BasicOAuth2Payload(form)
         self._form = form
+
+    @classmethod
+    def received(cls, request: Request, form: dict[str, str]) -> FormRequest:
+        """The token request ``request`` carries; :class:`InsecureTransportError` if it came in
+        plain HTTP from another machine (see :mod:`service.auth.transport`)."""
+        refused = insecure_transport(request)
+        if refused:
+            raise InsecureTransportError(description=refused)
+        return cls(connection_url(request), request.headers, form)
 
     @property
     def form(self) -> dict[str, str]:

@@ -29,6 +29,8 @@ from service.migrate import upgrade
 from service.models import Base
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+# A client on this machine (the TCP peer's address): the only one plain HTTP is accepted from.
+LOOPBACK = ("127.0.0.1", 50000)
 
 
 @pytest.fixture(scope="session")
@@ -130,8 +132,7 @@ def app(settings: Settings) -> Iterator[FastAPI]:
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    # authlib refuses plain HTTP except on loopback.
-    with TestClient(app, base_url="http://localhost") as test_client:
+    with TestClient(app, client=LOOPBACK) as test_client:
         yield test_client
 
 

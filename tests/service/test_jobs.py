@@ -24,6 +24,7 @@ from service.config import Settings, get_settings
 from service.db import utcnow
 from service.extracts import files, jobs, upkeep
 from service.extracts.models import Extract
+from tests.service.conftest import LOOPBACK
 from tests.service.journey import REQUEST, make_agreement, request_and_wait, wait_for
 
 
@@ -70,7 +71,7 @@ def restarted(settings: Settings) -> Iterator[TestClient]:
     """The service started again on the same database, files and keys."""
     again = create_app(settings)
     try:
-        with TestClient(again, base_url="http://localhost") as client:
+        with TestClient(again, client=LOOPBACK) as client:
             yield client
     finally:
         again.state.engine.dispose()
@@ -305,7 +306,7 @@ def test_a_download_racing_the_expiry_is_410_and_a_broken_file_a_json_error(
     # The CSV of one release of this partner in place of another's.
     theirs = app.state.settings.data_dir / "releases" / f"{third['id']}.csv.bin"
     theirs.replace(app.state.settings.data_dir / "releases" / f"{other['id']}.csv.bin")
-    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as loose:
+    with TestClient(app, client=LOOPBACK, raise_server_exceptions=False) as loose:
         broken = loose.get(f"/extracts/{other['id']}/download", headers=headers)
     assert broken.status_code == 500
     assert broken.json()["error"] == "storage"

@@ -27,7 +27,7 @@ from service.auth.models import SCOPE_ADMIN
 from service.auth.service import create_client
 from service.db import make_engine
 from service.migrate import alembic_config
-from tests.service.conftest import bearer, service_settings, token_for
+from tests.service.conftest import LOOPBACK, bearer, service_settings, token_for
 from tests.service.factories import csv_bytes, dataset_form, payments_frame
 from tests.service.journey import REQUEST, make_agreement, request_and_wait
 from tests.service.test_microdata_agreements import (
@@ -139,7 +139,7 @@ def test_going_down_one_revision_at_a_time_keeps_every_row(
     own_database_url: str, tmp_path: Path
 ) -> None:
     app = create_app(service_settings(own_database_url, tmp_path))
-    with TestClient(app, base_url="http://localhost") as client:
+    with TestClient(app, client=LOOPBACK) as client:
         _fill(app, client)
     app.state.engine.dispose()
     engine = make_engine(own_database_url)

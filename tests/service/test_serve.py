@@ -4,6 +4,7 @@ headers the client sends (the token endpoint's limits count per address)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,26 @@ from tests.service.test_cli_admin import environment
 __all__ = ["environment"]
 
 
-def test_forwarded_headers_from_a_loopback_peer_do_not_pick_the_address(
-    environment: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PARTAGE_TOKEN_ATTEMPTS_BURST", "3")
+def served(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The ASGI app as `partage serve` has uvicorn run it (its middleware included)."""
     served: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda asgi, **options: served.update(asgi=asgi, **options))
     result = CliRunner().invoke(app, ["serve", "--port", "8799"])
     assert result.exit_code == 0, result.output
     config = uvicorn.Config(served.pop("asgi"), **served)
     config.load()
+    return config.loaded_app
+
+
+def test_forwarded_headers_from_a_loopback_peer_do_not_pick_the_address(
+    environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARTAGE_TOKEN_ATTEMPTS_BURST", "3")
+    asgi = served(monkeypatch)
 
     async def attempts() -> list[int]:
         # The peer is on the host (a local reverse proxy, or a client on the machine).
-        transport = httpx.ASGITransport(app=config.loaded_app, client=("127.0.0.1", 40000))
+        transport = httpx.ASGITransport(app=asgi, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8799") as http:
             return [
                 (
@@ -51,6 +58,32 @@ def test_forwarded_headers_from_a_loopback_peer_do_not_pick_the_address(
             ]
 
     assert asyncio.run(attempts()) == [401, 401, 401, 429, 429]
+
+
+def test_plain_http_from_another_machine_gets_no_token_whatever_its_headers_claim(
+    environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Host: localhost` used to pass authlib's check; `X-Forwarded-Proto: https` is no TLS."""
+    saved = environment / "admin.json"
+    assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
+    made = CliRunner().invoke(app, ["admin", "create-client", "admin", "--save", str(saved)])
+    assert made.exit_code == 0, made.output
+    saved_credentials = json.loads(saved.read_text())
+    credentials = {name: saved_credentials[name] for name in ("client_id", "client_secret")}
+    asgi = served(monkeypatch)
+    claims = {"Host": "localhost", "X-Forwarded-Proto": "https", "X-Forwarded-For": "127.0.0.1"}
+
+    async def token_from(peer: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=asgi, client=(peer, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://192.0.2.1:8799") as http:
+            form = {"grant_type": "client_credentials", **credentials}
+            return await http.post("/oauth/token", data=form, headers=claims)
+
+    remote = asyncio.run(token_from("203.0.113.9"))
+    assert remote.status_code == 400, remote.text
+    assert remote.json()["error"] == "insecure_transport"
+    assert "203.0.113.9" in remote.json()["error_description"]
+    assert asyncio.run(token_from("127.0.0.1")).status_code == 200
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

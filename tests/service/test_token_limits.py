@@ -40,12 +40,12 @@ def argon2_runs(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 @pytest.fixture
 def from_address(app: FastAPI) -> Iterator[dict[tuple[str, int], TestClient]]:
-    """A test client per remote address (opened on first use)."""
+    """A test client per remote address (opened on first use), over TLS as a remote one must."""
     clients: dict[tuple[str, int], TestClient] = {}
 
     class Clients(dict):  # type: ignore[type-arg]
         def __missing__(self, address: tuple[str, int]) -> TestClient:
-            opened = TestClient(app, base_url="http://localhost", client=address).__enter__()
+            opened = TestClient(app, base_url="https://partage.test", client=address).__enter__()
             self[address] = opened
             return opened
 
