@@ -21,11 +21,13 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidRequestError,
     InvalidScopeError,
+    UnsupportedGrantTypeError,
 )
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from service.audit import service as audit
@@ -38,6 +40,8 @@ from service.ratelimit import RateLimiter
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 AUTH_FAILED = "client authentication failed: unknown client, disabled client or wrong secret"
+# The form parameter an error of authlib's is about.
+ERROR_FIELDS = {"unsupported_grant_type": "grant_type", "invalid_scope": "scope"}
 
 
 class _Client(ClientMixin):  # type: ignore[misc]
@@ -73,13 +77,20 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
         self._form = form
 
     @classmethod
-    def received(cls, request: Request, form: dict[str, str]) -> FormRequest:
-        """The token request ``request`` carries; :class:`InsecureTransportError` if it came in
-        plain HTTP from another machine (see :mod:`service.auth.transport`)."""
+    def received(cls, request: Request, form: FormData) -> FormRequest:
+        """The token request ``request`` carries, its ``form`` read: :class:`OAuth2Error` if it
+        came in plain HTTP from another machine (see :mod:`service.auth.transport`), or names a
+        parameter twice."""
         refused = insecure_transport(request)
         if refused:
             raise InsecureTransportError(description=refused)
-        return cls(connection_url(request), request.headers, form)
+        # RFC 6749 §3.2: a parameter appears once. Were the last value kept, a filter in front
+        # of the service reading the first would see another request than the one checked.
+        for name in dict.fromkeys(name for name, _ in form.multi_items()):
+            if len(form.getlist(name)) > 1:
+                raise RepeatedParameter(name)
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+        return cls(connection_url(request), request.headers, fields)
 
     @property
     def form(self) -> dict[str, str]:
@@ -88,6 +99,14 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
     @property
     def args(self) -> dict[str, str]:
         return {}
+
+
+class RepeatedParameter(InvalidRequestError):  # type: ignore[misc]
+    """400 ``invalid_request`` naming a form parameter sent more than once."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{_shown(name)} is sent more than once: send each parameter once")
+        self.field = name
 
 
 class RateLimited(OAuth2Error):  # type: ignore[misc]
@@ -167,8 +186,18 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
     def handle_response(
         self, status: int, body: dict[str, Any], headers: list[tuple[str, str]]
     ) -> JSONResponse:
-        if "error" in body:
-            body = {**body, "detail": body.get("error_description", body["error"]), "field": None}
+        return JSONResponse(body, status_code=status, headers=dict(headers))
+
+    def handle_error_response(
+        self, request: FormRequest | None, error: OAuth2Error
+    ) -> JSONResponse:
+        """OAuth's error shape (RFC 6749 §5.2), always with a description, and the service's
+        ``detail`` and ``field`` (None where no one parameter is at fault, or where saying which
+        of the client's id and secret was wrong would tell which client ids exist)."""
+        status, body, headers = error(self.get_error_uri(request, error))
+        description = _description(error) or body["error"]
+        field = getattr(error, "field", None) or ERROR_FIELDS.get(body["error"])
+        body = {**body, "error_description": description, "detail": description, "field": field}
         return JSONResponse(body, status_code=status, headers=dict(headers))
 
     def _generate(self, client: _Client, scope: str | None, **_: Any) -> dict[str, Any]:
@@ -180,6 +209,24 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
             )
         granted = " ".join(name for name in ALL_SCOPES if name in requested)
         return sign_access_token(client.record, granted, self.keys, self.settings)
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted, where an OAuth error description may hold it (RFC 6749 §5.2: printable
+    ASCII but ``"`` and ``\\``)."""
+    if all(" " <= char <= "~" and char not in '"\\' for char in value):
+        return f"'{value[:64]}'"
+    return "a value with characters an OAuth error cannot quote"
+
+
+def _description(error: OAuth2Error) -> str:
+    if isinstance(error, UnsupportedGrantTypeError):
+        sent = _shown(error.grant_type) if error.grant_type else "none"
+        return (
+            "grant_type must be 'client_credentials', in a form body"
+            f" (application/x-www-form-urlencoded); the request has {sent}"
+        )
+    return str(error.get_error_description())
 
 
 def claimed_client_id(request: FormRequest) -> str:

@@ -187,3 +187,68 @@ def test_a_retired_key_stops_verifying_tokens_but_stays_published(settings: Sett
     second = keys.rotate()
     assert {key.kid for key in keys.verification_keys().keys} == {second}
     assert {key["kid"] for key in keys.jwks()["keys"]} == {first, second}
+
+
+@pytest.mark.parametrize("name", ["grant_type", "client_id", "client_secret", "scope"])
+def test_a_parameter_sent_twice_is_400_naming_it_and_no_token_is_issued(
+    client: TestClient,
+    admin_credentials: tuple[str, str],
+    make_partner,
+    name: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """RFC 6749 §3.2: each parameter once. The last value used to win, so a filter in front of
+    the service reading the first (`grant_type=password`, another client's id) saw another
+    request than the one checked."""
+    partner = make_partner("Another client")
+    client_id, secret = admin_credentials
+    first = {
+        "grant_type": "password",
+        "client_id": partner["client_id"],
+        "client_secret": partner["client_secret"],
+        "scope": "extracts:read",
+    }
+    pairs = [("grant_type", "client_credentials"), ("client_id", client_id)]
+    pairs += [("client_secret", secret), ("scope", "admin")]
+    body = "&".join(f"{key}={value}" for key, value in [(name, first[name]), *pairs])
+    response = client.post(
+        "/oauth/token",
+        content=body.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["field"] == name
+    assert f"{name!r} is sent more than once" in response.json()["error_description"]
+
+
+def test_token_errors_name_the_parameter_and_the_reason(
+    client: TestClient, admin_credentials: tuple[str, str]
+) -> None:
+    client_id, secret = admin_credentials
+    form = {"grant_type": "password", "client_id": client_id, "client_secret": secret}
+    grant = client.post("/oauth/token", data=form)
+    as_json = client.post("/oauth/token", json={**form, "grant_type": "client_credentials"})
+    for response, sent in ((grant, "'password'"), (as_json, "none")):
+        assert response.status_code == 400
+        body = response.json()
+        assert (body["error"], body["field"]) == ("unsupported_grant_type", "grant_type")
+        assert body["error_description"] == body["detail"]
+        assert "form body" in body["detail"] and body["detail"].endswith(f"has {sent}")
+    scope = client.post(
+        "/oauth/token", data={**form, "grant_type": "client_credentials", "scope": "root"}
+    )
+    assert (scope.status_code, scope.json()["field"]) == (400, "scope")
+    assert scope.json()["error_description"]
+
+
+def test_values_an_oauth_error_cannot_quote_are_named_without_quoting(
+    client: TestClient,
+) -> None:
+    """RFC 6749 §5.2: an error description holds printable ASCII but `"` and `\\`."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    repeated = client.post("/oauth/token", content=b"a%5C=1&a%5C=2", headers=form)
+    grant = client.post("/oauth/token", content=b"grant_type=caf%C3%A9", headers=form)
+    for response, field in ((repeated, "a\\"), (grant, "grant_type")):
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == field
+        assert "characters an OAuth error cannot quote" in response.json()["error_description"]
