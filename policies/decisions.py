@@ -237,38 +237,38 @@ def holding_reasons(kind: str, holdings: Holdings, field: str = "agreement") -> 
     same data, if it cannot: aggregates are checked against aggregates, and microdata against
     microdata under the same pseudonym key; across kinds, or against records whose pseudonyms
     do not match (exact sensitive values can still join them), nothing proves the pair safe."""
-    microdata = holdings.microdata + holdings.other_microdata
-    if kind == "aggregate" and microdata:
-        return [
-            Reason(
-                code="holds_microdata",
-                field=field,
-                detail=f"the partner holds microdata of this data ({_named(microdata)}): "
-                "aggregates are not protected jointly with records, so a partner gets one kind "
-                "of release per dataset",
+    one_kind = "so a partner gets one kind of release per dataset"
+    conflicts = (
+        [
+            (
+                "holds_microdata",
+                holdings.microdata + holdings.other_microdata,
+                "microdata of this data",
+                f"aggregates are not protected jointly with records, {one_kind}",
             )
         ]
-    if kind == "microdata" and holdings.aggregate:
-        return [
-            Reason(
-                code="holds_aggregates",
-                field=field,
-                detail=f"the partner holds aggregate releases of this data "
-                f"({_named(holdings.aggregate)}): records are not protected jointly with "
-                "aggregates, so a partner gets one kind of release per dataset",
-            )
+        if kind == "aggregate"
+        else [
+            (
+                "holds_aggregates",
+                holdings.aggregate,
+                "aggregate releases of this data",
+                f"records are not protected jointly with aggregates, {one_kind}",
+            ),
+            (
+                "holds_other_microdata",
+                holdings.other_microdata,
+                "microdata of this data under another pseudonym key",
+                "their pseudonyms do not match these, but exact sensitive values could join the "
+                "records, so nothing proves the pair safe; release under the agreement (any "
+                "version) that made them",
+            ),
         ]
-    if kind == "microdata" and holdings.other_microdata:
-        return [
-            Reason(
-                code="holds_other_microdata",
-                field=field,
-                detail=f"the partner holds microdata of this data under another pseudonym key "
-                f"({_named(holdings.other_microdata)}): their pseudonyms do not match these, "
-                "but exact sensitive values could join the records, so nothing proves the pair "
-                "safe; release under the agreement (any version) that made them",
-            )
-        ]
+    )
+    for code, held, what, why in conflicts:
+        if held:
+            detail = f"the partner holds {what} ({_named(held)}): {why}"
+            return [Reason(code=code, field=field, detail=detail)]
     return []
 
 

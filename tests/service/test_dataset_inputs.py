@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -33,6 +35,36 @@ def _data_files(app: FastAPI) -> list[str]:
     return [path.name for path in folder.rglob("*") if path.is_file()]
 
 
+@contextmanager
+def _source_table(url: str, columns: str, *inserts: str) -> Iterator[str]:
+    """A throwaway table on the PostgreSQL server (``columns``: its SQL column list; each of
+    ``inserts``: a VALUES list), dropped afterwards."""
+    table = f"source_{uuid.uuid4().hex[:8]}"
+    source = make_engine(url)
+    with source.begin() as connection:
+        connection.execute(text(f"CREATE TABLE {table} ({columns})"))
+        for values in inserts:
+            connection.execute(text(f"INSERT INTO {table} VALUES {values}"))
+    try:
+        yield table
+    finally:
+        with source.begin() as connection:
+            connection.execute(text(f"DROP TABLE {table}"))
+        source.dispose()
+
+
+def _refused_snapshot(
+    client: TestClient, admin: dict[str, str], app: FastAPI, url: str, table: str
+) -> dict[str, Any]:
+    """The 422 error of ``POST /datasets/sql`` on ``table``; nothing was stored."""
+    body = {"name": "hostile", "policy": SIMPLE, "source": {"url": url, "table": table}}
+    response = client.post("/datasets/sql", json=body, headers=admin)
+    assert response.status_code == 422, response.text
+    assert _datasets(app) == 0 and _data_files(app) == []
+    error: dict[str, Any] = response.json()
+    return error
+
+
 @pytest.mark.parametrize(
     ("declared", "value", "found"),
     [
@@ -49,27 +81,11 @@ def test_a_sql_column_a_snapshot_cannot_hold_is_422_naming_it(
     value: str,
     found: str,
 ) -> None:
-    table = f"odd_{uuid.uuid4().hex[:8]}"
-    source = make_engine(postgresql_url)
-    with source.begin() as connection:
-        connection.execute(text(f"CREATE TABLE {table} (s text, d text, m float8, x {declared})"))
-        connection.execute(text(f"INSERT INTO {table} VALUES ('1', 'a', 1.0, {value})"))
-    try:
-        body = {
-            "name": "odd types",
-            "policy": SIMPLE,
-            "source": {"url": postgresql_url, "table": table},
-        }
-        response = client.post("/datasets/sql", json=body, headers=admin)
-        assert response.status_code == 422, response.text
-        error = response.json()
-        assert (error["error"], error["field"]) == ("invalid_type", "source.table")
-        assert "'x'" in error["detail"] and found in error["detail"]
-        assert _datasets(app) == 0 and _data_files(app) == []
-    finally:
-        with source.begin() as connection:
-            connection.execute(text(f"DROP TABLE {table}"))
-        source.dispose()
+    columns = f"s text, d text, m float8, x {declared}"
+    with _source_table(postgresql_url, columns, f"('1', 'a', 1.0, {value})") as table:
+        error = _refused_snapshot(client, admin, app, postgresql_url, table)
+    assert (error["error"], error["field"]) == ("invalid_type", "source.table")
+    assert "'x'" in error["detail"] and found in error["detail"]
 
 
 def _upload(client: TestClient, admin: dict[str, str], filename: str, content: bytes) -> Any:
@@ -160,25 +176,9 @@ def test_a_file_with_a_header_and_no_rows_is_422(
 def test_an_empty_sql_table_is_422(
     client: TestClient, admin: dict[str, str], app: FastAPI, postgresql_url: str
 ) -> None:
-    table = f"empty_{uuid.uuid4().hex[:8]}"
-    source = make_engine(postgresql_url)
-    with source.begin() as connection:
-        connection.execute(text(f"CREATE TABLE {table} (s text, d text, m float8)"))
-    try:
-        body = {
-            "name": "empty",
-            "policy": SIMPLE,
-            "source": {"url": postgresql_url, "table": table},
-        }
-        response = client.post("/datasets/sql", json=body, headers=admin)
-        assert response.status_code == 422, response.text
-        error = response.json()
-        assert (error["error"], error["field"]) == ("no_rows", "source.table")
-        assert _datasets(app) == 0 and _data_files(app) == []
-    finally:
-        with source.begin() as connection:
-            connection.execute(text(f"DROP TABLE {table}"))
-        source.dispose()
+    with _source_table(postgresql_url, "s text, d text, m float8") as table:
+        error = _refused_snapshot(client, admin, app, postgresql_url, table)
+    assert (error["error"], error["field"]) == ("no_rows", "source.table")
 
 
 @pytest.mark.parametrize("declared", ["float8", "real", "numeric"])
@@ -186,21 +186,8 @@ def test_a_sql_nan_is_422_not_a_missing_value(
     client: TestClient, admin: dict[str, str], app: FastAPI, postgresql_url: str, declared: str
 ) -> None:
     # pandas reads PostgreSQL's NaN as missing: the measure would have lost a value silently.
-    table = f"nan_{uuid.uuid4().hex[:8]}"
-    source = make_engine(postgresql_url)
-    with source.begin() as connection:
-        connection.execute(text(f"CREATE TABLE {table} (s text, d text, m {declared})"))
-        connection.execute(text(f"INSERT INTO {table} VALUES ('1', 'a', 1), ('2', 'a', 'NaN')"))
-        connection.execute(text(f"INSERT INTO {table} VALUES ('3', 'b', NULL)"))
-    try:
-        body = {"name": "nan", "policy": SIMPLE, "source": {"url": postgresql_url, "table": table}}
-        response = client.post("/datasets/sql", json=body, headers=admin)
-        assert response.status_code == 422, response.text
-        error = response.json()
-        assert (error["error"], error["field"]) == ("invalid_data", "source.table")
-        assert "'m' holds 1 NaN" in error["detail"]
-        assert _datasets(app) == 0 and _data_files(app) == []
-    finally:
-        with source.begin() as connection:
-            connection.execute(text(f"DROP TABLE {table}"))
-        source.dispose()
+    rows = "('1', 'a', 1), ('2', 'a', 'NaN'), ('3', 'b', NULL)"
+    with _source_table(postgresql_url, f"s text, d text, m {declared}", rows) as table:
+        error = _refused_snapshot(client, admin, app, postgresql_url, table)
+    assert (error["error"], error["field"]) == ("invalid_data", "source.table")
+    assert "'m' holds 1 NaN" in error["detail"]
