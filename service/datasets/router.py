@@ -13,13 +13,13 @@ from anonymization.errors import InvalidRequest
 from policies.text import Name
 from service.auth.deps import AdminCaller
 from service.datasets import service
-from service.datasets.reading import read_sql_table
 from service.datasets.schemas import (
     NAME_DESCRIPTION,
     POLICY_EXAMPLE,
     DatasetFromSql,
     DatasetOut,
 )
+from service.datasets.snapshots import read_sql_table
 from service.deps import SessionDep, StoreDep
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
