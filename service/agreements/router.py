@@ -27,7 +27,7 @@ router = APIRouter(prefix="/agreements", tags=["agreements"])
 def create_agreement(
     body: AgreementCreate, session: SessionDep, store: StoreDep, caller: AdminCaller
 ) -> AgreementOut:
-    return service.to_out(session, service.create(session, store, caller, body))
+    return service.to_out(session, service.create(session, store, caller, body), caller)
 
 
 @router.get("", summary="Agreements the caller may see (a partner: its own), filterable")
@@ -39,14 +39,14 @@ def list_agreements(
     status: AgreementStatus | None = None,
 ) -> list[AgreementOut]:
     found = service.search(session, caller, partner_id, dataset_id, status)
-    return [service.to_out(session, agreement) for agreement in found]
+    return [service.to_out(session, agreement, caller) for agreement in found]
 
 
 @router.get("/{agreement_id}", summary="An agreement at its current version")
 def get_agreement(
     agreement_id: uuid.UUID, session: SessionDep, caller: ReaderCaller
 ) -> AgreementOut:
-    return service.to_out(session, service.get(session, caller, agreement_id))
+    return service.to_out(session, service.get(session, caller, agreement_id), caller)
 
 
 @router.put(
@@ -55,7 +55,8 @@ def get_agreement(
 def update_agreement(
     agreement_id: uuid.UUID, body: AgreementUpdate, session: SessionDep, caller: AdminCaller
 ) -> AgreementOut:
-    return service.to_out(session, service.update(session, caller, agreement_id, body))
+    updated = service.update(session, caller, agreement_id, body)
+    return service.to_out(session, updated, caller)
 
 
 @router.get("/{agreement_id}/versions", summary="Every version of an agreement, oldest first")
@@ -63,7 +64,7 @@ def list_versions(
     agreement_id: uuid.UUID, session: SessionDep, caller: ReaderCaller
 ) -> list[AgreementVersionOut]:
     agreement = service.get(session, caller, agreement_id)
-    return [service.version_out(version) for version in service.versions(session, agreement)]
+    return [service.version_out(v, caller) for v in service.versions(session, agreement)]
 
 
 @router.get("/{agreement_id}/versions/{version}", summary="One version of an agreement")
@@ -74,7 +75,7 @@ def get_version(
     caller: ReaderCaller,
 ) -> AgreementVersionOut:
     agreement = service.get(session, caller, agreement_id)
-    return service.version_out(service.get_version(session, agreement, version))
+    return service.version_out(service.get_version(session, agreement, version), caller)
 
 
 @router.post(
@@ -89,6 +90,5 @@ def change_status(
     body: Annotated[StatusChange | None, Body()] = None,
 ) -> AgreementOut:
     version = body.version if body else None
-    return service.to_out(
-        session, service.transition(session, caller, agreement_id, action, version)
-    )
+    changed = service.transition(session, caller, agreement_id, action, version)
+    return service.to_out(session, changed, caller)

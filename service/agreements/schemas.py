@@ -69,7 +69,10 @@ class AgreementVersionOut(BaseModel):
     agreement_id: uuid.UUID
     version: int
     change: str = Field(description="create, update, suspend, resume or revoke")
-    changed_by: str = Field(description="client_id of the administrator who made the change")
+    changed_by: str | None = Field(
+        description="client_id of the administrator who made the change (null for a partner: "
+        "administrators' client ids are not shown to partners)"
+    )
     status: AgreementStatus
     purpose: str
     legal_basis: LegalBasis

@@ -342,26 +342,33 @@ def _checked(version: AgreementVersion) -> tuple[AgreementTerms | None, list[Rea
         return None, error.reasons
 
 
-def _version_out(version: AgreementVersion, problems: list[Reason]) -> AgreementVersionOut:
+def _version_out(
+    version: AgreementVersion, problems: list[Reason], caller: Caller
+) -> AgreementVersionOut:
     stored = {name: getattr(version, name) for name in AgreementVersionOut.stored_fields()}
+    if not caller.is_admin:
+        # Which client ids exist is never told to a partner (the token endpoint does not).
+        stored["changed_by"] = None
     return AgreementVersionOut.model_validate(
         {**stored, "valid": not problems, "problems": problems}
     )
 
 
-def version_out(version: AgreementVersion) -> AgreementVersionOut:
-    """A version as stored, and whether its terms still pass the checks (if not, why)."""
-    return _version_out(version, _checked(version)[1])
+def version_out(version: AgreementVersion, caller: Caller) -> AgreementVersionOut:
+    """A version as stored, as ``caller`` may see it, and whether its terms still pass the
+    checks (if not, why)."""
+    return _version_out(version, _checked(version)[1], caller)
 
 
-def to_out(session: Session, agreement: Agreement) -> AgreementOut:
+def to_out(session: Session, agreement: Agreement, caller: Caller) -> AgreementOut:
+    """The agreement at its current version, as ``caller`` may see it."""
     version = current_version(session, agreement)
     terms, problems = _checked(version)
     status = cast(AgreementStatus, agreement.status)
     in_force = terms is not None and not status_reasons(status, terms, utcnow())
     return AgreementOut.model_validate(
         {
-            **_version_out(version, problems).model_dump(),
+            **_version_out(version, problems, caller).model_dump(),
             "id": agreement.id,
             "partner_id": agreement.partner_id,
             "dataset_id": agreement.dataset_id,

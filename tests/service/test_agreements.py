@@ -213,6 +213,27 @@ def test_partner_sees_only_its_own_agreements(
         assert foreign.json()["error"] == "not_found"
 
 
+def test_a_partner_is_not_told_the_administrators_client_ids(
+    client: TestClient, admin: dict[str, str], setup: dict[str, Any]
+) -> None:
+    # The token endpoint never says which client ids exist; the agreement did (changed_by).
+    agreement_id = setup["agreement"]["id"]
+    first = setup["first"]["headers"]
+    for path in ("", "/versions", "/versions/1"):
+        theirs = client.get(f"/agreements/{agreement_id}{path}", headers=first).json()
+        ours = client.get(f"/agreements/{agreement_id}{path}", headers=admin).json()
+        for shown, full in zip(
+            theirs if isinstance(theirs, list) else [theirs],
+            ours if isinstance(ours, list) else [ours],
+            strict=True,
+        ):
+            assert shown["changed_by"] is None
+            assert full["changed_by"] == setup["agreement"]["changed_by"] != ""
+            assert {**shown, "changed_by": full["changed_by"]} == full
+    listed = client.get("/agreements", headers=first).json()
+    assert [a["changed_by"] for a in listed] == [None]
+
+
 def test_partner_gets_403_on_agreement_and_dataset_admin_routes(
     client: TestClient, setup: dict[str, Any]
 ) -> None:
