@@ -212,6 +212,22 @@ def test_an_agreement_revoked_during_its_job_releases_nothing(
     assert commits == [], "the engine's progress reports stop a job whose agreement was revoked"
 
 
+def test_a_release_made_before_a_revocation_stays_downloadable_until_it_expires(
+    app: FastAPI, client: TestClient, setup: dict[str, Any], admin: dict[str, str]
+) -> None:
+    # Made once, the partner may already hold it (DESIGN: downloadable until it expires); a
+    # new request under the revoked agreement is denied.
+    headers = setup["headers"]
+    done = request_and_wait(client, headers, setup["agreement_id"], REQUEST)
+    assert done["status"] == "succeeded", done
+    url = f"/agreements/{setup['agreement_id']}"
+    assert client.post(f"{url}/revoke", headers=admin).status_code == 200
+    assert client.get(f"/extracts/{done['id']}/download", headers=headers).status_code == 200
+    assert client.post(f"{url}/extracts", json=REQUEST, headers=headers).status_code == 403
+    upkeep.expire_due(app.state.pool.runtime, utcnow() + datetime.timedelta(days=31))
+    assert client.get(f"/extracts/{done['id']}/download", headers=headers).status_code == 410
+
+
 def test_a_job_whose_failure_cannot_be_recorded_is_not_left_running(
     client: TestClient, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
