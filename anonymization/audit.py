@@ -19,7 +19,8 @@ import pandas as pd
 from anonymization.blocks import SUBJECTS
 from anonymization.lp import INF, propagate
 from anonymization.relations import Quantity, Relations, components, group_rows
-from anonymization.solver import Nearby, Solver, Ticker, always
+from anonymization.solver import Nearby, Solver, always
+from anonymization.ticker import Ticker
 
 LOCAL_FROM = 300  # cells in a group from which local witnesses are tried first
 LOCAL_BREADTHS = (3, 12)  # other labels per dimension in the sub-tables tried, in turn

@@ -24,7 +24,8 @@ from anonymization.blocks import SUBJECTS
 from anonymization.lp import INF
 from anonymization.moves import Moves
 from anonymization.relations import Quantity, Relations
-from anonymization.solver import Nearby, Solver, Ticker
+from anonymization.solver import Nearby, Solver
+from anonymization.ticker import Ticker
 
 # LPs at most for the whole pass, counted (not timed) so that the result does not depend on the
 # machine: the 1M benchmark's group of 1,889 cells (1,079 protected) takes about 10,500; the

@@ -19,8 +19,8 @@ from scipy import sparse
 from anonymization.errors import AuditFailure
 from anonymization.lp import INF, highs_model, merge_tight, propagate, run
 from anonymization.relations import Quantity, Relations, group_rows
+from anonymization.ticker import Ticker
 
-REPORT_EVERY = 1.0  # seconds between two progress reports of a long audit
 TILE_SIZE = 400  # suppressed cells in a tile of a large group, about
 TILE_TURNS = 2  # tilings tried (labels grouped differently in each)
 TILE_ROUNDS = 12  # LPs per sense over a tile, at most
@@ -47,31 +47,6 @@ class Nearby(Protocol):
 
     def line_order(self, cells: np.ndarray) -> np.ndarray:
         """An order of ``cells`` in which neighbours tend to share a relation."""
-
-
-class Ticker:
-    """Progress of a long audit: ``label: done/total cells`` through ``progress``, at most once
-    a second and at every LP in between checks. A caller's ``progress`` may raise to stop the
-    work (the service does, past a job's time limit)."""
-
-    def __init__(self, progress: Callable[[str], None] | None, label: str, total: int) -> None:
-        self.progress, self.label, self.total = progress, label, total
-        self.done = 0
-        self.last = time.monotonic()
-
-    def advance(self, cells: int = 1) -> None:
-        """``cells`` more cells are done."""
-        self.done += cells
-        self.beat()
-
-    def beat(self) -> None:
-        """Report if a second has passed since the last report."""
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        if now - self.last >= REPORT_EVERY:
-            self.last = now
-            self.progress(f"{self.label}: {self.done}/{self.total} cells")
 
 
 class Solver:

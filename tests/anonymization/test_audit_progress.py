@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from anonymization import exact, solver
+from anonymization import exact, solver, ticker
 from anonymization.hierarchies import CategoricalHierarchy
 from anonymization.plan import AggregatePlan, Dimension, Measure
 from anonymization.protection import Protection
@@ -51,7 +51,7 @@ def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def test_the_audit_reports_cells_done_while_it_solves(
     monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
-    monkeypatch.setattr(solver, "REPORT_EVERY", 0.0)
+    monkeypatch.setattr(ticker, "REPORT_EVERY", 0.0)
     seen: list[str] = []
     release = run_release(_table(), _plan(), seen.append)
     assert release.counts()["suppressed"] > 0
@@ -65,7 +65,7 @@ def test_the_audit_reports_cells_done_while_it_solves(
 def test_a_caller_can_stop_the_audit_from_its_progress_callback(
     monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
-    monkeypatch.setattr(solver, "REPORT_EVERY", 0.0)
+    monkeypatch.setattr(ticker, "REPORT_EVERY", 0.0)
 
     def progress(message: str) -> None:
         if message.startswith(("auditing: ", "checking: ")):
@@ -95,7 +95,7 @@ def test_the_greedy_methods_last_pass_reports_and_can_be_stopped(
     """The pass that publishes complements again reports at its LPs too (the witnesses it
     finds, then the complements it tries), so a caller can stop it there."""
     monkeypatch.setattr(exact, "MAX_SIZE", 0)
-    monkeypatch.setattr(solver, "REPORT_EVERY", 0.0)
+    monkeypatch.setattr(ticker, "REPORT_EVERY", 0.0)
     seen: list[str] = []
     release = run_release(_table(), _plan(), seen.append)
     assert release.counts()["complements_method"].startswith("greedy")
