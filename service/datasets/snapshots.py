@@ -20,7 +20,9 @@ from sqlalchemy import (
     make_url,
     select,
 )
+from sqlalchemy.dialects.postgresql import DOMAIN
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.types import TypeEngine
 
 from anonymization.errors import DataError, InvalidRequest
 
@@ -69,7 +71,7 @@ def _refuse_nan(engine: Engine, name: str, schema: str | None) -> None:
     table = Table(name, MetaData(), schema=schema, autoload_with=engine)
     with engine.connect() as connection:
         for column in table.columns:
-            if not isinstance(column.type, Float | Numeric):
+            if not isinstance(_base_type(column.type), Float | Numeric):
                 continue
             nan = select(func.count()).select_from(table).where(column == literal_column("'NaN'"))
             found = connection.scalar(nan)
@@ -80,6 +82,14 @@ def _refuse_nan(engine: Engine, name: str, schema: str | None) -> None:
                     "NULL or to numbers",
                     field="source.table",
                 )
+
+
+def _base_type(declared: TypeEngine[object]) -> TypeEngine[object]:
+    """The type a PostgreSQL domain (``CREATE DOMAIN measure AS float8``), or a domain over a
+    domain, is built on: its values are that type's, NaN included."""
+    while isinstance(declared, DOMAIN):
+        declared = declared.data_type
+    return declared
 
 
 def _unstorable_column(frame: pd.DataFrame) -> DataError:
