@@ -19,6 +19,7 @@ from sqlalchemy import (
     literal_column,
     make_url,
     select,
+    type_coerce,
 )
 from sqlalchemy.dialects.postgresql import DOMAIN
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -69,19 +70,24 @@ def _refuse_nan(engine: Engine, name: str, schema: str | None) -> None:
     if engine.dialect.name != "postgresql":
         return  # SQLite stores a NaN as NULL
     table = Table(name, MetaData(), schema=schema, autoload_with=engine)
+    numeric = [c for c in table.columns if isinstance(_base_type(c.type), Float | Numeric)]
+    if not numeric:
+        return
+    # One scan of the table counts every column's NaN.
+    nan = literal_column("'NaN'", Float())
+    counts = select(
+        *(func.count().filter(type_coerce(c, _base_type(c.type)) == nan) for c in numeric)
+    )
     with engine.connect() as connection:
-        for column in table.columns:
-            if not isinstance(_base_type(column.type), Float | Numeric):
-                continue
-            nan = select(func.count()).select_from(table).where(column == literal_column("'NaN'"))
-            found = connection.scalar(nan)
-            if found:
-                raise DataError(
-                    f"column {column.name!r} holds {found} NaN value(s), which a snapshot cannot "
-                    "tell from missing ones: read the table through a view that maps them to "
-                    "NULL or to numbers",
-                    field="source.table",
-                )
+        found = connection.execute(counts.select_from(table)).one()
+    for column, count in zip(numeric, found, strict=True):
+        if count:
+            raise DataError(
+                f"column {column.name!r} holds {count} NaN value(s), which a snapshot cannot "
+                "tell from missing ones: read the table through a view that maps them to NULL "
+                "or to numbers",
+                field="source.table",
+            )
 
 
 def _base_type(declared: TypeEngine[object]) -> TypeEngine[object]:
