@@ -6,6 +6,7 @@ import io
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,20 +83,30 @@ def test_a_lost_secret_is_replaced(app: FastAPI, client: TestClient, tmp_path: P
     token_for(client, second[0].client_id, second[0].client_secret)
 
 
+def _loaded_lab(
+    app: FastAPI, client: TestClient, folder: Path, readings: ConsumptionGenerator
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The demo loaded from small files under ``folder``: the laboratory's saved credentials
+    and the headers of a token of its."""
+    generate(PaymentsGenerator(2_000, 1), folder, "payments", False, lambda _rows: None)
+    generate(readings, folder, "consumption", False, lambda _rows: None)
+    with app.state.sessionmaker() as session:
+        loaded = load(session, app.state.store, folder, {})
+        session.commit()
+    write_saved(folder / "credentials.json", loaded)
+    lab: dict[str, Any] = json.loads((folder / "credentials.json").read_text())[
+        "Laboratoire universitaire"
+    ]
+    return lab, bearer(token_for(client, lab["client_id"], lab["client_secret"]))
+
+
 def test_the_labs_microdata_agreement_releases_k_anonymous_households(
     app: FastAPI, client: TestClient, tmp_path: Path
 ) -> None:
     # The demo's territory and a year of readings, with fewer meters than `demo load`'s 20,000.
-    generate(PaymentsGenerator(2_000, 1), tmp_path, "payments", False, lambda _rows: None)
     readings = ConsumptionGenerator(2_000, 365, 2025, ["74"])
-    generate(readings, tmp_path, "consumption", False, lambda _rows: None)
-    with app.state.sessionmaker() as session:
-        loaded = load(session, app.state.store, tmp_path, {})
-        session.commit()
-    write_saved(tmp_path / "credentials.json", loaded)
-    lab = json.loads((tmp_path / "credentials.json").read_text())["Laboratoire universitaire"]
+    lab, headers = _loaded_lab(app, client, tmp_path, readings)
     agreement = lab["agreements"]["microdata"]
-    headers = bearer(token_for(client, lab["client_id"], lab["client_secret"]))
 
     done = request_and_wait(client, headers, agreement, {"kind": "microdata", "format": "csv"})
 
@@ -119,6 +130,28 @@ def test_the_labs_microdata_agreement_releases_k_anonymous_households(
     heated = pd.Series(readings.heating > 0, index=ids)
     derived = households.set_index("meter_id")["heating"].eq("electric")
     assert (derived == heated.reindex(derived.index)).mean() > 0.99
+
+
+def test_the_lab_gets_microdata_of_households_and_aggregates_of_consumption(
+    app: FastAPI, client: TestClient, tmp_path: Path
+) -> None:
+    # Two files, two populations to the ledger: the one-kind rule lets both through (the
+    # README's known limit on derived data says why that is not proof of safety).
+    lab, headers = _loaded_lab(app, client, tmp_path, ConsumptionGenerator(300, 20, 2025, ["74"]))
+    records, aggregate = lab["agreements"]["microdata"], lab["agreements"]["aggregate"]
+    done = request_and_wait(client, headers, records, MICRODATA)
+    assert done["status"] == "succeeded", (done["failure_code"], done["failure"])
+    decision = client.post(f"/agreements/{aggregate}/decisions", json=MONTHLY, headers=headers)
+    assert decision.status_code == 200 and decision.json()["permit"], decision.text
+    done = request_and_wait(client, headers, aggregate, MONTHLY)
+    assert done["status"] == "succeeded", (done["failure_code"], done["failure"])
+    # More microdata of the households under the same agreement is still allowed.
+    again = client.post(f"/agreements/{records}/decisions", json=MICRODATA, headers=headers)
+    assert again.status_code == 200 and again.json()["permit"], again.text
+
+
+MICRODATA = {"kind": "microdata", "format": "csv"}
+MONTHLY = {"group_by": {"iris": "commune", "date": "month"}, "measures": ["subjects"]}
 
 
 @pytest.fixture
