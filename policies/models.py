@@ -21,10 +21,10 @@ from pydantic import (
     model_validator,
 )
 
+from anonymization.bands import BandHierarchy
 from anonymization.errors import HierarchyError, InvalidRequest
 from anonymization.fields import Distinct
 from anonymization.hierarchies import (
-    BandHierarchy,
     CategoricalHierarchy,
     Hierarchy,
     TimeHierarchy,

@@ -15,10 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from anonymization.bands import BandHierarchy
 from anonymization.errors import DataError, HierarchyError
 from anonymization.hierarchies import (
     TOP,
-    BandHierarchy,
     CategoricalHierarchy,
     Hierarchy,
     TimeHierarchy,

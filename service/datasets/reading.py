@@ -18,9 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from anonymization.bands import BandHierarchy
 from anonymization.errors import DataError, HierarchyError, InvalidRequest, PartageError
 from anonymization.hierarchies import (
-    BandHierarchy,
     CategoricalHierarchy,
     Hierarchy,
     MappingHierarchy,

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anonymization.bands import BandHierarchy
 from anonymization.errors import HierarchyError
 from anonymization.hierarchies import (
-    BandHierarchy,
     CategoricalHierarchy,
     GeoFrHierarchy,
     TableHierarchy,

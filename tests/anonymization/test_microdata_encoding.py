@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from anonymization.bands import BandHierarchy
 from anonymization.errors import HierarchyError
-from anonymization.hierarchies import BandHierarchy, TimeHierarchy
+from anonymization.hierarchies import TimeHierarchy
 from anonymization.microdata.encoding import encode_column
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from anonymization.bands import BandHierarchy
 from anonymization.errors import DataError, HierarchyError, PolicyViolation
-from anonymization.hierarchies import BandHierarchy
 from anonymization.microdata.config import MicrodataPolicy
 from anonymization.microdata.pseudonyms import agreement_key
 from anonymization.microdata.release import anonymize_microdata

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
+from anonymization.bands import BandHierarchy
 from anonymization.errors import HierarchyError, InvalidRequest, PolicyViolation
-from anonymization.hierarchies import BandHierarchy
 from policies.files import parse, read_document
 from policies.models import BandSpec, ExtractRequest, Policy, load_hierarchies
 from policies.requests import build_plan, check_policy, check_request
