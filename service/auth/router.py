@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.auth.server import FormRequest, TokenServer, claimed_client_id
+from service.auth.server import FormRequest, RateLimited, TokenServer, claimed_client_id
 from service.deps import LimiterDep, SessionDep, SettingsDep, SigningKeysDep, TokenAttemptsDep
 
 router = APIRouter(tags=["auth"])
@@ -80,28 +80,21 @@ async def token(
     address = request.client.host if request.client else ""
     wait, field = attempts.admit(client_id, address)
     if wait:
-        return _too_many(wait, field)
+        return server.handle_error_response(None, _too_many(wait, field))
     response: JSONResponse = await run_in_threadpool(server.create_token_response, oauth_request)
     if response.status_code != 401:  # the client authenticated: no failure to count
         attempts.succeeded(client_id, address)
     return response
 
 
-def _too_many(wait: int, field: str | None) -> JSONResponse:
-    """429 in OAuth's error shape, with ``Retry-After``."""
+def _too_many(wait: int, field: str | None) -> RateLimited:
+    """The 429 of too many attempts from an address (failures for one client id: ``field``)."""
     what = (
         "too many failed token requests for this client id from this address"
         if field
         else "too many token requests from this address"
     )
-    description = f"{what}: retry after {wait} s"
-    body = {
-        "error": "too_many_requests",
-        "error_description": description,
-        "detail": description,
-        "field": field,
-    }
-    return JSONResponse(body, status_code=429, headers={"Retry-After": str(wait)})
+    return RateLimited(f"{what}: retry after {wait} s", wait, field)
 
 
 @router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")

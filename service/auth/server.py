@@ -110,13 +110,16 @@ class RepeatedParameter(InvalidRequestError):  # type: ignore[misc]
 
 
 class RateLimited(OAuth2Error):  # type: ignore[misc]
-    """429 with ``Retry-After``: the client spent its requests (tokens count as requests)."""
+    """429 with ``Retry-After``: the client spent its requests (tokens count as requests), or
+    too many attempts came from an address (``field``: the client id, when they are failures
+    for one id)."""
 
     error = "too_many_requests"
 
-    def __init__(self, client_id: str, wait: int) -> None:
-        super().__init__(f"rate limit of {client_id} exceeded", status_code=429)
+    def __init__(self, description: str, wait: int, field: str | None = None) -> None:
+        super().__init__(description, status_code=429)
         self.wait = wait
+        self.field = field
 
     def get_headers(self) -> list[tuple[str, str]]:
         return [*super().get_headers(), ("Retry-After", str(self.wait))]
@@ -155,7 +158,7 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
         # Counted once authenticated: a stranger sending a client's id cannot spend its bucket.
         wait = self.limiter.take(client_id)
         if wait:
-            raise RateLimited(client_id, wait)
+            raise RateLimited(f"rate limit of {client_id} exceeded", wait)
         request.auth_method = method
         return client
 
