@@ -210,10 +210,7 @@ class SQLiteLedger:
             ).fetchall()
         return (
             [f"release {r['id']} of the ledger ({r['recorded_at']})" for r in aggregate],
-            {
-                f"microdata release {r['id']} of the ledger ({r['recorded_at']})": r["scope"]
-                for r in microdata
-            },
+            {_microdata_name(row): row["scope"] for row in microdata},
         )
 
     def record(self, partner: str, release: HeldRelease, read: int | None = None) -> None:
@@ -254,7 +251,7 @@ class SQLiteLedger:
                 row["scope"],
                 row["k"],
                 row["classes"],
-                f"microdata release {row['id']} of the ledger ({row['recorded_at']})",
+                _microdata_name(row),
             )
             for row in rows
         ]
@@ -270,6 +267,11 @@ class SQLiteLedger:
                 "VALUES (?, ?, ?, ?, ?)",
                 (partner, release.dataset, release.scope, release.k, json.dumps(release.classes)),
             )
+
+
+def _microdata_name(row: sqlite3.Row) -> str:
+    """How a held microdata release is named in refusals and manifests."""
+    return f"microdata release {row['id']} of the ledger ({row['recorded_at']})"
 
 
 def _recorded(con: sqlite3.Connection, partner: str) -> int:

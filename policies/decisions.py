@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -115,6 +116,16 @@ class Holdings(BaseModel):
     aggregate: tuple[str, ...] = ()
     microdata: tuple[str, ...] = ()
     other_microdata: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, aggregate: Iterable[str], microdata: Mapping[str, object], key: object) -> Holdings:
+        """What the partner holds, from its aggregate releases' names and its microdata
+        releases' names, each with what keyed its pseudonyms: ``key`` for this release's."""
+        return cls(
+            aggregate=tuple(aggregate),
+            microdata=tuple(name for name, held in microdata.items() if held == key),
+            other_microdata=tuple(name for name, held in microdata.items() if held != key),
+        )
 
 
 class Decision(BaseModel):

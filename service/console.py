@@ -30,6 +30,14 @@ PartnerOption = Annotated[
 ]
 
 
+def file_digest(path: Path) -> str:
+    """``sha256:`` and the SHA-256 of a file, read in blocks."""
+    import hashlib
+
+    with path.open("rb") as stream:
+        return "sha256:" + hashlib.file_digest(stream, "sha256").hexdigest()
+
+
 def check_partner(partner: str) -> None:
     """Refuse a blank partner name (the ledger's key)."""
     if not partner.strip():
@@ -42,12 +50,7 @@ def refuse_if_held_elsewhere(
     """Refuse a release of ``kind`` (with microdata, pseudonyms of ``scope``) of the data whose
     SHA-256 is ``digest`` if the partner holds releases of it that it cannot be protected
     jointly with: the other kind, or microdata under another pseudonym key."""
-    aggregate, microdata = ledger.releases_of(partner, digest)
-    holdings = Holdings(
-        aggregate=tuple(aggregate),
-        microdata=tuple(name for name, held in microdata.items() if held == scope),
-        other_microdata=tuple(name for name, held in microdata.items() if held != scope),
-    )
+    holdings = Holdings.of(*ledger.releases_of(partner, digest), scope)
     for reason in holding_reasons(kind, holdings, field="--ledger"):
         raise reason.error()
 

@@ -105,12 +105,10 @@ def holdings(
         )
         .order_by(MicrodataLedgerEntry.created_at, MicrodataLedgerEntry.id)
     ).all()
-    return Holdings(
-        aggregate=tuple(f"extract {extract}" for extract in aggregate),
-        microdata=tuple(f"extract {e}" for e, agreement in microdata if agreement == agreement_id),
-        other_microdata=tuple(
-            f"extract {e}" for e, agreement in microdata if agreement != agreement_id
-        ),
+    return Holdings.of(
+        (f"extract {extract}" for extract in aggregate),
+        {f"extract {extract}": agreement for extract, agreement in microdata},
+        agreement_id,
     )
 
 
