@@ -24,6 +24,7 @@ from service.console import (
     PartnerOption,
     check_outputs,
     check_partner,
+    file_digest,
     handled,
     refuse_if_held_elsewhere,
     stderr,
@@ -49,14 +50,6 @@ def partage() -> None:
     """Partage: release protected extracts of sensitive data, offline or as a service."""
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, read in blocks."""
-    import hashlib
-
-    with path.open("rb") as stream:
-        return "sha256:" + hashlib.file_digest(stream, "sha256").hexdigest()
-
-
 def request_document(request: ExtractRequest) -> dict[str, Any]:
     """The request as the manifest and the ledger keep it."""
     return request.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -67,16 +60,17 @@ def release_manifest(
     request: ExtractRequest,
     policy: Policy,
     data: Path,
+    data_digest: str,
     output: bytes,
     fmt: OutputFormat,
 ) -> dict[str, Any]:
-    """The manifest of an offline release."""
+    """The manifest of an offline release (``data_digest``: :func:`file_digest` of ``data``)."""
     from anonymization.release import sha256_hex
 
     return {
         "request": request_document(request),
         "policy_digest": digest(policy.model_dump(mode="json")),
-        "input": {"file": data.name, "digest": file_digest(data)},
+        "input": {"file": data.name, "digest": data_digest},
         **release.summary(),
         "output": {"format": fmt, "sha256": sha256_hex(output)},
     }
@@ -220,7 +214,8 @@ def release_command(
         from anonymization.release import run_release, serialize
 
         ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
-        dataset = file_digest(data) if ledger is not None else ""
+        # Read once: the ledger's key of the data and the manifest's input digest.
+        dataset = file_digest(data) if ledger is not None or manifest is not None else ""
         read = ledger.recorded(partner) if ledger is not None else 0
         if ledger is not None:
             refuse_if_held_elsewhere(ledger, partner, dataset.removeprefix("sha256:"), "aggregate")
@@ -230,7 +225,9 @@ def release_command(
         progress("writing")
         files: dict[str, tuple[Path, bytes]] = {"--out": (out, output)}
         if manifest is not None:
-            document = release_manifest(release, request, policy, data, output, request.format)
+            document = release_manifest(
+                release, request, policy, data, dataset, output, request.format
+            )
             # One line: JSON's C encoder only runs without indentation (``jq .`` pretty-prints).
             text = json.dumps(document, ensure_ascii=False) + "\n"
             files["--manifest"] = (manifest, text.encode())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from service.console import (
     check_outputs,
     check_partner,
     fail,
+    file_digest,
     refuse_if_held_elsewhere,
     write_atomically,
 )
@@ -177,7 +177,7 @@ def anonymize(
             table = table[columns]
         key = _key(pseudonym_key_file, agreement)
         ledger = SQLiteLedger(ledger_file) if ledger_file is not None else None
-        digest = hashlib.sha256(data.read_bytes()).hexdigest()
+        digest = file_digest(data).removeprefix("sha256:")
         read = ledger.recorded(partner) if ledger is not None else 0
         held = _held(ledger, partner, key, digest)
         result = anonymize_microdata(table, parsed, hierarchies, key, held)
