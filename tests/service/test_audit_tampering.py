@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -176,7 +177,12 @@ def test_verifying_while_the_service_appends_is_never_a_false_alarm(app: FastAPI
     thread = threading.Thread(target=appender)
     thread.start()
     try:
+        # At least 60 verifications, and on until the appender has committed during them (a
+        # loaded machine may not schedule it at once): 30 s at most.
+        deadline = time.monotonic() + 30
         reports = [_report(app) for _ in range(60)]
+        while reports[-1].entries <= reports[0].entries and time.monotonic() < deadline:
+            reports.append(_report(app))
     finally:
         stop.set()
         thread.join()
